@@ -89,6 +89,7 @@ defmodule Baseline do
 
   defp route(:GET, "/stats", _q, sock) do
     c = cnt()
+
     body =
       ~s({"open":#{:counters.get(c, 1)},"subscribers":#{:counters.get(c, 2)},) <>
         ~s("closed_told":#{:counters.get(c, 3)},"overflow":0,"accepted":#{:counters.get(c, 5)},) <>
@@ -98,7 +99,9 @@ defmodule Baseline do
   end
 
   defp route(:GET, "/closes", _q, sock) do
-    body = :ets.foldl(fn {id, t}, acc -> [id, " ", Integer.to_string(t), "\n" | acc] end, [], :closes)
+    body =
+      :ets.foldl(fn {id, t}, acc -> [id, " ", Integer.to_string(t), "\n" | acc] end, [], :closes)
+
     respond(sock, 200, "text/plain", body)
   end
 
@@ -126,7 +129,14 @@ defmodule Baseline do
     |> IO.iodata_to_binary()
   end
 
-  defp event(seq), do: ["data: ", Integer.to_string(seq), " ", Integer.to_string(System.os_time(:nanosecond)), "\n\n"]
+  defp event(seq),
+    do: [
+      "data: ",
+      Integer.to_string(seq),
+      " ",
+      Integer.to_string(System.os_time(:nanosecond)),
+      "\n\n"
+    ]
 
   defp publish(n, mode, interval_us) do
     base = :counters.get(cnt(), 4)
@@ -162,6 +172,7 @@ defmodule Baseline do
     case :gen_tcp.send(sock, @sse_head) do
       :ok ->
         :counters.add(cnt(), 1, 1)
+
         if subscribe? do
           :ets.insert(:subs, {self()})
           :counters.add(cnt(), 2, 1)

@@ -1,0 +1,745 @@
+#!/usr/bin/env python3
+"""Runs the Crier benchmark scenarios against every target and writes bench/out/results.json
+and bench/RESULTS.md. Started by bench/run (which builds what this needs).
+
+Every target speaks the endpoint contract in bench/README.md. Managed targets are started
+fresh for each scenario; `--target name=URL[,pid=N]` adds a server that is already running
+(memory and CPU figures need its OS pid).
+
+All traffic stays on loopback; every wait is bounded.
+"""
+
+import argparse
+import datetime
+import http.client as httpc
+import json
+import math
+import os
+import platform
+import queue
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+OUT = os.path.join(BENCH, "out")
+LOADGEN = os.path.join(BENCH, "target", "release", "loadgen")
+RAW = os.path.join(BENCH, "target", "release", "raw_server")
+YAWS_EBIN = None  # found at start
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICK = os.sysconf("SC_CLK_TCK")
+PER_PROC = 5000  # connections per load generator process (under the 20,000 fd limit)
+
+
+def log(*a):
+    print(time.strftime("%H:%M:%S"), *a, flush=True)
+
+
+# ---------------------------------------------------------------- /proc readings
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        s = f.read()
+    fields = s[s.rindex(")") + 2:].split()
+    return int(fields[11]), int(fields[12])  # utime, stime
+
+
+def nfds(pid):
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return -1
+
+
+def sock_mem_bytes():
+    with open("/proc/net/sockstat") as f:
+        for line in f:
+            if line.startswith("TCP:"):
+                w = line.split()
+                return int(w[w.index("mem") + 1]) * PAGE
+    return 0
+
+
+def machine():
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal"):
+                mem = int(line.split()[1]) * 1024
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "mem_gib": round(mem / 2**30, 1),
+        "kernel": platform.release(),
+        "os": _os_name(),
+        "fd_limit": _fd_limit(),
+    }
+
+
+def _os_name():
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return platform.system()
+
+
+def _fd_limit():
+    import resource
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+def _cmd_out(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60).stdout.strip()
+    except Exception:
+        return "?"
+
+
+def versions():
+    otp = _cmd_out(["erl", "-noshell", "-eval",
+                    'io:format("~s/~s", [erlang:system_info(otp_release), erlang:system_info(version)]), halt().'])
+    ex = _cmd_out(["elixir", "--version"]).splitlines()
+    return {
+        "otp/erts": otp,
+        "elixir": ex[-1] if ex else "?",
+        "rustc": _cmd_out(["rustc", "--version"]),
+        "yaws": _cmd_out(["dpkg-query", "-W", "-f=${Version}", "erlang-yaws"]),
+        "crier": _cmd_out(["git", "-C", ROOT, "log", "-1", "--format=%h %cd", "--date=short"]),
+    }
+
+
+# ---------------------------------------------------------------- HTTP to targets
+
+def http(base, method, path, timeout=30):
+    u = urllib.parse.urlsplit(base)
+    c = httpc.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    try:
+        c.request(method, path, headers={"content-length": "0"} if method == "POST" else {})
+        r = c.getresponse()
+        body = r.read()
+        return r.status, body
+    finally:
+        c.close()
+
+
+def stats(base):
+    st, body = http(base, "GET", "/stats", timeout=30)
+    if st != 200:
+        raise RuntimeError(f"/stats answered {st}")
+    return json.loads(body)
+
+
+def wait_stat(base, key, want, timeout, cmp=lambda v, w: v >= w):
+    end = time.time() + timeout
+    v = None
+    while time.time() < end:
+        try:
+            v = stats(base).get(key)
+            if v is not None and cmp(v, want):
+                return v
+        except (OSError, RuntimeError, ValueError):
+            pass
+        time.sleep(0.1)
+    return v
+
+
+# ---------------------------------------------------------------- load generator processes
+
+class Src:
+    """Hands each load generator process its own source-address block 127.<net>.<id>.x."""
+
+    def __init__(self):
+        self.k = 0
+
+    def next(self):
+        self.k += 1
+        return 1 + (self.k // 250) % 250, self.k % 250
+
+
+SRC = Src()
+
+
+class Loadgen:
+    def __init__(self, args, progress=False, name="lg"):
+        net, pid = SRC.next()
+        cmd = [LOADGEN] + args + ["--src-net", str(net), "--proc-id", str(pid)]
+        if progress and sys.stderr.isatty():
+            cmd.append("--progress")
+        self.proc_id = pid
+        self.errlog = open(os.path.join(OUT, "logs", f"{name}-{net}-{pid}.err"), "w")
+        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=None if progress else self.errlog, text=True, bufsize=1)
+        self.q = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            try:
+                self.q.put(json.loads(line))
+            except ValueError:
+                pass
+        self.q.put(None)
+
+    def send(self, cmd):
+        try:
+            self.p.stdin.write(cmd + "\n")
+            self.p.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass
+
+    def expect(self, typ, timeout):
+        end = time.time() + timeout
+        while True:
+            left = end - time.time()
+            if left <= 0:
+                raise TimeoutError(f"loadgen: no {typ} within {timeout}s")
+            try:
+                m = self.q.get(timeout=left)
+            except queue.Empty:
+                continue
+            if m is None:
+                raise RuntimeError(f"loadgen exited (rc={self.p.poll()}) waiting for {typ}")
+            if m.get("type") == typ:
+                return m
+
+    def stop(self):
+        self.send("exit")
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.errlog.close()
+
+
+def hold_group(url, n, max_secs, name):
+    """Open n connections over ceil(n/PER_PROC) processes; return (loadgens, opened, failures)."""
+    procs = max(1, math.ceil(n / PER_PROC))
+    lgs = []
+    for i in range(procs):
+        k = n // procs + (1 if i < n % procs else 0)
+        lgs.append(Loadgen(["hold", "--url", url, "--conns", str(k), "--max-secs", str(max_secs)],
+                           progress=(i == 0), name=name))
+    opened, fails = 0, {}
+    for lg in lgs:
+        r = lg.expect("ready", 200)
+        opened += r["opened"]
+        for k, v in r.get("fail_reasons", {}).items():
+            fails[k] = fails.get(k, 0) + v
+    return lgs, opened, fails
+
+
+def stop_all(lgs):
+    for lg in lgs:
+        lg.stop()
+
+
+# ---------------------------------------------------------------- histograms
+
+def merge_hist(reports):
+    h = {}
+    for r in reports:
+        for v, c in r["hist_us"]:
+            h[v] = h.get(v, 0) + c
+    return sorted(h.items())
+
+
+def pct(hist, q):
+    total = sum(c for _, c in hist)
+    if total == 0:
+        return None
+    want = q * total
+    acc = 0
+    for v, c in hist:
+        acc += c
+        if acc >= want:
+            return v
+    return hist[-1][0]
+
+
+def pct_list(values, q):
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+def compact_cdf(hist, points=200):
+    """A few hundred (latency_us, fraction) points for plotting."""
+    total = sum(c for _, c in hist)
+    if not total:
+        return []
+    out, acc, step, last = [], 0, max(1, total // points), -1
+    for v, c in hist:
+        acc += c
+        if acc - last >= step or acc == total:
+            out.append((v, acc / total))
+            last = acc
+    return out
+
+
+# ---------------------------------------------------------------- targets
+
+class Target:
+    """A server under test. `start()` gives (base_url, pid or None)."""
+
+    def __init__(self, name, label, sse=True, sub=True):
+        self.name, self.label, self.sse, self.sub = name, label, sse, sub
+        self.proc = None
+        self.pid = None
+        self.base = None
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self):
+        pass
+
+
+class Managed(Target):
+    def __init__(self, name, label, cmd, cwd=BENCH, env=None, port=None, startup=60):
+        super().__init__(name, label)
+        self.cmd, self.cwd, self.env, self.port, self.startup = cmd, cwd, env or {}, port, startup
+        self.n = 0
+
+    def start(self):
+        self.n += 1
+        port = self.port() if callable(self.port) else None
+        cmd = [c.replace("{port}", str(port)) for c in self.cmd]
+        logpath = os.path.join(OUT, "logs", f"server-{self.name}-{self.n}.log")
+        self.log = open(logpath, "w")
+        env = dict(os.environ)
+        env.update(self.env)
+        self.proc = subprocess.Popen(cmd, cwd=self.cwd, env=env, stdout=self.log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        end = time.time() + self.startup
+        while time.time() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start; see {logpath}")
+            with open(logpath) as f:
+                m = re.search(r"listening on ([0-9.]+):(\d+)(?: pid (\d+))?", f.read())
+            if m:
+                self.base = f"http://{m.group(1)}:{m.group(2)}"
+                self.pid = int(m.group(3)) if m.group(3) else self.proc.pid
+                break
+            time.sleep(0.1)
+        else:
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start within {self.startup}s; see {logpath}")
+        wait_stat(self.base, "open", 0, 30)
+        time.sleep(1.0)  # let the VM settle before the first reading
+        return self.base, self.pid
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self.proc:
+            self.log.close()
+        self.proc = None
+        time.sleep(1.0)  # let the kernel release the sockets
+
+
+class External(Target):
+    def __init__(self, name, url, pid):
+        super().__init__(name, f"{name} (by URL)")
+        self.base, self.pid = url.rstrip("/"), pid
+
+    def start(self):
+        wait_stat(self.base, "open", 0, 60, cmp=lambda v, w: v == w)
+        return self.base, self.pid
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def make_targets(args):
+    max_secs = str(args.max_secs)
+    env = {"BENCH_MAX_SECS": max_secs}
+    t = {}
+    if "crier" in args.only:
+        t["crier"] = Managed("crier", "Crier", ["mix", "run", "--no-compile", "bench/crier_server.exs"],
+                             cwd=ROOT, env=dict(env, MIX_ENV=args.mix_env), startup=120)
+    if "raw" in args.only:
+        t["raw"] = Managed("raw", "raw tokio", [RAW, "--listen", "127.0.0.1:0", "--max-secs", max_secs])
+    if "baseline" in args.only:
+        t["baseline"] = Managed("baseline", "gen_tcp baseline",
+                                ["elixir", "--erl", "+P 1000000", os.path.join(BENCH, "baseline_server.exs")],
+                                env=env)
+    if "yaws" in args.only:
+        t["yaws"] = Managed("yaws", "Yaws 2.1.1",
+                            ["erl", "+P", "1000000", "-noshell", "-pa", YAWS_EBIN, "-pa",
+                             os.path.join(OUT, "ebin"), "-s", "crier_bench_yaws", "start", "{port}",
+                             os.path.join(OUT, "yawslog")],
+                            env=env, port=free_port)
+    for spec in args.target:
+        name, _, rest = spec.partition("=")
+        parts = rest.split(",")
+        url, pid = parts[0], None
+        for p in parts[1:]:
+            if p.startswith("pid="):
+                pid = int(p[4:])
+        t[name] = External(name, url, pid)
+    return t
+
+
+# ---------------------------------------------------------------- scenarios
+
+def scen_idle(tgt, path, steps, a):
+    base, pid = tgt.start()
+    url = base + path
+    res = {"path": path, "steps": []}
+    lgs = []
+    try:
+        rss0 = rss_bytes(pid) if pid else None
+        sk0 = sock_mem_bytes()
+        fds0 = nfds(pid) if pid else None
+        have = 0
+        for n in steps:
+            more, fails = n - have, {}
+            g, opened, fails = hold_group(url, more, a.max_secs, f"idle-{tgt.name}")
+            lgs += g
+            have += opened
+            key = "open"
+            got = wait_stat(base, key, have, 60)
+            time.sleep(a.settle)
+            rss = rss_bytes(pid) if pid else None
+            sk = sock_mem_bytes()
+            step = {
+                "target_conns": n, "opened": have, "server_open": got, "failures": fails,
+                "rss": rss, "rss0": rss0,
+                "per_conn": (rss - rss0) / have if pid and have else None,
+                "sock_mem_per_conn": (sk - sk0) / have if have else None,
+                "fds": nfds(pid) if pid else None, "fds0": fds0,
+            }
+            log(f"  idle {tgt.name}{path} {have} open: "
+                + (f"{step['per_conn']:.0f} B/conn user space" if step["per_conn"] is not None else "no pid")
+                + f", kernel {step['sock_mem_per_conn']:.0f} B/conn (both ends)")
+            res["steps"].append(step)
+            if opened < more:
+                log(f"  only {opened}/{more} opened: {fails}; stopping this ladder")
+                break
+    finally:
+        stop_all(lgs)
+        tgt.stop()
+    return res
+
+
+def scen_fanout(tgt, n, a):
+    base, pid = tgt.start()
+    url = base + "/sub"
+    res = {"subscribers": n, "modes": {}}
+    lgs = []
+    try:
+        lgs, opened, fails = hold_group(url, n, a.max_secs, f"fanout-{tgt.name}")
+        subs = wait_stat(base, "subscribers", opened, 60)
+        res.update(opened=opened, server_subscribers=subs, failures=fails)
+        time.sleep(a.settle)
+        for mode in a.modes:
+            for lg in lgs:
+                lg.send("reset")
+            for lg in lgs:
+                lg.expect("reset", 30)
+            time.sleep(0.5)
+            c0 = cpu_ticks(pid) if pid else None
+            t0 = time.time()
+            st, body = http(base, "POST",
+                            f"/publish?n={a.events}&mode={mode}&interval_us={a.interval_us}",
+                            timeout=300)
+            t_pub = time.time() - t0
+            for lg in lgs:
+                lg.send(f"wait {a.events} {int(a.fanout_timeout * 1000)} {int(a.idle_ms)}")
+            reps = [lg.expect("report", a.fanout_timeout + 30) for lg in lgs]
+            c1 = cpu_ticks(pid) if pid else None
+            hist = merge_hist(reps)
+            delivered = sum(r["events"] for r in reps)
+            first_pub = min((r["first_pub_ns"] for r in reps if r["first_pub_ns"]), default=0)
+            last_recv = max((r["last_recv_ns"] for r in reps), default=0)
+            span = (last_recv - first_pub) / 1e9 if first_pub and last_recv > first_pub else None
+            m = {
+                "publish_status": st,
+                "publish_call_s": t_pub,
+                "expected": a.events * opened,
+                "delivered": delivered,
+                "complete_conns": sum(r["complete"] for r in reps),
+                "gaps": sum(r["gaps"] for r in reps),
+                "disconnected": sum(r["disconnected"] for r in reps),
+                "span_s": span,
+                "events_per_s": delivered / span if span else None,
+                "p50_us": pct(hist, 0.50), "p99_us": pct(hist, 0.99), "max_us": hist[-1][0] if hist else None,
+                "cdf": compact_cdf(hist),
+            }
+            if pid:
+                du, ds = (c1[0] - c0[0]) / TICK, (c1[1] - c0[1]) / TICK
+                m.update(cpu_user_s=du, cpu_sys_s=ds,
+                         us_per_event=(du + ds) * 1e6 / delivered if delivered else None,
+                         user_us_per_event=du * 1e6 / delivered if delivered else None,
+                         sys_us_per_event=ds * 1e6 / delivered if delivered else None)
+            res["modes"][mode] = m
+            log(f"  fanout {tgt.name} {n} {mode}: {delivered}/{m['expected']} delivered, "
+                f"{(m['events_per_s'] or 0):,.0f} ev/s, p50 {m['p50_us']} us, p99 {m['p99_us']} us"
+                + (f", {m['us_per_event']:.2f} us CPU/event" if m.get("us_per_event") else ""))
+            time.sleep(1.0)
+        res["server_after"] = stats(base)
+    finally:
+        stop_all(lgs)
+        tgt.stop()
+    return res
+
+
+def scen_close(tgt, n, a):
+    base, pid = tgt.start()
+    url = base + "/sse"
+    res = {"conns": n}
+    lgs = []
+    try:
+        lgs, opened, fails = hold_group(url, n, a.max_secs, f"close-{tgt.name}")
+        got = wait_stat(base, "open", opened, 60)
+        http(base, "POST", "/reset")
+        time.sleep(a.settle)
+        for lg in lgs:
+            lg.send("close")
+        closes = {}
+        for lg in lgs:
+            r = lg.expect("closed", 120)
+            for i, t in r["closes"]:
+                closes[f"p{lg.proc_id}c{i}"] = t
+        told = wait_stat(base, "closed_told", len(closes), a.close_wait)
+        _, body = http(base, "GET", "/closes", timeout=60)
+        seen = {}
+        for line in body.decode().splitlines():
+            w = line.split()
+            if len(w) == 2:
+                seen[w[0]] = int(w[1])
+        delays = [(seen[i] - t) / 1000.0 for i, t in closes.items() if i in seen]
+        res.update(
+            opened=opened, server_open=got, failures=fails, closed_by_client=len(closes),
+            told=len(delays), never_told=len(closes) - len(delays), wait_s=a.close_wait,
+            p50_us=pct_list(delays, 0.5), p99_us=pct_list(delays, 0.99),
+            max_us=max(delays) if delays else None, min_us=min(delays) if delays else None,
+            server_told_counter=told,
+            open_after=stats(base).get("open"),
+        )
+        log(f"  close {tgt.name}: {res['told']}/{len(closes)} told, p50 {res['p50_us']} us, "
+            f"p99 {res['p99_us']} us")
+    finally:
+        stop_all(lgs)
+        tgt.stop()
+    return res
+
+
+def scen_churn(tgt, path, a):
+    base, pid = tgt.start()
+    url = base + path
+    res = {"path": path, "secs": a.churn_secs}
+    try:
+        # Warm up once so that lazily made tables and code are loaded before "before".
+        warm = [Loadgen(["churn", "--url", url, "--concurrency", "8", "--secs", "2"], name="warm")]
+        for lg in warm:
+            lg.expect("churn", 60)
+            lg.stop()
+        wait_stat(base, "open", 0, 30, cmp=lambda v, w: v == w)
+        time.sleep(a.settle)
+        before = {"rss": rss_bytes(pid) if pid else None, "fds": nfds(pid) if pid else None}
+        lgs = [Loadgen(["churn", "--url", url, "--concurrency", str(a.churn_conc),
+                        "--secs", str(a.churn_secs), "--max-secs", str(a.churn_secs + 60)],
+                       progress=(i == 0), name=f"churn-{tgt.name}") for i in range(2)]
+        mid_rss = []
+        end = time.time() + a.churn_secs
+        while time.time() < end:
+            time.sleep(min(5, max(0.1, end - time.time())))
+            if pid:
+                mid_rss.append(rss_bytes(pid))
+        reps = [lg.expect("churn", a.churn_secs + 90) for lg in lgs]
+        for lg in lgs:
+            lg.stop()
+        open_after = wait_stat(base, "open", 0, 30, cmp=lambda v, w: v == w)
+        time.sleep(a.settle)
+        after = {"rss": rss_bytes(pid) if pid else None, "fds": nfds(pid) if pid else None}
+        cycles = sum(r["cycles"] for r in reps)
+        secs = max(r["secs"] for r in reps)
+        hist = merge_hist(reps)
+        fails = {}
+        for r in reps:
+            for k, v in r["fail_reasons"].items():
+                fails[k] = fails.get(k, 0) + v
+        res.update(cycles=cycles, errors=sum(r["errors"] for r in reps), fail_reasons=fails,
+                   per_s=cycles / secs if secs else None, before=before, after=after,
+                   peak_rss=max(mid_rss) if mid_rss else None, open_after=open_after,
+                   head_p50_us=pct(hist, 0.5), head_p99_us=pct(hist, 0.99))
+        log(f"  churn {tgt.name}{path}: {res['per_s']:,.0f} conn/s, errors {res['errors']}, "
+            f"rss {before['rss']} -> {after['rss']}, fds {before['fds']} -> {after['fds']}")
+    finally:
+        tgt.stop()
+    return res
+
+
+def scen_percall(tgt, a):
+    """Crier only: chunk/2 and broadcast/3 cost from Elixir, measured inside the server."""
+    base, pid = tgt.start()
+    res = {}
+    lgs = []
+    try:
+        for callers in a.percall_callers:
+            lgs, opened, fails = hold_group(base + "/hold", callers, a.max_secs, "percall")
+            wait_stat(base, "holders", opened, 60)
+            calls = max(a.percall_min_calls, a.percall_total // max(1, opened))
+            for op in ("chunk", "broadcast"):
+                st, body = http(base, "POST", f"/percall?op={op}&calls={calls}", timeout=600)
+                if st != 200:
+                    res[f"{op}_{callers}"] = {"error": body.decode(errors="replace")[:500]}
+                    continue
+                r = json.loads(body)
+                r.update(callers=opened, calls_per_caller=calls)
+                res[f"{op}_{callers}"] = r
+                log(f"  percall {op} x{opened} callers: median {r.get('median_us')} us, "
+                    f"p99 {r.get('p99_us')} us, long_schedule {r.get('long_schedule')}")
+            stop_all(lgs)
+            lgs = []
+            wait_stat(base, "holders", 0, 30, cmp=lambda v, w: v == w)
+    finally:
+        stop_all(lgs)
+        tgt.stop()
+    return res
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    global YAWS_EBIN
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--target", action="append", default=[],
+                    help="extra running server: name=http://127.0.0.1:PORT[,pid=N]")
+    ap.add_argument("--only", default="crier,raw,baseline,yaws",
+                    help="managed targets to run (comma list)")
+    ap.add_argument("--scenarios", default="idle,fanout,close,churn,percall")
+    ap.add_argument("--mix-env", default="prod")
+    ap.add_argument("--out", default=os.path.join(OUT, "results.json"))
+    a = ap.parse_args()
+    a.only = a.only.split(",")
+    a.scenarios = a.scenarios.split(",")
+    a.modes = ["paced", "b2b", "burst"]
+    a.events = 200
+    a.interval_us = 5000
+    a.settle = 2.0
+    a.idle_ms = 5000
+    a.fanout_timeout = 120
+    a.close_wait = 10
+    a.max_secs = 1800
+    a.churn_conc = 32
+    if a.quick:
+        a.idle_steps = [500, 1000, 2000]
+        a.fanout_ns = [1000]
+        a.close_n = 1000
+        a.churn_secs = 8
+        a.settle = 1.0
+        a.close_wait = 5
+        a.percall_callers = [1, 1000]
+        a.percall_total = 20000
+        a.percall_min_calls = 20
+    else:
+        a.idle_steps = [5000, 10000, 19000]
+        a.fanout_ns = [5000, 19000]
+        a.close_n = 10000
+        a.churn_secs = 60
+        a.percall_callers = [1, 10000]
+        a.percall_total = 1000000
+        a.percall_min_calls = 100
+
+    os.makedirs(os.path.join(OUT, "logs"), exist_ok=True)
+    ydirs = sorted(d for d in os.listdir("/usr/lib") if d.startswith("yaws-")) if os.path.isdir("/usr/lib") else []
+    YAWS_EBIN = os.path.join("/usr/lib", ydirs[-1], "ebin") if ydirs else ""
+    targets = make_targets(a)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    results = {
+        "quick": a.quick, "started": started.isoformat(timespec="seconds"),
+        "machine": machine(), "versions": versions(),
+        "params": {"events": a.events, "interval_us": a.interval_us, "idle_steps": a.idle_steps,
+                   "fanout_subscribers": a.fanout_ns, "close_conns": a.close_n,
+                   "close_wait_s": a.close_wait, "churn_secs": a.churn_secs,
+                   "churn_concurrency": 2 * a.churn_conc, "conns_per_loadgen": PER_PROC},
+        "targets": {},
+    }
+
+    def save():
+        with open(a.out + ".tmp", "w") as f:
+            json.dump(results, f, indent=1)
+        os.replace(a.out + ".tmp", a.out)
+
+    for name, tgt in targets.items():
+        r = results["targets"].setdefault(name, {"label": tgt.label})
+        log(f"== {tgt.label}")
+
+        def attempt(key, fn, *args):
+            try:
+                r[key] = fn(*args)
+            except Exception as e:  # one failing scenario must not end the run
+                log(f"  {key} failed: {e!r}")
+                r[key] = {"error": repr(e)}
+                tgt.stop()
+            save()
+
+        if "idle" in a.scenarios:
+            attempt("idle_sse", scen_idle, tgt, "/sse", a.idle_steps, a)
+            attempt("idle_sub", scen_idle, tgt, "/sub", a.idle_steps, a)
+        if "fanout" in a.scenarios:
+            for n in a.fanout_ns:
+                attempt(f"fanout_{n}", scen_fanout, tgt, n, a)
+        if "close" in a.scenarios:
+            attempt("close", scen_close, tgt, a.close_n, a)
+        if "churn" in a.scenarios:
+            attempt("churn_sse", scen_churn, tgt, "/sse", a)
+            if name == "crier":
+                attempt("churn_sub", scen_churn, tgt, "/sub", a)
+        if "percall" in a.scenarios and name == "crier":
+            attempt("percall", scen_percall, tgt, a)
+    results["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    save()
+    log(f"results in {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+defmodule Crier.Conn do
+  @moduledoc """
+  One request and its response, as the handler process sees it.
+
+  A `Crier.Conn` is created for each request and passed to the handler, which runs in a fresh
+  process that owns it. Calls that write only queue bytes for the Rust side, which writes
+  them; none blocks a scheduler. When the client goes away, the owner receives
+  `{:crier, conn.ref, {:error, :closed}}` (or ends with `{:shutdown, :closed}` when
+  `on_close: :exit`), and from then on every write returns `{:error, :closed}`.
+
+  Fields:
+
+    * `:ref` - tells this stream's messages apart: `{:crier, ref, message}`
+    * `:method`, `:path`, `:query` - the request line (`query` without the `?`)
+    * `:version` - `:"HTTP/1.1"` or `:"HTTP/1.0"`
+    * `:headers` - request headers, names lowercased, in order
+    * `:peer`, `:local` - `{ip_tuple, port}` of the client and of the server
+    * `:server` - the name of the `Crier` server that accepted the request
+    * `:state` - `:unset`, `:chunked` or `:sent`
+    * `:assigns` - free for the handler
+  """
+
+  alias Crier.{Errors, Native}
+
+  @enforce_keys [:ref, :resource]
+  defstruct [
+    :ref,
+    :resource,
+    :server,
+    :method,
+    :path,
+    :query,
+    :version,
+    :peer,
+    :local,
+    headers: [],
+    state: :unset,
+    send_timeout: 15_000,
+    assigns: %{}
+  ]
+
+  @type t :: %__MODULE__{
+          ref: non_neg_integer(),
+          resource: reference(),
+          server: atom() | nil,
+          method: String.t(),
+          path: String.t(),
+          query: String.t(),
+          version: :"HTTP/1.0" | :"HTTP/1.1",
+          headers: [{String.t(), String.t()}],
+          peer: {:inet.ip_address(), :inet.port_number()},
+          local: {:inet.ip_address(), :inet.port_number()},
+          state: :unset | :chunked | :sent,
+          send_timeout: timeout(),
+          assigns: map()
+        }
+
+  @type headers :: [{String.t(), String.t()}]
+
+  @doc false
+  @spec new(reference(), tuple(), atom(), timeout()) :: t()
+  def new(
+        resource,
+        {ref, method, path, query, version, headers, peer, local},
+        server,
+        send_timeout
+      ) do
+    %__MODULE__{
+      ref: ref,
+      resource: resource,
+      server: server,
+      method: method,
+      path: path,
+      query: query,
+      version: version,
+      headers: headers,
+      peer: peer,
+      local: local,
+      send_timeout: send_timeout
+    }
+  end
+
+  @doc """
+  Returns the values of request header `name` (lowercase), in order.
+  """
+  @spec get_req_header(t(), String.t()) :: [String.t()]
+  def get_req_header(%__MODULE__{headers: headers}, name) do
+    for {^name, value} <- headers, do: value
+  end
+
+  @doc """
+  Sends the response head of a streamed body: `transfer-encoding: chunked` on HTTP/1.1,
+  delimited by the close on HTTP/1.0. Headers keep the case they are given in; `date` is
+  added unless present; `content-length` and `transfer-encoding` are the server's.
+
+  Returns `{:error, :closed}` if the client already left. Raises `ArgumentError` for a status
+  outside 100..999 or a header with CR, LF or NUL (nothing is sent; the conn stays usable).
+  """
+  @spec send_chunked(t(), 100..999, headers()) :: {:ok, t()} | {:error, :closed}
+  def send_chunked(conn, status, headers \\ []) do
+    start_stream(conn, status, headers, false)
+  end
+
+  @doc false
+  @spec start_stream(t(), 100..999, headers(), boolean()) :: {:ok, t()} | {:error, :closed}
+  def start_stream(%__MODULE__{} = conn, status, headers, sse?) do
+    check_head!(status, headers)
+
+    conn.resource
+    |> Native.conn_send_chunked(status, headers, sse?)
+    |> written(conn, :chunked)
+  end
+
+  @doc """
+  Sends a complete response with `content-length`. HEAD requests, 204 and 304 get the head
+  alone. Returns `{:error, :closed}` if the client already left; raises `ArgumentError` for a
+  bad status, header, or a body that is not iodata.
+  """
+  @spec send_resp(t(), 100..999, headers(), iodata()) :: {:ok, t()} | {:error, :closed}
+  def send_resp(%__MODULE__{} = conn, status, headers, body) do
+    check_head!(status, headers)
+
+    conn.resource
+    |> Native.conn_send_resp(status, headers, body)
+    |> written(conn, :sent)
+  end
+
+  @doc """
+  Sends an informational (1xx) response before the final one, such as 103 Early Hints.
+  HTTP/1.0 clients get nothing, as RFC 9110 says.
+  """
+  @spec inform(t(), 100..199, headers()) :: :ok | {:error, :closed}
+  def inform(%__MODULE__{} = conn, status, headers \\ []) do
+    check_head!(status, headers)
+
+    case conn.resource |> Native.conn_inform(status, headers) |> written(conn, conn.state) do
+      {:ok, _conn} -> :ok
+      error -> error
+    end
+  end
+
+  @doc """
+  Queues `data` as one chunk. Returns once it is queued; when the stream's write queue is
+  full it waits (in a `receive`, not on a scheduler) until Rust has written enough, up to
+  the server's `:send_timeout`, after which the stream closes with `:timeout`.
+
+  Returns `{:error, :closed}` once the stream is closed, whatever the reason.
+  """
+  @spec chunk(t(), iodata()) :: {:ok, t()} | {:error, :closed}
+  def chunk(%__MODULE__{} = conn, data) do
+    deadline = deadline(conn.send_timeout)
+    push_chunk(conn, data, deadline)
+  end
+
+  defp push_chunk(conn, data, deadline) do
+    case Native.conn_chunk(conn.resource, data) do
+      :ok ->
+        {:ok, conn}
+
+      :full ->
+        wait_writable(conn, data, deadline)
+
+      {:error, :not_streaming} ->
+        raise ArgumentError, "chunk/2 needs a chunked response: call send_chunked/3 first"
+
+      other ->
+        other |> Errors.unwrap!() |> closed_or_raise()
+    end
+  end
+
+  # Rust sends `{:crier, ref, :writable}` once, only because this call asked for it; a timed
+  # out wait withdraws the request and takes back a notice that raced it, so nothing is
+  # left in the mailbox.
+  defp wait_writable(%{ref: ref} = conn, data, deadline) do
+    receive do
+      {:crier, ^ref, :writable} -> push_chunk(conn, data, deadline)
+    after
+      remaining(deadline) ->
+        Native.conn_close(conn.resource, :timeout)
+
+        receive do
+          {:crier, ^ref, :writable} -> :ok
+        after
+          0 -> :ok
+        end
+
+        {:error, :closed}
+    end
+  end
+
+  @doc """
+  Reads the request body, with `Plug.Conn.read_body/2`'s contract.
+
+  Options: `:length` (most bytes returned by this call, default 8,000,000), `:read_length`
+  (bytes taken from the socket buffer at a time, default 1,000,000) and `:read_timeout`
+  (how long to wait for more bytes, default 15,000 ms).
+
+  Returns `{:ok, body, conn}` when the body is complete, `{:more, partial, conn}` when
+  `:length` was reached first, `{:error, :timeout}`, `{:error, :too_large}` when the body is
+  past the server's `:max_body`, `{:error, :bad_request}` for broken chunked framing, or
+  `{:error, :closed}`.
+  """
+  @spec read_body(t(), keyword()) ::
+          {:ok, binary(), t()} | {:more, binary(), t()} | {:error, term()}
+  def read_body(%__MODULE__{} = conn, opts \\ []) do
+    length = Keyword.get(opts, :length, 8_000_000)
+    read_length = Keyword.get(opts, :read_length, 1_000_000)
+    read_timeout = Keyword.get(opts, :read_timeout, 15_000)
+    read_loop(conn, length, read_length, read_timeout, [])
+  end
+
+  defp read_loop(conn, remaining, read_length, read_timeout, acc) when remaining > 0 do
+    case Native.conn_read_body(conn.resource, min(remaining, read_length)) do
+      {:ok, bytes, true} ->
+        {:ok, IO.iodata_to_binary([acc | bytes]), conn}
+
+      {:ok, bytes, false} ->
+        read_loop(conn, remaining - byte_size(bytes), read_length, read_timeout, [acc | bytes])
+
+      :wait ->
+        ref = conn.ref
+
+        receive do
+          {:crier, ^ref, :body} -> read_loop(conn, remaining, read_length, read_timeout, acc)
+        after
+          read_timeout ->
+            Native.conn_cancel_wait(conn.resource)
+
+            receive do
+              {:crier, ^ref, :body} -> :ok
+            after
+              0 -> :ok
+            end
+
+            {:error, :timeout}
+        end
+
+      {:error, reason} ->
+        {:error, reason}
+    end
+  end
+
+  defp read_loop(conn, _remaining, _read_length, _read_timeout, acc) do
+    {:more, IO.iodata_to_binary(acc), conn}
+  end
+
+  @doc """
+  Closes the stream from the server's side. The owner is told like for any other close.
+  """
+  @spec close(t()) :: :ok
+  def close(%__MODULE__{} = conn) do
+    Native.conn_close(conn.resource, :closed)
+  end
+
+  @doc false
+  # Shared by every call that writes: maps the NIF's answer to the public one.
+  def written(:ok, conn, state), do: {:ok, %{conn | state: state}}
+  def written({:error, :closed}, _conn, _state), do: {:error, :closed}
+
+  def written({:error, :already_sent}, _conn, _state),
+    do: raise(RuntimeError, "a response was already sent for this request")
+
+  def written(other, _conn, _state), do: other |> Errors.unwrap!() |> closed_or_raise()
+
+  defp closed_or_raise({:error, :closed}), do: {:error, :closed}
+
+  defp closed_or_raise(other),
+    do: raise(RuntimeError, "unexpected reply from Crier: #{inspect(other)}")
+
+  defp check_head!(status, headers) do
+    unless is_integer(status) do
+      raise ArgumentError, "status must be an integer in 100..999, got: #{inspect(status)}"
+    end
+
+    unless is_list(headers) and Enum.all?(headers, &header?/1) do
+      raise ArgumentError,
+            "headers must be a list of {name, value} string tuples, got: #{inspect(headers)}"
+    end
+  end
+
+  defp header?({name, value}) when is_binary(name) and is_binary(value), do: true
+  defp header?(_), do: false
+
+  defp deadline(:infinity), do: :infinity
+  defp deadline(ms), do: System.monotonic_time(:millisecond) + ms
+
+  defp remaining(:infinity), do: :infinity
+  defp remaining(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
+end

@@ -1,0 +1,35 @@
+defmodule Crier.Handler do
+  @moduledoc """
+  The behaviour of a native Crier handler.
+
+  Each request runs `c:call/2` in a fresh process that owns the connection. The process is
+  monitored: when it ends, an unfinished response ends with it (a chunked response gets its
+  last chunk if the handler returned normally), unless the stream was handed to a topic
+  with `Crier.subscribe/3`.
+
+      defmodule MyApp.Clock do
+        @behaviour Crier.Handler
+
+        @impl true
+        def call(%Crier.Conn{path: "/clock"} = conn, _opts) do
+          {:ok, conn} = Crier.sse(conn)
+          tick(conn)
+        end
+
+        def call(conn, _opts), do: Crier.Conn.send_resp(conn, 404, [], "not found")
+
+        defp tick(conn) do
+          receive do
+            {:crier, ref, {:error, _reason}} when ref == conn.ref -> :ok
+          after
+            1000 ->
+              {:ok, conn} = Crier.send_event(conn, %Crier.Event{data: DateTime.utc_now() |> to_string()})
+              tick(conn)
+          end
+        end
+      end
+  """
+
+  @doc "Handles one request. The return value is ignored."
+  @callback call(conn :: Crier.Conn.t(), opts :: term()) :: term()
+end

@@ -1,0 +1,89 @@
+defmodule Crier.Request do
+  @moduledoc false
+  # The process that serves one request: it takes ownership of the exchange, runs the
+  # handler (or the plug, through Crier.PlugAdapter), and tells Rust it is done. Rust then
+  # ends the response (last chunk) and reads the connection's next request.
+
+  require Logger
+
+  alias Crier.{Conn, Native}
+
+  @doc false
+  def start(conn_resource, request, config) do
+    :proc_lib.spawn(__MODULE__, :run, [conn_resource, request, config])
+  end
+
+  @doc false
+  def run(conn_resource, request, config) do
+    case Native.conn_set_owner(conn_resource, self(), config.on_close) do
+      :ok ->
+        conn = Conn.new(conn_resource, request, config.name, config.send_timeout)
+        serve(conn, config.target)
+
+      {:error, :closed} ->
+        :ok
+    end
+  end
+
+  defp serve(conn, {:handler, {module, opts}}) do
+    try do
+      module.call(conn, opts)
+    rescue
+      error -> handler_failed(conn, error, __STACKTRACE__)
+    catch
+      kind, reason -> handler_failed(conn, {kind, reason}, __STACKTRACE__)
+    after
+      finish(conn)
+    end
+  end
+
+  defp serve(conn, {:plug, {plug, opts}}) do
+    adapter = Module.concat([Crier, PlugAdapter])
+
+    if Code.ensure_loaded?(adapter) do
+      try do
+        adapter.run(conn, plug, opts)
+      after
+        finish(conn)
+      end
+    else
+      Logger.error("Crier: :plug given but Plug is not available; answering 500")
+      Conn.send_resp(conn, 500, [], "Plug is not available")
+      finish(conn)
+    end
+  end
+
+  defp finish(conn) do
+    unless Native.conn_finish(conn.resource) do
+      Logger.error(
+        "Crier: #{conn.method} #{conn.path} returned without a response; answering 500"
+      )
+
+      respond_500(conn)
+    end
+  end
+
+  @doc false
+  # An exception before any response gives a 500; after one, the stream is cut.
+  def handler_failed(conn, error, stacktrace) do
+    Logger.error(
+      "Crier: handler crashed on #{conn.method} #{conn.path}: " <>
+        Exception.format(:error, error, stacktrace)
+    )
+
+    unless Native.conn_response_started(conn.resource) do
+      respond_500(conn)
+    end
+  end
+
+  defp respond_500(conn) do
+    Native.conn_send_resp(
+      conn.resource,
+      500,
+      [{"content-type", "text/plain"}],
+      "Internal Server Error"
+    )
+
+    Native.conn_finish(conn.resource)
+  end
+end

@@ -1,0 +1,79 @@
+defmodule Crier.Server do
+  @moduledoc false
+  # One Crier server: owns the Rust listener, starts one process per request, carries out
+  # `on_close: :exit`, relays cluster broadcasts, and runs the graceful shutdown when its
+  # supervisor stops it.
+  #
+  # Rust reports here:
+  #   {:crier_request, conn_resource, request}  - spawn a request process
+  #   {:crier_exit, pid, ref, reason}           - end an :exit-mode owner
+  #   :crier_stopped                            - shutdown finished
+  # and other nodes send {:crier_cluster_broadcast, topic, event} through :pg.
+
+  use GenServer
+  require Logger
+
+  alias Crier.{Cluster, Native, Request}
+
+  @doc false
+  def start_link(config) do
+    GenServer.start_link(__MODULE__, config, name: config.name)
+  end
+
+  @doc false
+  # Where the server's resource lives, read without a call by broadcast/stats/port.
+  def resource!(name) do
+    :persistent_term.get({Crier, name})
+  rescue
+    ArgumentError -> raise ArgumentError, "no Crier server named #{inspect(name)} is running"
+  end
+
+  @impl GenServer
+  def init(config) do
+    Process.flag(:trap_exit, true)
+
+    case Native.server_start(config.native, self()) |> Crier.Errors.unwrap!() do
+      {:ok, resource} ->
+        :persistent_term.put({Crier, config.name}, resource)
+        Cluster.join(config.name)
+        {:ok, Map.put(config, :resource, resource)}
+
+      {:error, reason} ->
+        {:stop, reason}
+    end
+  end
+
+  @impl GenServer
+  def handle_info({:crier_request, conn_resource, request}, state) do
+    Request.start(conn_resource, request, state)
+    {:noreply, state}
+  end
+
+  def handle_info({:crier_exit, pid, _ref, reason}, state) do
+    Process.exit(pid, {:shutdown, reason})
+    {:noreply, state}
+  end
+
+  def handle_info({:crier_cluster_broadcast, topic, event}, state) do
+    Native.server_broadcast(state.resource, topic, event)
+    {:noreply, state}
+  end
+
+  def handle_info({:EXIT, _pid, _reason}, state), do: {:noreply, state}
+  def handle_info(:crier_stopped, state), do: {:noreply, state}
+
+  @impl GenServer
+  def terminate(_reason, state) do
+    Native.server_shutdown(state.resource, state.final_event)
+
+    receive do
+      :crier_stopped -> :ok
+    after
+      state.shutdown_timeout + 6_000 ->
+        Logger.warning("Crier #{inspect(state.name)}: shutdown did not finish")
+    end
+
+    :persistent_term.erase({Crier, state.name})
+    :ok
+  end
+end

@@ -1,0 +1,387 @@
+//! One connection's task: reads request heads, hands each to the owner, writes what the owner
+//! queues, keeps a read-side wait on the socket so a client that leaves is seen at once, and
+//! reports the close.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, Instant};
+
+use crate::http::body::BodyDecoder;
+use crate::http::request::parse_head;
+use crate::http::{response, HttpError};
+use crate::notify::{CloseReason, Notify};
+use crate::server::Shared;
+use crate::stats::GaugeGuard;
+use crate::stream::Stream;
+
+/// Most buffers handed to one `writev`; Linux's `IOV_MAX` is 1024.
+const MAX_IOVECS: usize = 256;
+/// Size of one read from the socket.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// How a request head ended up.
+enum HeadEnd {
+    /// The client left or idled out between requests: close quietly.
+    Gone,
+    /// Refuse with this status and close.
+    Refuse(HttpError),
+}
+
+/// How an exchange ended.
+enum Outcome {
+    /// Response complete; read the next request if the connection may be reused.
+    Done { keep_alive: bool },
+    /// The stream closed for this reason.
+    Closed(CloseReason),
+}
+
+/// Serves one accepted connection until it closes.
+pub(crate) async fn run<N: Notify>(socket: TcpStream, shared: Arc<Shared<N>>, conn_id: u64) {
+    let stats = &shared.stats;
+    let _task = GaugeGuard::new(&stats.tasks);
+    let _conn = GaugeGuard::new(&stats.connections);
+    let unknown = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+    let peer = socket.peer_addr().unwrap_or(unknown);
+    let local = socket.local_addr().unwrap_or(unknown);
+    let stream = Arc::new(Stream::new(conn_id, shared.clone(), peer, local));
+    shared.register(&stream);
+    let mut conn = Conn {
+        socket,
+        stream: stream.clone(),
+        inbuf: Vec::new(),
+    };
+    let reason = conn.serve().await;
+    let topics = stream.report_close(reason);
+    shared.hub.stream_closed(conn_id, topics);
+    shared.unregister(conn_id);
+}
+
+struct Conn<N: Notify> {
+    socket: TcpStream,
+    stream: Arc<Stream<N>>,
+    /// Bytes read but not yet parsed: a partial head, or pipelined requests.
+    inbuf: Vec<u8>,
+}
+
+impl<N: Notify> Conn<N> {
+    fn shared(&self) -> &Shared<N> {
+        &self.stream.server
+    }
+
+    async fn serve(&mut self) -> CloseReason {
+        let mut first = true;
+        loop {
+            let head = match self.read_head(first).await {
+                Ok(head) => head,
+                Err(HeadEnd::Gone) => return CloseReason::Closed,
+                Err(HeadEnd::Refuse(error)) => {
+                    self.refuse(error).await;
+                    return CloseReason::Closed;
+                }
+            };
+            first = false;
+            let decoder = match BodyDecoder::new(head.body, self.shared().config.limits.max_body) {
+                Ok(decoder) => decoder,
+                Err(error) => {
+                    self.refuse(error).await;
+                    return CloseReason::Closed;
+                }
+            };
+            let exchange = self.shared().next_exchange();
+            self.stream.begin_exchange(exchange, &head);
+            self.shared().stats.requests.fetch_add(1, Relaxed);
+            self.shared().notify.request(&self.stream, exchange, head);
+            match self.exchange(decoder).await {
+                Outcome::Done { keep_alive: true } if !self.shared().is_stopping() => {
+                    self.stream.end_exchange();
+                    // An idle keep-alive connection holds no read buffer.
+                    if self.inbuf.is_empty() {
+                        self.inbuf = Vec::new();
+                    }
+                }
+                Outcome::Done { .. } => {
+                    self.stream.end_exchange();
+                    return CloseReason::Closed;
+                }
+                Outcome::Closed(reason) => return reason,
+            }
+        }
+    }
+
+    /// Reads until a complete head is parsed. The first request of a connection has
+    /// `header_timeout` from the accept; later ones have the keep-alive idle time to start and
+    /// `header_timeout` from their first byte.
+    async fn read_head(&mut self, first: bool) -> Result<crate::http::RequestHead, HeadEnd> {
+        let limits = &self.stream.server.config.limits;
+        let mut deadline = Instant::now()
+            + if first {
+                limits.header_timeout
+            } else {
+                limits.keepalive_timeout
+            };
+        let mut started = first;
+        loop {
+            if !self.inbuf.is_empty() {
+                if !started {
+                    started = true;
+                    deadline = Instant::now() + limits.header_timeout;
+                }
+                match parse_head(&self.inbuf, limits) {
+                    Ok(Some((head, used))) => {
+                        self.inbuf.drain(..used);
+                        return Ok(head);
+                    }
+                    Ok(None) => {}
+                    Err(error) => return Err(HeadEnd::Refuse(error)),
+                }
+            }
+            if self.stream.server.is_stopping() {
+                return Err(HeadEnd::Gone);
+            }
+            tokio::select! {
+                ready = self.socket.readable() => {
+                    if ready.is_err() {
+                        return Err(HeadEnd::Gone);
+                    }
+                    match read_into(&self.socket, &mut self.inbuf) {
+                        Ok(0) => return Err(HeadEnd::Gone),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => return Err(HeadEnd::Gone),
+                    }
+                }
+                _ = self.stream.woken() => {}
+                _ = sleep_until(deadline) => {
+                    return Err(if started && (first || !self.inbuf.is_empty()) {
+                        HeadEnd::Refuse(HttpError::Timeout)
+                    } else {
+                        HeadEnd::Gone
+                    });
+                }
+            }
+        }
+    }
+
+    /// Answers a refused request with its status and lets the connection close.
+    async fn refuse(&mut self, error: HttpError) {
+        self.shared().stats.rejected.fetch_add(1, Relaxed);
+        let answer = response::error_response(error.status());
+        let deadline = Instant::now()
+            + self
+                .shared()
+                .config
+                .send_timeout
+                .min(std::time::Duration::from_secs(5));
+        let mut out = VecDeque::from([answer]);
+        while !out.is_empty() {
+            tokio::select! {
+                ready = self.socket.writable() => {
+                    if ready.is_err() { return; }
+                    match write_batch(&self.socket, &mut out) {
+                        Ok(n) => { self.shared().stats.bytes_written.fetch_add(n as u64, Relaxed); }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => return,
+                    }
+                }
+                _ = sleep_until(deadline) => return,
+            }
+        }
+        // Unread request bytes would turn the close into an RST that can destroy the answer
+        // in flight (RFC 9112 section 9.6): stop sending, then let the peer read it.
+        let _ = socket2::SockRef::from(&self.socket).shutdown(std::net::Shutdown::Write);
+        let linger = Instant::now() + std::time::Duration::from_millis(500);
+        let mut scratch = [0u8; 4096];
+        loop {
+            tokio::select! {
+                ready = self.socket.readable() => {
+                    if ready.is_err() { return; }
+                    match self.socket.try_read(&mut scratch) {
+                        Ok(0) => return,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => return,
+                    }
+                }
+                _ = sleep_until(linger) => return,
+            }
+        }
+    }
+
+    /// Runs one exchange: writes what the owner queues, reads the body it asks for, watches
+    /// for the client leaving, sends heartbeats, and enforces the send timeout.
+    async fn exchange(&mut self, mut decoder: BodyDecoder) -> Outcome {
+        let server = self.stream.server.clone();
+        let config = &server.config;
+        let mut out: VecDeque<Bytes> = VecDeque::new();
+        let mut last_write = Instant::now();
+        let mut stalled_since: Option<Instant> = None;
+        // Whatever arrived with the head may already be body.
+        if !self.inbuf.is_empty() && !decoder.is_done() {
+            if let Err(outcome) = self.decode_body(&mut decoder) {
+                return outcome;
+            }
+        }
+        loop {
+            let view = self.stream.take_batch(&mut out);
+            if let Some(reason) = view.close {
+                return Outcome::Closed(reason);
+            }
+            if !out.is_empty() {
+                match write_batch(&self.socket, &mut out) {
+                    Ok(n) => {
+                        if n > 0 {
+                            self.stream.written(n);
+                            self.shared()
+                                .stats
+                                .bytes_written
+                                .fetch_add(n as u64, Relaxed);
+                            last_write = Instant::now();
+                            stalled_since = None;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Outcome::Closed(close_reason_of(&e)),
+                }
+            }
+            if out.is_empty() {
+                if view.draining {
+                    return Outcome::Closed(CloseReason::Shutdown);
+                }
+                if view.finished {
+                    return Outcome::Done {
+                        keep_alive: view.keep_alive,
+                    };
+                }
+            }
+            let want_write = !out.is_empty();
+            if want_write && stalled_since.is_none() {
+                stalled_since = Some(Instant::now());
+            }
+            let send_deadline = stalled_since.map(|at| at + config.send_timeout);
+            let pipeline_room =
+                self.inbuf.len() < config.limits.max_request_line + config.limits.max_header_bytes;
+            let want_read = view.body_wanted || (decoder.is_done() && pipeline_room);
+            let heartbeat_at = config
+                .heartbeat
+                .filter(|_| !want_write && self.stream.wants_heartbeat())
+                .map(|every| last_write + every);
+
+            tokio::select! {
+                _ = self.stream.woken() => {}
+                ready = self.socket.readable(), if want_read => {
+                    if ready.is_err() {
+                        return Outcome::Closed(CloseReason::Closed);
+                    }
+                    if let Err(outcome) = self.read_during_exchange(&mut decoder) {
+                        return outcome;
+                    }
+                }
+                ready = self.socket.writable(), if want_write => {
+                    if ready.is_err() {
+                        return Outcome::Closed(CloseReason::Closed);
+                    }
+                }
+                _ = sleep_until(heartbeat_at.unwrap_or_else(far_future)), if heartbeat_at.is_some() => {
+                    self.stream.push_heartbeat();
+                }
+                _ = sleep_until(send_deadline.unwrap_or_else(far_future)), if send_deadline.is_some() => {
+                    return Outcome::Closed(CloseReason::Timeout);
+                }
+            }
+        }
+    }
+
+    /// Reads what the socket has: body bytes for the owner, or pipelined requests for later.
+    /// End of stream or an error means the client is gone.
+    fn read_during_exchange(&mut self, decoder: &mut BodyDecoder) -> Result<(), Outcome> {
+        match read_into(&self.socket, &mut self.inbuf) {
+            Ok(0) => Err(Outcome::Closed(CloseReason::Closed)),
+            Ok(_) if !decoder.is_done() => self.decode_body(decoder),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(Outcome::Closed(close_reason_of(&e))),
+        }
+    }
+
+    fn decode_body(&mut self, decoder: &mut BodyDecoder) -> Result<(), Outcome> {
+        let mut body = Vec::new();
+        match decoder.decode(&self.inbuf, &mut body) {
+            Ok(used) => {
+                self.inbuf.drain(..used);
+                self.stream.body_progress(&body, decoder.is_done(), None);
+                Ok(())
+            }
+            Err(error) => {
+                self.inbuf.clear();
+                self.stream.body_progress(&body, false, Some(error));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Reads once into the spare capacity of `buf`.
+fn read_into(socket: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let start = buf.len();
+    buf.resize(start + READ_CHUNK, 0);
+    let result = socket.try_read(&mut buf[start..]);
+    buf.truncate(start + *result.as_ref().unwrap_or(&0));
+    result
+}
+
+/// Writes as much of `out` as the socket takes now, in vectored writes of up to
+/// [`MAX_IOVECS`] buffers; returns the bytes written, leaving the rest in `out`.
+fn write_batch(socket: &TcpStream, out: &mut VecDeque<Bytes>) -> io::Result<usize> {
+    let mut total = 0;
+    while !out.is_empty() {
+        let slices: Vec<IoSlice<'_>> = out
+            .iter()
+            .take(MAX_IOVECS)
+            .map(|b| IoSlice::new(b))
+            .collect();
+        let written = match socket.try_write_vectored(&slices) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && total > 0 => return Ok(total),
+            Err(e) => return Err(e),
+        };
+        drop(slices);
+        total += written;
+        advance(out, written);
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+    }
+    Ok(total)
+}
+
+fn advance(out: &mut VecDeque<Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = out.front_mut() else { return };
+        if front.len() <= n {
+            n -= front.len();
+            out.pop_front();
+        } else {
+            front.advance(n);
+            n = 0;
+        }
+    }
+}
+
+/// A dead peer found by the kernel (keepalive or `TCP_USER_TIMEOUT`) is a timeout; every
+/// other failure means the client closed.
+fn close_reason_of(error: &io::Error) -> CloseReason {
+    if error.kind() == io::ErrorKind::TimedOut {
+        CloseReason::Timeout
+    } else {
+        CloseReason::Closed
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(86_400 * 365)
+}

@@ -1,0 +1,296 @@
+//! Response heads: values from the application are checked, then written with the framing
+//! headers the server owns (RFC 9112 section 4 and 6).
+
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::request::Version;
+
+/// How the body after a head is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `transfer-encoding: chunked` (HTTP/1.1 streams).
+    Chunked,
+    /// `content-length: n`.
+    Length(u64),
+    /// The body ends when the connection closes (HTTP/1.0 streams).
+    CloseDelimited,
+    /// 1xx, 204 and 304: no body and no length headers.
+    NoBody,
+}
+
+/// A value from the application that cannot go on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidResponse(pub String);
+
+impl std::fmt::Display for InvalidResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidResponse {}
+
+/// Checks a status code: three digits, 100 to 999 (RFC 9110 section 15).
+///
+/// # Errors
+///
+/// When the status is outside 100..=999.
+pub fn check_status(status: i64) -> Result<u16, InvalidResponse> {
+    if (100..=999).contains(&status) {
+        Ok(status as u16)
+    } else {
+        Err(InvalidResponse(format!(
+            "status must be an integer in 100..999, got: {status}"
+        )))
+    }
+}
+
+/// Checks one header: the name a non-empty token, the value free of CR, LF and NUL
+/// (RFC 9110 section 5.1 and 5.5), which would let a value inject headers or a body.
+///
+/// # Errors
+///
+/// Says which header is wrong and why.
+pub fn check_header(name: &[u8], value: &[u8]) -> Result<(), InvalidResponse> {
+    if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+        return Err(InvalidResponse(format!(
+            "invalid header name {:?}: must be a non-empty token (no whitespace, CR, LF, NUL or separators)",
+            String::from_utf8_lossy(name)
+        )));
+    }
+    if let Some(bad) = value.iter().find(|&&b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(InvalidResponse(format!(
+            "invalid value for header {:?}: contains {}",
+            String::from_utf8_lossy(name),
+            match bad {
+                b'\r' => "CR",
+                b'\n' => "LF",
+                _ => "NUL",
+            }
+        )));
+    }
+    Ok(())
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Whether a status forbids a body (RFC 9110 sections 15.2, 15.3.5 and 15.4.5).
+pub fn status_has_no_body(status: u16) -> bool {
+    status < 200 || status == 204 || status == 304
+}
+
+/// The framing headers the server writes itself; the application's copies are dropped.
+fn is_framing_header(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding")
+}
+
+/// Encodes a response head. Headers must have passed [`check_header`]; they are written as
+/// given, case preserved, except framing headers, which follow `framing`. A `date` header is
+/// added unless present, and `connection: close` when the connection ends after this response.
+pub fn encode_head<N, V>(
+    version: Version,
+    status: u16,
+    headers: &[(N, V)],
+    framing: Framing,
+    keep_alive: bool,
+) -> Bytes
+where
+    N: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    let mut out = BytesMut::with_capacity(256);
+    out.put_slice(match version {
+        Version::Http10 => b"HTTP/1.0 ",
+        Version::Http11 => b"HTTP/1.1 ",
+    });
+    out.put_slice(status.to_string().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(reason_phrase(status).as_bytes());
+    out.put_slice(b"\r\n");
+    let mut has_date = false;
+    for (name, value) in headers {
+        let (name, value) = (name.as_ref(), value.as_ref());
+        if is_framing_header(name) {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"connection") && !keep_alive {
+            continue;
+        }
+        has_date |= name.eq_ignore_ascii_case(b"date");
+        out.put_slice(name);
+        out.put_slice(b": ");
+        out.put_slice(value);
+        out.put_slice(b"\r\n");
+    }
+    if !has_date {
+        out.put_slice(b"date: ");
+        with_http_date(|date| out.put_slice(date.as_bytes()));
+        out.put_slice(b"\r\n");
+    }
+    match framing {
+        Framing::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Length(n) => {
+            out.put_slice(b"content-length: ");
+            out.put_slice(n.to_string().as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        Framing::CloseDelimited | Framing::NoBody => {}
+    }
+    if !keep_alive {
+        out.put_slice(b"connection: close\r\n");
+    }
+    out.put_slice(b"\r\n");
+    out.freeze()
+}
+
+/// A complete error response for a refused request; the connection closes after it.
+pub fn error_response(status: u16) -> Bytes {
+    let body = reason_phrase(status);
+    let mut out = BytesMut::from(
+        &encode_head(
+            Version::Http11,
+            status,
+            &[("content-type", "text/plain")],
+            Framing::Length(body.len() as u64),
+            false,
+        )[..],
+    );
+    out.put_slice(body.as_bytes());
+    out.freeze()
+}
+
+/// The interim `100 Continue` sent before reading a body the client is holding back.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Calls `f` with the current IMF-fixdate, formatted at most once a second per thread.
+fn with_http_date<R>(f: impl FnOnce(&str) -> R) -> R {
+    thread_local! {
+        static CACHE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != second || cache.1.is_empty() {
+            *cache = (second, httpdate::fmt_http_date(now));
+        }
+        f(&cache.1)
+    })
+}
+
+/// The reason phrase of the common statuses; others get an empty one, which RFC 9112
+/// section 4 allows.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        103 => "Early Hints",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_text(bytes: &Bytes) -> String {
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn chunked_head_keeps_header_case_and_adds_date_and_framing() {
+        let head = encode_head(
+            Version::Http11,
+            200,
+            &[("Content-Type", "text/event-stream"), ("date", "x")],
+            Framing::Chunked,
+            true,
+        );
+        assert_eq!(
+            head_text(&head),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\ndate: x\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn application_framing_headers_are_replaced() {
+        let head = encode_head(
+            Version::Http11,
+            404,
+            &[
+                ("content-length", "999"),
+                ("Transfer-Encoding", "gzip"),
+                ("date", "d"),
+            ],
+            Framing::Length(3),
+            false,
+        );
+        assert_eq!(
+            head_text(&head),
+            "HTTP/1.1 404 Not Found\r\ndate: d\r\ncontent-length: 3\r\nconnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn date_is_an_imf_fixdate() {
+        let head = head_text(&encode_head::<&str, &str>(
+            Version::Http10,
+            799,
+            &[],
+            Framing::NoBody,
+            true,
+        ));
+        let date = head.lines().nth(1).unwrap().strip_prefix("date: ").unwrap();
+        assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
+        assert!(head.starts_with("HTTP/1.0 799 \r\n"));
+    }
+
+    #[test]
+    fn status_and_header_checks() {
+        assert!(check_status(99).is_err());
+        assert!(check_status(1000).is_err());
+        assert_eq!(check_status(204), Ok(204));
+        assert!(check_header(b"x-ok", b"fine value").is_ok());
+        assert!(check_header(b"bad name", b"v").is_err());
+        assert!(check_header(b"", b"v").is_err());
+        for bad in [&b"a\rb"[..], b"a\nb", b"a\0b"] {
+            assert!(check_header(b"x", bad).is_err());
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Topics: fan-out of one encoded event to every subscriber, and the replay ring that serves
+//! `Last-Event-ID`.
+//!
+//! One task owns all topic state and takes commands in order from an unbounded channel, so a
+//! subscribe that races a broadcast is simply before or after it: the subscriber gets the
+//! missed events from the ring, then the live ones, with no gap and no duplicate. Owner calls
+//! only enqueue a command; encoding and fan-out run on tokio. Each event is encoded once and
+//! its `Bytes` shared by every subscriber's queue.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Weak};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::mpsc;
+
+use crate::http::chunked;
+use crate::notify::Notify;
+use crate::server::Shared;
+use crate::sse::{self, Event, InvalidEvent};
+use crate::stream::{Stream, StreamError};
+
+/// An event owned by a command, checked before it is queued.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnedEvent {
+    /// See [`Event::id`]. When `None` and the topic keeps a ring, the hub assigns the topic's
+    /// next sequence number.
+    pub id: Option<String>,
+    /// See [`Event::event`].
+    pub event: Option<String>,
+    /// See [`Event::data`].
+    pub data: Option<String>,
+    /// See [`Event::retry`].
+    pub retry: Option<u64>,
+    /// See [`Event::comment`].
+    pub comment: Option<String>,
+}
+
+impl OwnedEvent {
+    fn as_event(&self) -> Event<'_> {
+        Event {
+            id: self.id.as_deref(),
+            event: self.event.as_deref(),
+            data: self.data.as_deref(),
+            retry: self.retry,
+            comment: self.comment.as_deref(),
+        }
+    }
+
+    /// Checks the event can be encoded, so errors reach the caller, not the hub task.
+    ///
+    /// # Errors
+    ///
+    /// As [`sse::encode`].
+    pub fn validate(&self) -> Result<(), InvalidEvent> {
+        sse::encode_into(&self.as_event(), &mut BytesMut::new())
+    }
+}
+
+enum Command<N: Notify> {
+    Publish {
+        topic: String,
+        event: OwnedEvent,
+    },
+    Subscribe {
+        topic: String,
+        stream: Arc<Stream<N>>,
+        last_event_id: Option<String>,
+    },
+    Unsubscribe {
+        topic: String,
+        stream_id: u64,
+    },
+    StreamClosed {
+        stream_id: u64,
+        topics: Vec<String>,
+    },
+    SetReplay {
+        topic: String,
+        size: usize,
+    },
+}
+
+/// The owner-facing handle of the hub task.
+pub struct Hub<N: Notify> {
+    commands: mpsc::UnboundedSender<Command<N>>,
+}
+
+/// An event as the ring keeps it: its id and its two wire forms.
+struct Stored {
+    id: String,
+    framed: Bytes,
+    raw: Bytes,
+}
+
+struct Topic<N: Notify> {
+    subscribers: HashMap<u64, Arc<Stream<N>>>,
+    ring: VecDeque<Stored>,
+    ring_size: usize,
+    next_seq: u64,
+}
+
+impl<N: Notify> Topic<N> {
+    fn new(ring_size: usize) -> Self {
+        Topic {
+            subscribers: HashMap::new(),
+            ring: VecDeque::new(),
+            ring_size,
+            next_seq: 1,
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.subscribers.is_empty() && self.ring.is_empty()
+    }
+}
+
+impl<N: Notify> Hub<N> {
+    /// Starts the hub task on the current runtime. `default_replay` is the ring size of a
+    /// topic with no size of its own.
+    pub(crate) fn start(shared: Weak<Shared<N>>, default_replay: usize) -> Self {
+        let (commands, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(run(shared, receiver, default_replay));
+        Hub { commands }
+    }
+
+    /// Queues `event` for every subscriber of `topic`.
+    ///
+    /// # Errors
+    ///
+    /// The event cannot be encoded (nothing is queued).
+    pub fn broadcast(&self, topic: &str, event: OwnedEvent) -> Result<(), InvalidEvent> {
+        event.validate()?;
+        let _ = self.commands.send(Command::Publish {
+            topic: topic.to_string(),
+            event,
+        });
+        Ok(())
+    }
+
+    /// Hands `stream` (exchange `exchange`) to `topics`: it lives on in Rust after its owner
+    /// returns. With `last_event_id`, events after it in each topic's ring come first.
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::Closed`] or [`StreamError::NotStreaming`] when there is no open stream to
+    /// subscribe.
+    pub fn subscribe(
+        &self,
+        stream: &Arc<Stream<N>>,
+        exchange: u64,
+        topics: &[String],
+        last_event_id: Option<&str>,
+    ) -> Result<(), StreamError> {
+        for topic in topics {
+            if stream.attach_topic(exchange, topic)? {
+                let _ = self.commands.send(Command::Subscribe {
+                    topic: topic.clone(),
+                    stream: stream.clone(),
+                    last_event_id: last_event_id.map(str::to_string),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `stream` from `topic`. A stream left with no topic and no owner ends.
+    pub fn unsubscribe(&self, stream: &Stream<N>, topic: &str) {
+        stream.detach_topic(topic);
+        let _ = self.commands.send(Command::Unsubscribe {
+            topic: topic.to_string(),
+            stream_id: stream.id,
+        });
+    }
+
+    /// Sets how many events `topic` keeps for replay (0 turns replay off).
+    pub fn set_replay(&self, topic: &str, size: usize) {
+        let _ = self.commands.send(Command::SetReplay {
+            topic: topic.to_string(),
+            size,
+        });
+    }
+
+    pub(crate) fn stream_closed(&self, stream_id: u64, topics: Vec<String>) {
+        if !topics.is_empty() {
+            let _ = self
+                .commands
+                .send(Command::StreamClosed { stream_id, topics });
+        }
+    }
+}
+
+async fn run<N: Notify>(
+    shared: Weak<Shared<N>>,
+    mut commands: mpsc::UnboundedReceiver<Command<N>>,
+    default_replay: usize,
+) {
+    let mut topics: HashMap<String, Topic<N>> = HashMap::new();
+    let mut replay_sizes: HashMap<String, usize> = HashMap::new();
+    while let Some(command) = commands.recv().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let ring_size_of = |name: &str| replay_sizes.get(name).copied().unwrap_or(default_replay);
+        match command {
+            Command::Publish { topic, event } => {
+                let size = ring_size_of(&topic);
+                if size == 0 && !topics.contains_key(&topic) {
+                    continue;
+                }
+                let entry = topics.entry(topic).or_insert_with(|| Topic::new(size));
+                publish(entry, event);
+            }
+            Command::Subscribe {
+                topic,
+                stream,
+                last_event_id,
+            } => {
+                let size = ring_size_of(&topic);
+                let entry = topics.entry(topic).or_insert_with(|| Topic::new(size));
+                if let Some(last) = last_event_id {
+                    replay(entry, &stream, &last);
+                }
+                entry.subscribers.insert(stream.id, stream);
+            }
+            Command::Unsubscribe { topic, stream_id } => {
+                if let Some(entry) = topics.get_mut(&topic) {
+                    entry.subscribers.remove(&stream_id);
+                }
+                drop_if_idle(&mut topics, &topic);
+            }
+            Command::StreamClosed {
+                stream_id,
+                topics: names,
+            } => {
+                for name in names {
+                    if let Some(entry) = topics.get_mut(&name) {
+                        entry.subscribers.remove(&stream_id);
+                    }
+                    drop_if_idle(&mut topics, &name);
+                }
+            }
+            Command::SetReplay { topic, size } => {
+                if let Some(entry) = topics.get_mut(&topic) {
+                    entry.ring_size = size;
+                    while entry.ring.len() > size {
+                        entry.ring.pop_front();
+                    }
+                }
+                replay_sizes.insert(topic.clone(), size);
+                drop_if_idle(&mut topics, &topic);
+            }
+        }
+        shared.stats.topics.store(topics.len() as u64, Relaxed);
+    }
+}
+
+fn drop_if_idle<N: Notify>(topics: &mut HashMap<String, Topic<N>>, name: &str) {
+    if topics.get(name).is_some_and(Topic::is_idle) {
+        topics.remove(name);
+    }
+}
+
+/// Encodes once, keeps it in the ring, queues the same bytes on every subscriber, and forgets
+/// subscribers that are gone or overflowed.
+fn publish<N: Notify>(topic: &mut Topic<N>, mut event: OwnedEvent) {
+    let seq = topic.next_seq;
+    topic.next_seq += 1;
+    if event.id.is_none() && topic.ring_size > 0 {
+        event.id = Some(seq.to_string());
+    }
+    let Ok(raw) = sse::encode(&event.as_event()) else {
+        return;
+    };
+    let framed = chunked::frame(&raw);
+    topic
+        .subscribers
+        .retain(|_, stream| stream.push_shared(&framed, &raw));
+    if topic.ring_size > 0 {
+        if let Some(id) = event.id {
+            topic.ring.push_back(Stored { id, framed, raw });
+            while topic.ring.len() > topic.ring_size {
+                topic.ring.pop_front();
+            }
+        }
+    }
+}
+
+/// Queues the ring's events after `last_event_id`; an id the ring no longer holds (or never
+/// did) gets the whole ring, the most a reconnecting client can still be given.
+fn replay<N: Notify>(topic: &Topic<N>, stream: &Stream<N>, last_event_id: &str) {
+    let start = topic
+        .ring
+        .iter()
+        .rposition(|stored| stored.id == last_event_id)
+        .map_or(0, |at| at + 1);
+    for stored in topic.ring.iter().skip(start) {
+        if !stream.push_shared(&stored.framed, &stored.raw) {
+            return;
+        }
+    }
+}

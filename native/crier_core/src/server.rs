@@ -1,0 +1,235 @@
+//! The listener: binds, accepts, applies socket options and the connection cap, spawns one
+//! [`crate::conn`] task per connection, and runs the graceful shutdown.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
+
+use crate::config::ServerConfig;
+use crate::conn;
+use crate::http::response;
+use crate::hub::Hub;
+use crate::notify::{CloseReason, Notify};
+use crate::stats::{Snapshot, Stats};
+use crate::stream::Stream;
+
+/// What every connection of one server shares.
+pub struct Shared<N: Notify> {
+    /// The configuration the server started with.
+    pub config: ServerConfig,
+    /// Where requests and closes are reported.
+    pub notify: N,
+    /// Live counters.
+    pub stats: Stats,
+    /// Topics of this server.
+    pub hub: Hub<N>,
+    registry: Mutex<HashMap<u64, Weak<Stream<N>>>>,
+    next_conn: AtomicU64,
+    next_exchange: AtomicU64,
+    stopping: AtomicBool,
+}
+
+impl<N: Notify> Shared<N> {
+    pub(crate) fn register(&self, stream: &Arc<Stream<N>>) {
+        self.lock_registry()
+            .insert(stream.id, Arc::downgrade(stream));
+    }
+
+    pub(crate) fn unregister(&self, id: u64) {
+        self.lock_registry().remove(&id);
+    }
+
+    fn lock_registry(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Weak<Stream<N>>>> {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn live_streams(&self) -> Vec<Arc<Stream<N>>> {
+        self.lock_registry()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
+    pub(crate) fn next_exchange(&self) -> u64 {
+        self.next_exchange.fetch_add(1, Relaxed)
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(SeqCst)
+    }
+}
+
+/// A running server. Dropping it does not stop it: call [`Server::shutdown`].
+pub struct Server<N: Notify> {
+    shared: Arc<Shared<N>>,
+    local_addr: SocketAddr,
+    stop_accepting: Arc<tokio::sync::Notify>,
+    runtime: Handle,
+}
+
+impl<N: Notify> Server<N> {
+    /// Binds `config.addr` and starts accepting on `runtime`. `default_replay` is the replay
+    /// ring size of topics with none of their own.
+    ///
+    /// # Errors
+    ///
+    /// The bind failed (address in use, not local, no permission).
+    pub fn start(
+        config: ServerConfig,
+        notify: N,
+        runtime: &Handle,
+        default_replay: usize,
+    ) -> io::Result<Self> {
+        let std_listener = bind(&config)?;
+        let local_addr = std_listener.local_addr()?;
+        let _entered = runtime.enter();
+        let listener = TcpListener::from_std(std_listener)?;
+        let shared = Arc::new_cyclic(|weak| Shared {
+            hub: Hub::start(weak.clone(), default_replay),
+            config,
+            notify,
+            stats: Stats::default(),
+            registry: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            next_exchange: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
+        });
+        let stop_accepting = Arc::new(tokio::sync::Notify::new());
+        runtime.spawn(accept_loop(
+            listener,
+            shared.clone(),
+            stop_accepting.clone(),
+        ));
+        Ok(Server {
+            shared,
+            local_addr,
+            stop_accepting,
+            runtime: runtime.clone(),
+        })
+    }
+
+    /// The address the server listens on (with the port picked, if it was 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The state shared with connections: config, hub, notify.
+    pub fn shared(&self) -> &Arc<Shared<N>> {
+        &self.shared
+    }
+
+    /// Reads the counters.
+    pub fn stats(&self) -> Snapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Stops accepting, lets every stream drain for `shutdown_timeout` (SSE streams first get
+    /// `final_event`, already encoded), then closes what is left with `shutdown` and calls
+    /// [`Notify::stopped`]. Returns at once; a second call does nothing.
+    pub fn shutdown(&self, final_event: Option<Bytes>) {
+        if self.shared.stopping.swap(true, SeqCst) {
+            return;
+        }
+        self.stop_accepting.notify_one();
+        let shared = self.shared.clone();
+        self.runtime.spawn(async move {
+            for stream in shared.live_streams() {
+                stream.begin_shutdown(final_event.as_ref());
+            }
+            let deadline = tokio::time::Instant::now() + shared.config.shutdown_timeout;
+            wait_until_empty(&shared, deadline).await;
+            for stream in shared.live_streams() {
+                stream.close_from_task(CloseReason::Shutdown);
+                stream.wake_task();
+            }
+            wait_until_empty(
+                &shared,
+                tokio::time::Instant::now() + Duration::from_secs(5),
+            )
+            .await;
+            shared.notify.stopped();
+        });
+    }
+}
+
+async fn wait_until_empty<N: Notify>(shared: &Shared<N>, deadline: tokio::time::Instant) {
+    while !shared.lock_registry().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn bind(config: &ServerConfig) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(config.addr),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&config.addr.into())?;
+    socket.listen(config.backlog.min(i32::MAX as u32) as i32)?;
+    Ok(socket.into())
+}
+
+async fn accept_loop<N: Notify>(
+    listener: TcpListener,
+    shared: Arc<Shared<N>>,
+    stop: Arc<tokio::sync::Notify>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.notified() => return,
+        };
+        let socket = match accepted {
+            Ok((socket, _peer)) => socket,
+            Err(_) => {
+                // Out of descriptors or memory: back off instead of spinning on the error.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        configure(&socket, &shared.config);
+        if shared.stats.connections.load(Relaxed) >= shared.config.max_connections as u64 {
+            shared.stats.rejected.fetch_add(1, Relaxed);
+            tokio::spawn(refuse_over_capacity(socket));
+            continue;
+        }
+        let id = shared.next_conn.fetch_add(1, Relaxed);
+        tokio::spawn(conn::run(socket, shared.clone(), id));
+    }
+}
+
+/// Socket options of accepted connections; failures leave the defaults, never the connection.
+fn configure(socket: &TcpStream, config: &ServerConfig) {
+    let _ = socket.set_nodelay(true);
+    let sock = SockRef::from(socket);
+    if let Some(idle) = config.tcp_keepalive {
+        let interval = (idle / 3).max(Duration::from_secs(1));
+        let keepalive = TcpKeepalive::new()
+            .with_time(idle)
+            .with_interval(interval)
+            .with_retries(3);
+        let _ = sock.set_tcp_keepalive(&keepalive);
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(timeout) = config.tcp_user_timeout {
+        let _ = sock.set_tcp_user_timeout(Some(timeout));
+    }
+}
+
+async fn refuse_over_capacity(mut socket: TcpStream) {
+    let answer = response::error_response(503);
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(&answer)).await;
+}

@@ -1,0 +1,778 @@
+//! The state one connection shares between its tokio task and its owner.
+//!
+//! The owner (an Elixir process, through the NIF) only ever takes a short lock and enqueues:
+//! no call here waits for the network. The connection task ([`crate::conn`]) drains the queue
+//! into the socket and reports closes. Every owner call names the exchange (one request and
+//! its response) it means, so a stale handle from an earlier request on a keep-alive
+//! connection cannot write into a later response.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::http::response::{self, Framing};
+use crate::http::{chunked, HttpError, RequestHead, Version};
+use crate::notify::{CloseReason, Notify, Wake};
+use crate::server::Shared;
+
+/// What went wrong with an owner's call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamError {
+    /// The stream is closed, or the exchange is over: `{:error, :closed}`.
+    Closed,
+    /// A response head was already sent for this exchange.
+    AlreadySent,
+    /// `chunk` before `send_chunked`, or after a complete response.
+    NotStreaming,
+    /// A value that cannot go on the wire; the message says which and why.
+    Invalid(String),
+}
+
+impl std::fmt::Display for StreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StreamError::Closed => f.write_str("stream closed"),
+            StreamError::AlreadySent => f.write_str("a response was already sent"),
+            StreamError::NotStreaming => f.write_str("the response is not a chunked stream"),
+            StreamError::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for StreamError {}
+
+/// What `chunk` did with the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// Queued; the call may return.
+    Queued,
+    /// The queue is full and nothing was queued: the caller waits for [`Wake::Writable`]
+    /// (sent once, to this exchange's owner) and tries again.
+    Full,
+}
+
+/// What `read_body` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyRead {
+    /// Body bytes; `done` when they are the last.
+    Data { bytes: Vec<u8>, done: bool },
+    /// Nothing buffered yet: the caller waits for [`Wake::Body`] and asks again.
+    Wait,
+    /// The body was malformed or too large; the connection closes after the response.
+    Failed(HttpError),
+}
+
+/// How the response of the current exchange stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Response {
+    NotStarted,
+    /// A head went out; chunks follow, framed if `chunked`.
+    Streaming {
+        chunked: bool,
+    },
+    /// A complete response is queued.
+    Complete,
+}
+
+/// Request body bytes decoded by the task, waiting for the owner to read them.
+#[derive(Debug, Default)]
+pub(crate) struct BodyBuffer {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) done: bool,
+    pub(crate) error: Option<HttpError>,
+    /// The owner asked for the body; with `Expect: 100-continue` that is the cue for a 100.
+    pub(crate) wanted: bool,
+}
+
+pub(crate) struct State<O> {
+    exchange: u64,
+    exchange_open: bool,
+    version: Version,
+    is_head: bool,
+    keep_alive: bool,
+    response: Response,
+    finished: bool,
+    owner: Option<O>,
+    queue: VecDeque<Bytes>,
+    queued_bytes: usize,
+    close: Option<CloseReason>,
+    close_reported: bool,
+    waiter: Option<Wake>,
+    pub(crate) sse: bool,
+    pub(crate) topics: Vec<String>,
+    pub(crate) body: BodyBuffer,
+    expect_continue: bool,
+    continue_sent: bool,
+    draining: bool,
+}
+
+/// One connection's shared half. See the module docs.
+pub struct Stream<N: Notify> {
+    /// Unique per server, for registries and logs.
+    pub id: u64,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The server's address on this connection.
+    pub local: SocketAddr,
+    pub(crate) server: Arc<Shared<N>>,
+    state: Mutex<State<N::Owner>>,
+    wake: tokio::sync::Notify,
+}
+
+/// What the task must do after a look at the shared state.
+#[derive(Debug, Default)]
+pub(crate) struct TaskView {
+    /// The stream is closing for this reason.
+    pub(crate) close: Option<CloseReason>,
+    /// The owner finished: once `out` is written, the exchange is over.
+    pub(crate) finished: bool,
+    /// The server is stopping: once `out` is written, the stream closes with `shutdown`.
+    pub(crate) draining: bool,
+    /// The connection may carry another request afterwards.
+    pub(crate) keep_alive: bool,
+    /// The body reader wants more bytes (or a 100 Continue first).
+    pub(crate) body_wanted: bool,
+}
+
+impl<N: Notify> Stream<N> {
+    pub(crate) fn new(
+        id: u64,
+        server: Arc<Shared<N>>,
+        peer: SocketAddr,
+        local: SocketAddr,
+    ) -> Self {
+        Stream {
+            id,
+            peer,
+            local,
+            server,
+            state: Mutex::new(State {
+                exchange: 0,
+                exchange_open: false,
+                version: Version::Http11,
+                is_head: false,
+                keep_alive: false,
+                response: Response::NotStarted,
+                finished: false,
+                owner: None,
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                close: None,
+                close_reported: false,
+                waiter: None,
+                sse: false,
+                topics: Vec::new(),
+                body: BodyBuffer::default(),
+                expect_continue: false,
+                continue_sent: false,
+                draining: false,
+            }),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<N::Owner>> {
+        // A panic while the lock was held leaves consistent data (every update is a plain
+        // field write), so a poisoned lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Wakes the connection task.
+    pub(crate) fn wake_task(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await;
+    }
+
+    /// The server this stream belongs to.
+    pub fn server(&self) -> &Arc<Shared<N>> {
+        &self.server
+    }
+
+    // ---- owner side -------------------------------------------------------------------
+
+    /// Makes `owner` the process told about `exchange`.
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::Closed`] if the exchange is over or the client already left; the caller
+    /// then learns it at once instead of by message.
+    pub fn set_owner(&self, exchange: u64, owner: N::Owner) -> Result<(), StreamError> {
+        let mut st = self.lock();
+        Self::check_open(&st, exchange)?;
+        st.owner = Some(owner);
+        Ok(())
+    }
+
+    /// Sends a response head for a body streamed in chunks: chunked on HTTP/1.1, delimited by
+    /// the close on HTTP/1.0. With `sse`, the stream gets heartbeats when idle.
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::Invalid`] for a bad status or header (nothing is sent; the exchange goes
+    /// on), [`StreamError::AlreadySent`], [`StreamError::Closed`].
+    pub fn send_chunked<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        exchange: u64,
+        status: i64,
+        headers: &[(K, V)],
+        sse: bool,
+    ) -> Result<(), StreamError> {
+        let status = check_head(status, headers)?;
+        let mut st = self.lock();
+        Self::check_open(&st, exchange)?;
+        if st.response != Response::NotStarted {
+            return Err(StreamError::AlreadySent);
+        }
+        let no_body = st.is_head || response::status_has_no_body(status);
+        let chunked = st.version == Version::Http11 && !no_body;
+        let framing = match (no_body, chunked) {
+            (true, _) => Framing::NoBody,
+            (false, true) => Framing::Chunked,
+            (false, false) => Framing::CloseDelimited,
+        };
+        if framing == Framing::CloseDelimited {
+            st.keep_alive = false;
+        }
+        let head = response::encode_head(st.version, status, headers, framing, st.keep_alive);
+        st.response = if no_body {
+            Response::Complete
+        } else {
+            Response::Streaming { chunked }
+        };
+        st.sse = sse && !no_body;
+        self.server.stats.streams.fetch_add(1, Relaxed);
+        Self::enqueue(&mut st, head);
+        drop(st);
+        self.wake_task();
+        Ok(())
+    }
+
+    /// Sends a complete response with a content-length. HEAD requests and 204/304 get the
+    /// head alone.
+    ///
+    /// # Errors
+    ///
+    /// As [`Stream::send_chunked`].
+    pub fn send_resp<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        exchange: u64,
+        status: i64,
+        headers: &[(K, V)],
+        body: &[u8],
+    ) -> Result<(), StreamError> {
+        let status = check_head(status, headers)?;
+        let mut st = self.lock();
+        Self::check_open(&st, exchange)?;
+        if st.response != Response::NotStarted {
+            return Err(StreamError::AlreadySent);
+        }
+        let framing = if response::status_has_no_body(status) {
+            Framing::NoBody
+        } else {
+            Framing::Length(body.len() as u64)
+        };
+        let head = response::encode_head(st.version, status, headers, framing, st.keep_alive);
+        let with_body = !st.is_head && framing != Framing::NoBody && !body.is_empty();
+        let mut out = BytesMut::with_capacity(head.len() + if with_body { body.len() } else { 0 });
+        out.put_slice(&head);
+        if with_body {
+            out.put_slice(body);
+        }
+        st.response = Response::Complete;
+        Self::enqueue(&mut st, out.freeze());
+        drop(st);
+        self.wake_task();
+        Ok(())
+    }
+
+    /// Sends an interim 1xx response (`inform`) before the final one.
+    ///
+    /// # Errors
+    ///
+    /// A status outside 100..=199 or a bad header is [`StreamError::Invalid`]; HTTP/1.0 clients
+    /// get nothing (RFC 9110 section 15.2) and the call succeeds.
+    pub fn inform<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        exchange: u64,
+        status: i64,
+        headers: &[(K, V)],
+    ) -> Result<(), StreamError> {
+        let status = check_head(status, headers)?;
+        if !(100..200).contains(&status) || status == 101 {
+            return Err(StreamError::Invalid(format!(
+                "inform needs an informational status (100, 102..199), got: {status}"
+            )));
+        }
+        let mut st = self.lock();
+        Self::check_open(&st, exchange)?;
+        if st.response != Response::NotStarted {
+            return Err(StreamError::AlreadySent);
+        }
+        if st.version == Version::Http10 {
+            return Ok(());
+        }
+        let mut head = BytesMut::new();
+        head.put_slice(
+            format!("HTTP/1.1 {status} {}\r\n", response::reason_phrase(status)).as_bytes(),
+        );
+        for (name, value) in headers {
+            head.put_slice(name.as_ref());
+            head.put_slice(b": ");
+            head.put_slice(value.as_ref());
+            head.put_slice(b"\r\n");
+        }
+        head.put_slice(b"\r\n");
+        Self::enqueue(&mut st, head.freeze());
+        drop(st);
+        self.wake_task();
+        Ok(())
+    }
+
+    /// Queues `data` as one chunk of the streaming response.
+    ///
+    /// Returns [`Push::Full`] and queues nothing when the queue holds `write_queue_bytes` or
+    /// more; the owner is then woken once with [`Wake::Writable`]. Empty data is a no-op.
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::Closed`] once the stream closed, [`StreamError::NotStreaming`] before a
+    /// chunked head.
+    pub fn chunk(&self, exchange: u64, data: &[u8]) -> Result<Push, StreamError> {
+        let mut st = self.lock();
+        Self::check_open(&st, exchange)?;
+        let chunked = match st.response {
+            Response::Streaming { chunked } => chunked,
+            Response::Complete if st.is_head => return Ok(Push::Queued),
+            _ => return Err(StreamError::NotStreaming),
+        };
+        if data.is_empty() {
+            return Ok(Push::Queued);
+        }
+        if st.queued_bytes >= self.server.config.write_queue_bytes {
+            st.waiter = Some(Wake::Writable);
+            return Ok(Push::Full);
+        }
+        let framed = if chunked {
+            chunked::frame(data)
+        } else {
+            Bytes::copy_from_slice(data)
+        };
+        Self::enqueue(&mut st, framed);
+        drop(st);
+        self.wake_task();
+        Ok(Push::Queued)
+    }
+
+    /// The owner is done with the exchange: a chunked response gets its last chunk, and the
+    /// connection goes on to the next request once everything is written. A subscribed stream
+    /// goes on in Rust.
+    ///
+    /// Returns false, and finishes nothing, when no response was sent: the caller sends one
+    /// (a 500) and finishes again.
+    pub fn finish(&self, exchange: u64) -> bool {
+        let mut st = self.lock();
+        if st.exchange != exchange || !st.exchange_open || st.finished || st.close.is_some() {
+            return true;
+        }
+        if !st.topics.is_empty() {
+            st.owner = None;
+            return true;
+        }
+        if st.response == Response::NotStarted {
+            return false;
+        }
+        if let Response::Streaming { chunked: true } = st.response {
+            if !st.is_head && st.close.is_none() {
+                Self::enqueue(&mut st, Bytes::from_static(chunked::LAST_CHUNK));
+            }
+        }
+        st.finished = true;
+        drop(st);
+        self.wake_task();
+        true
+    }
+
+    /// Closes the stream of `exchange` from the owner's side (for example `:timeout` after
+    /// `chunk` waited too long). The owner is told once, like any close.
+    pub fn close(&self, exchange: u64, reason: CloseReason) {
+        let mut st = self.lock();
+        if st.exchange == exchange && st.exchange_open {
+            st.waiter = None;
+            Self::set_close(&mut st, reason);
+            drop(st);
+            self.wake_task();
+        }
+    }
+
+    /// The owner of `exchange` died, or dropped its last handle. An unfinished response is cut
+    /// (the socket closes) unless the stream is subscribed to a topic, which lives on in Rust.
+    pub fn owner_gone(&self, exchange: u64) {
+        let mut st = self.lock();
+        if st.exchange != exchange || !st.exchange_open {
+            return;
+        }
+        st.owner = None;
+        st.waiter = None;
+        if st.topics.is_empty() && !st.finished {
+            Self::set_close(&mut st, CloseReason::OwnerGone);
+            drop(st);
+            self.wake_task();
+        }
+    }
+
+    /// Forgets that the owner waits for a wake-up, after its wait timed out.
+    pub fn cancel_wait(&self, exchange: u64) {
+        let mut st = self.lock();
+        if st.exchange == exchange {
+            st.waiter = None;
+        }
+    }
+
+    /// Takes up to `max` bytes of the request body.
+    ///
+    /// # Errors
+    ///
+    /// [`StreamError::Closed`] once the stream closed.
+    pub fn read_body(&self, exchange: u64, max: usize) -> Result<BodyRead, StreamError> {
+        let mut st = self.lock();
+        Self::check_open(&st, exchange)?;
+        if let Some(error) = st.body.error.clone() {
+            return Ok(BodyRead::Failed(error));
+        }
+        if st.body.bytes.is_empty() && !st.body.done {
+            st.body.wanted = true;
+            st.waiter = Some(Wake::Body);
+            drop(st);
+            self.wake_task();
+            return Ok(BodyRead::Wait);
+        }
+        let take = st.body.bytes.len().min(max.max(1));
+        let rest = st.body.bytes.split_off(take);
+        let bytes = std::mem::replace(&mut st.body.bytes, rest);
+        let done = st.body.done && st.body.bytes.is_empty();
+        if !done {
+            // Room freed in the body buffer: the task may read on.
+            drop(st);
+            self.wake_task();
+        }
+        Ok(BodyRead::Data { bytes, done })
+    }
+
+    /// The HTTP version of the current request.
+    pub fn version(&self) -> Version {
+        self.lock().version
+    }
+
+    /// Whether the owner of `exchange` has sent a response head or a complete response.
+    pub fn response_started(&self, exchange: u64) -> bool {
+        let st = self.lock();
+        st.exchange == exchange && st.response != Response::NotStarted
+    }
+
+    fn check_open(st: &State<N::Owner>, exchange: u64) -> Result<(), StreamError> {
+        if st.exchange != exchange
+            || !st.exchange_open
+            || st.close.is_some()
+            || st.finished
+            || st.draining
+        {
+            Err(StreamError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn enqueue(st: &mut State<N::Owner>, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
+        st.queued_bytes += bytes.len();
+        st.queue.push_back(bytes);
+    }
+
+    fn set_close(st: &mut State<N::Owner>, reason: CloseReason) {
+        if st.close.is_none() {
+            st.close = Some(reason);
+        }
+    }
+
+    // ---- hub side ---------------------------------------------------------------------
+
+    /// Queues a broadcast event, shared with every other subscriber. `framed` is the chunk
+    /// for HTTP/1.1 streams, `raw` the same event for close-delimited ones. Returns false when
+    /// the stream is gone; a stream whose queue is full is closed with `overflow`.
+    pub(crate) fn push_shared(&self, framed: &Bytes, raw: &Bytes) -> bool {
+        let mut st = self.lock();
+        if st.close.is_some() || !st.exchange_open || st.draining {
+            return false;
+        }
+        let bytes = match st.response {
+            Response::Streaming { chunked: true } => framed.clone(),
+            Response::Streaming { chunked: false } => raw.clone(),
+            _ => return false,
+        };
+        if st.queued_bytes + bytes.len() > self.server.config.write_queue_bytes {
+            Self::set_close(&mut st, CloseReason::Overflow);
+            drop(st);
+            self.wake_task();
+            return false;
+        }
+        let was_empty = st.queue.is_empty();
+        Self::enqueue(&mut st, bytes);
+        drop(st);
+        if was_empty {
+            self.wake_task();
+        }
+        true
+    }
+
+    /// Marks the stream as subscribed to `topic`; false if it cannot be (closed, not a
+    /// streaming response, or already subscribed to it).
+    pub(crate) fn attach_topic(&self, exchange: u64, topic: &str) -> Result<bool, StreamError> {
+        let mut st = self.lock();
+        Self::check_open(&st, exchange)?;
+        if !matches!(st.response, Response::Streaming { .. }) {
+            return Err(StreamError::NotStreaming);
+        }
+        if st.topics.iter().any(|t| t == topic) {
+            return Ok(false);
+        }
+        if st.topics.is_empty() {
+            self.server.stats.subscribers.fetch_add(1, Relaxed);
+        }
+        st.topics.push(topic.to_string());
+        Ok(true)
+    }
+
+    /// Removes `topic` from the stream's subscriptions; a stream left with none and no owner
+    /// has nobody to feed it, so it ends like a finished response.
+    pub(crate) fn detach_topic(&self, topic: &str) {
+        let mut st = self.lock();
+        let before = st.topics.len();
+        st.topics.retain(|t| t != topic);
+        if before > 0 && st.topics.is_empty() {
+            self.server.stats.subscribers.fetch_sub(1, Relaxed);
+            if st.owner.is_none() && st.close.is_none() {
+                if let Response::Streaming { chunked: true } = st.response {
+                    Self::enqueue(&mut st, Bytes::from_static(chunked::LAST_CHUNK));
+                }
+                st.finished = true;
+                drop(st);
+                self.wake_task();
+            }
+        }
+    }
+
+    // ---- server side -------------------------------------------------------------------
+
+    /// Starts a graceful close for shutdown: an SSE stream gets `final_event` (already
+    /// encoded), owners can queue nothing more, and the stream closes with `shutdown` once
+    /// what is queued has been written.
+    pub(crate) fn begin_shutdown(&self, final_event: Option<&Bytes>) {
+        let mut st = self.lock();
+        if st.draining {
+            return;
+        }
+        if let (Some(event), Response::Streaming { chunked }, true) =
+            (final_event, st.response, st.sse)
+        {
+            if st.close.is_none() && st.exchange_open {
+                let bytes = if chunked {
+                    chunked::frame(event)
+                } else {
+                    event.clone()
+                };
+                Self::enqueue(&mut st, bytes);
+            }
+        }
+        st.draining = true;
+        drop(st);
+        self.wake_task();
+    }
+
+    // ---- task side --------------------------------------------------------------------
+
+    /// Starts exchange `exchange` for `head`.
+    pub(crate) fn begin_exchange(&self, exchange: u64, head: &RequestHead) {
+        let mut st = self.lock();
+        st.exchange = exchange;
+        st.exchange_open = true;
+        st.version = head.version;
+        st.is_head = head.is_head();
+        st.keep_alive = head.keep_alive;
+        st.response = Response::NotStarted;
+        st.finished = false;
+        st.owner = None;
+        st.waiter = None;
+        st.sse = false;
+        st.body = BodyBuffer {
+            done: head.body == crate::http::BodyKind::Empty,
+            ..BodyBuffer::default()
+        };
+        st.expect_continue = head.expect_continue;
+        st.continue_sent = false;
+    }
+
+    /// Moves queued bytes into `out` and says what else the task must do.
+    pub(crate) fn take_batch(&self, out: &mut VecDeque<Bytes>) -> TaskView {
+        let mut st = self.lock();
+        if st.expect_continue && st.body.wanted && !st.continue_sent {
+            st.continue_sent = true;
+            if st.response == Response::NotStarted {
+                out.push_back(Bytes::from_static(response::CONTINUE));
+            }
+        }
+        out.extend(st.queue.drain(..));
+        TaskView {
+            close: st.close,
+            finished: st.exchange_open && st.finished,
+            draining: st.draining,
+            keep_alive: st.keep_alive && st.body.done && st.body.error.is_none(),
+            body_wanted: !st.body.done
+                && st.body.error.is_none()
+                && (!st.expect_continue || st.continue_sent)
+                && st.body.bytes.len() < BODY_WINDOW,
+        }
+    }
+
+    /// `n` queued bytes reached the socket: frees room and wakes a waiting writer.
+    pub(crate) fn written(&self, n: usize) {
+        let mut st = self.lock();
+        st.queued_bytes = st.queued_bytes.saturating_sub(n);
+        if st.waiter == Some(Wake::Writable)
+            && st.queued_bytes < self.server.config.write_queue_bytes
+        {
+            st.waiter = None;
+            let owner = st.owner.clone();
+            let exchange = st.exchange;
+            drop(st);
+            if let Some(owner) = owner {
+                self.server.notify.wake(&owner, exchange, Wake::Writable);
+            }
+        }
+    }
+
+    /// Stores decoded body bytes (or the body's end or error) and wakes a waiting reader.
+    pub(crate) fn body_progress(&self, bytes: &[u8], done: bool, error: Option<HttpError>) {
+        let mut st = self.lock();
+        st.body.bytes.extend_from_slice(bytes);
+        st.body.done |= done;
+        if error.is_some() {
+            st.body.error = error;
+            st.keep_alive = false;
+        }
+        if st.waiter == Some(Wake::Body)
+            && (!st.body.bytes.is_empty() || st.body.done || st.body.error.is_some())
+        {
+            st.waiter = None;
+            let owner = st.owner.clone();
+            let exchange = st.exchange;
+            drop(st);
+            if let Some(owner) = owner {
+                self.server.notify.wake(&owner, exchange, Wake::Body);
+            }
+        }
+    }
+
+    /// Whether the response of the open exchange is an SSE stream, for heartbeats.
+    pub(crate) fn wants_heartbeat(&self) -> bool {
+        let st = self.lock();
+        st.sse && st.exchange_open && st.close.is_none() && st.queue.is_empty()
+    }
+
+    /// Queues a heartbeat if the stream is still an idle SSE stream.
+    pub(crate) fn push_heartbeat(&self) {
+        let mut st = self.lock();
+        if let (true, Response::Streaming { chunked }) = (st.sse && st.close.is_none(), st.response)
+        {
+            if st.queue.is_empty() {
+                let bytes = if chunked {
+                    chunked::frame(crate::sse::HEARTBEAT)
+                } else {
+                    Bytes::from_static(crate::sse::HEARTBEAT)
+                };
+                Self::enqueue(&mut st, bytes);
+            }
+        }
+    }
+
+    /// Closes from the task's side (the peer left, a write failed, a timer fired).
+    pub(crate) fn close_from_task(&self, reason: CloseReason) {
+        Self::set_close(&mut self.lock(), reason);
+    }
+
+    /// Ends the exchange after a complete response: no more owner calls, no close message.
+    pub(crate) fn end_exchange(&self) {
+        let mut st = self.lock();
+        if st.exchange_open && matches!(st.response, Response::Streaming { .. }) {
+            self.server.stats.streams.fetch_sub(1, Relaxed);
+        }
+        st.exchange_open = false;
+        st.owner = None;
+        st.waiter = None;
+        st.sse = false;
+        st.body = BodyBuffer::default();
+    }
+
+    /// Reports the close to the owner (once) and returns the topics to leave. Called by the
+    /// task as it ends the connection.
+    pub(crate) fn report_close(&self, fallback: CloseReason) -> Vec<String> {
+        let mut st = self.lock();
+        let reason = *st.close.get_or_insert(fallback);
+        let tell = (!st.close_reported && st.exchange_open && reason != CloseReason::OwnerGone)
+            .then(|| st.owner.clone())
+            .flatten();
+        let counted = st.exchange_open && !st.close_reported;
+        if counted && matches!(st.response, Response::Streaming { .. }) {
+            self.server.stats.streams.fetch_sub(1, Relaxed);
+        }
+        // A call waiting for room or body bytes must not sit out its whole timeout: wake it,
+        // and it finds the stream closed.
+        let waiting = st.waiter.take().zip(st.owner.clone());
+        st.close_reported = true;
+        st.exchange_open = false;
+        st.owner = None;
+        st.queue.clear();
+        st.queued_bytes = 0;
+        let topics = std::mem::take(&mut st.topics);
+        if !topics.is_empty() {
+            self.server.stats.subscribers.fetch_sub(1, Relaxed);
+        }
+        let exchange = st.exchange;
+        drop(st);
+        if counted {
+            self.server.stats.count_close(reason);
+        }
+        if let Some(owner) = tell {
+            self.server.notify.closed(&owner, exchange, reason);
+        }
+        if let Some((what, owner)) = waiting {
+            self.server.notify.wake(&owner, exchange, what);
+        }
+        topics
+    }
+}
+
+/// Body bytes the task reads ahead of the owner; past this it stops reading until the owner
+/// takes some, so a large upload never sits whole in memory.
+pub(crate) const BODY_WINDOW: usize = 64 * 1024;
+
+fn check_head<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+    status: i64,
+    headers: &[(K, V)],
+) -> Result<u16, StreamError> {
+    let status = response::check_status(status).map_err(|e| StreamError::Invalid(e.0))?;
+    for (name, value) in headers {
+        response::check_header(name.as_ref(), value.as_ref())
+            .map_err(|e| StreamError::Invalid(e.0))?;
+    }
+    Ok(status)
+}

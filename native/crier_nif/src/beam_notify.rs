@@ -1,0 +1,169 @@
+//! `Notify` over `enif_send`: how the core's reports become messages.
+//!
+//! Every call comes from a tokio worker thread, where `OwnedEnv::send_and_clear` is allowed.
+//! Each worker reuses one `OwnedEnv`.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crier_core::http::{RequestHead, Version};
+use crier_core::notify::{CloseReason, Notify, Wake};
+use crier_core::stream::Stream;
+use rustler::types::tuple::make_tuple;
+use rustler::{Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
+
+use crate::atoms;
+use crate::resources::ConnResource;
+use crate::terms::{close_reason_atom, encode_binary};
+
+/// What the owner wants done when its stream closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnClose {
+    /// Send `{:crier, ref, {:error, reason}}`.
+    Message,
+    /// End the owner with `{:shutdown, reason}` (the server process does the `exit/2`).
+    Exit,
+}
+
+/// The process that owns a stream.
+#[derive(Clone)]
+pub struct Owner {
+    pub pid: LocalPid,
+    pub on_close: OnClose,
+}
+
+/// Reports of one server, sent to its `Crier.Server` process (requests, exits to carry out)
+/// and to owners (closes, wake-ups).
+pub struct BeamNotify {
+    pub server_pid: LocalPid,
+}
+
+thread_local! {
+    static MESSAGE_ENV: RefCell<OwnedEnv> = RefCell::new(OwnedEnv::new());
+}
+
+fn send<F>(to: &LocalPid, build: F)
+where
+    F: for<'a> FnOnce(Env<'a>) -> Term<'a>,
+{
+    if rustler::thread::is_scheduler_thread() {
+        // The core only reports from tokio threads; a scheduler thread here is a bug, and
+        // send_and_clear would panic, so drop the message instead of the VM.
+        debug_assert!(false, "Notify called on a scheduler thread");
+        return;
+    }
+    MESSAGE_ENV.with(|env| {
+        let _ = env.borrow_mut().send_and_clear(to, build);
+    });
+}
+
+impl Notify for BeamNotify {
+    type Owner = Owner;
+
+    fn request(&self, stream: &Arc<Stream<Self>>, exchange: u64, head: RequestHead) {
+        let resource = ResourceArc::new(ConnResource::new(stream.clone(), exchange));
+        let (peer, local) = (stream.peer, stream.local);
+        send(&self.server_pid, move |env| {
+            let request = encode_request(env, exchange, &head, peer, local);
+            make_tuple(
+                env,
+                &[
+                    atoms::crier_request().encode(env),
+                    resource.encode(env),
+                    request,
+                ],
+            )
+        });
+    }
+
+    fn closed(&self, owner: &Owner, exchange: u64, reason: CloseReason) {
+        match owner.on_close {
+            OnClose::Message => send(&owner.pid, |env| {
+                let error = (atoms::error(), close_reason_atom(reason)).encode(env);
+                (atoms::crier(), exchange, error).encode(env)
+            }),
+            OnClose::Exit => {
+                let pid = owner.pid;
+                send(&self.server_pid, move |env| {
+                    (
+                        atoms::crier_exit(),
+                        pid,
+                        exchange,
+                        close_reason_atom(reason),
+                    )
+                        .encode(env)
+                })
+            }
+        }
+    }
+
+    fn wake(&self, owner: &Owner, exchange: u64, what: Wake) {
+        let what = match what {
+            Wake::Writable => atoms::writable(),
+            Wake::Body => atoms::body(),
+        };
+        send(&owner.pid, |env| {
+            (atoms::crier(), exchange, what).encode(env)
+        });
+    }
+
+    fn stopped(&self) {
+        send(&self.server_pid, |env| atoms::crier_stopped().encode(env));
+    }
+}
+
+/// `{ref, method, path, query, version, headers, peer, local}`; `Crier.Conn` builds its struct
+/// from it.
+fn encode_request<'a>(
+    env: Env<'a>,
+    exchange: u64,
+    head: &RequestHead,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Term<'a> {
+    let version = match head.version {
+        Version::Http10 => atoms::http_1_0(),
+        Version::Http11 => atoms::http_1_1(),
+    };
+    let headers: Vec<Term<'a>> = head
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                encode_binary(env, name.as_bytes()),
+                encode_binary(env, value),
+            )
+                .encode(env)
+        })
+        .collect();
+    make_tuple(
+        env,
+        &[
+            exchange.encode(env),
+            encode_binary(env, head.method.as_bytes()),
+            encode_binary(env, head.path.as_bytes()),
+            encode_binary(env, head.query.as_bytes()),
+            version.encode(env),
+            headers.encode(env),
+            encode_addr(env, peer),
+            encode_addr(env, local),
+        ],
+    )
+}
+
+/// `{ip_tuple, port}` as `:inet` writes addresses.
+pub fn encode_addr(env: Env<'_>, addr: SocketAddr) -> Term<'_> {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            (a, b, c, d).encode(env)
+        }
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let parts: Vec<Term> = s.iter().map(|p| p.encode(env)).collect();
+            make_tuple(env, &parts)
+        }
+    };
+    (ip, addr.port()).encode(env)
+}

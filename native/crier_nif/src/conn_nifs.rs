@@ -1,0 +1,207 @@
+//! NIFs on one exchange: ownership, response, chunks, body, topics, close. Each takes a short
+//! lock and enqueues; none waits for the network.
+
+use crier_core::stream::{BodyRead, Push, StreamError};
+use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
+
+use crate::atoms;
+use crate::beam_notify::{OnClose, Owner};
+use crate::resources::ConnResource;
+use crate::server_nifs::topic_name;
+use crate::terms::{decode_close_reason, decode_headers, decode_iodata, encode_binary, Invalid};
+
+type Conn = ResourceArc<ConnResource>;
+
+fn reply<'a>(env: Env<'a>, result: Result<(), StreamError>) -> NifResult<Term<'a>> {
+    match result {
+        Ok(()) => Ok(atoms::ok().encode(env)),
+        Err(error) => stream_error(env, error),
+    }
+}
+
+fn stream_error<'a, T>(env: Env<'a>, error: StreamError) -> NifResult<T> {
+    let _ = env;
+    Err(match error {
+        StreamError::Closed => rustler::Error::Term(Box::new(atoms::closed())),
+        StreamError::AlreadySent => rustler::Error::Term(Box::new(atoms::already_sent())),
+        StreamError::NotStreaming => rustler::Error::Term(Box::new(atoms::not_streaming())),
+        StreamError::Invalid(message) => Invalid(message).into_error(),
+    })
+}
+
+/// Makes `pid` the owner: it is monitored and told about closes in the way `on_close` says.
+#[rustler::nif]
+fn conn_set_owner<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    pid: LocalPid,
+    on_close: Atom,
+) -> NifResult<Term<'a>> {
+    let on_close = if on_close == atoms::exit() {
+        OnClose::Exit
+    } else if on_close == atoms::message() {
+        OnClose::Message
+    } else {
+        return Err(Invalid("on_close must be :message or :exit".into()).into());
+    };
+    let result = conn
+        .stream
+        .set_owner(conn.exchange, Owner { pid, on_close });
+    if result.is_ok() {
+        let mut monitor = conn.owner_monitor.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(previous) = monitor.take() {
+            env.demonitor(&conn, &previous);
+        }
+        *monitor = env.monitor(&conn, &pid);
+    }
+    reply(env, result)
+}
+
+#[rustler::nif]
+fn conn_send_chunked<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    status: i64,
+    headers: Term<'a>,
+    sse: bool,
+) -> NifResult<Term<'a>> {
+    let headers = decode_headers(headers)?;
+    let headers: Vec<(&[u8], &[u8])> = headers
+        .iter()
+        .map(|(n, v)| (n.as_slice(), v.as_slice()))
+        .collect();
+    reply(
+        env,
+        conn.stream
+            .send_chunked(conn.exchange, status, &headers, sse),
+    )
+}
+
+#[rustler::nif]
+fn conn_send_resp<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    status: i64,
+    headers: Term<'a>,
+    body: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let headers = decode_headers(headers)?;
+    let headers: Vec<(&[u8], &[u8])> = headers
+        .iter()
+        .map(|(n, v)| (n.as_slice(), v.as_slice()))
+        .collect();
+    let body = decode_iodata(body, "body")?;
+    reply(
+        env,
+        conn.stream
+            .send_resp(conn.exchange, status, &headers, body.as_slice()),
+    )
+}
+
+#[rustler::nif]
+fn conn_inform<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    status: i64,
+    headers: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let headers = decode_headers(headers)?;
+    let headers: Vec<(&[u8], &[u8])> = headers
+        .iter()
+        .map(|(n, v)| (n.as_slice(), v.as_slice()))
+        .collect();
+    reply(env, conn.stream.inform(conn.exchange, status, &headers))
+}
+
+/// `:ok` when queued, `:full` when the caller must wait for `{:crier, ref, :writable}`.
+#[rustler::nif]
+fn conn_chunk<'a>(env: Env<'a>, conn: Conn, data: Term<'a>) -> NifResult<Term<'a>> {
+    let data = decode_iodata(data, "chunk data")?;
+    match conn.stream.chunk(conn.exchange, data.as_slice()) {
+        Ok(Push::Queued) => Ok(atoms::ok().encode(env)),
+        Ok(Push::Full) => Ok(atoms::full().encode(env)),
+        Err(error) => stream_error(env, error),
+    }
+}
+
+/// The owner is done; returns whether a response had been sent.
+#[rustler::nif]
+fn conn_finish(conn: Conn) -> bool {
+    conn.stream.finish(conn.exchange)
+}
+
+#[rustler::nif]
+fn conn_close(conn: Conn, reason: Term) -> NifResult<Atom> {
+    let reason = decode_close_reason(reason)?;
+    conn.stream.close(conn.exchange, reason);
+    Ok(atoms::ok())
+}
+
+#[rustler::nif]
+fn conn_cancel_wait(conn: Conn) -> Atom {
+    conn.stream.cancel_wait(conn.exchange);
+    atoms::ok()
+}
+
+/// `{:ok, bytes, done?}`, `:wait` (a `{:crier, ref, :body}` follows), or `{:error, reason}`.
+#[rustler::nif]
+fn conn_read_body<'a>(env: Env<'a>, conn: Conn, max: usize) -> NifResult<Term<'a>> {
+    match conn.stream.read_body(conn.exchange, max) {
+        Ok(BodyRead::Data { bytes, done }) => {
+            Ok((atoms::ok(), encode_binary(env, &bytes), done).encode(env))
+        }
+        Ok(BodyRead::Wait) => Ok(atoms::wait().encode(env)),
+        Ok(BodyRead::Failed(error)) => {
+            let reason = if error.status() == 413 {
+                atoms::too_large()
+            } else {
+                atoms::bad_request()
+            };
+            Ok((atoms::error(), reason).encode(env))
+        }
+        Err(error) => stream_error(env, error),
+    }
+}
+
+#[rustler::nif]
+fn conn_subscribe<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    topics: Vec<Binary<'a>>,
+    last_event_id: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let topics = topics
+        .iter()
+        .map(topic_name)
+        .collect::<Result<Vec<_>, _>>()?;
+    let last_event_id = if last_event_id.is_atom() {
+        None
+    } else {
+        let id: Binary = last_event_id
+            .decode()
+            .map_err(|_| Invalid("last_event_id must be a string or nil".into()))?;
+        Some(String::from_utf8_lossy(id.as_slice()).into_owned())
+    };
+    let hub = &conn.stream.server().hub;
+    reply(
+        env,
+        hub.subscribe(
+            &conn.stream,
+            conn.exchange,
+            &topics,
+            last_event_id.as_deref(),
+        ),
+    )
+}
+
+#[rustler::nif]
+fn conn_unsubscribe(conn: Conn, topic: Binary) -> NifResult<Atom> {
+    let topic = topic_name(&topic)?;
+    conn.stream.server().hub.unsubscribe(&conn.stream, &topic);
+    Ok(atoms::ok())
+}
+
+#[rustler::nif]
+fn conn_response_started(conn: Conn) -> bool {
+    conn.stream.response_started(conn.exchange)
+}

@@ -1,0 +1,58 @@
+//! The two resource types the BEAM holds: a server, and one exchange (request) of a
+//! connection.
+
+use std::sync::{Arc, Mutex};
+
+use crier_core::server::Server;
+use crier_core::stream::Stream;
+use rustler::{Env, LocalPid, Monitor, Resource};
+
+use crate::beam_notify::BeamNotify;
+
+/// A running server. Dropping the last reference does not stop it: `Crier.Server` stops it
+/// when it terminates.
+pub struct ServerResource {
+    pub server: Server<BeamNotify>,
+}
+
+#[rustler::resource_impl]
+impl Resource for ServerResource {}
+
+/// The handle an owner holds on one exchange. It holds the stream through a plain `Arc`
+/// (tasks never hold the resource), so when the owner dies or drops its last reference the
+/// stream learns it and closes, unless it is subscribed to a topic.
+pub struct ConnResource {
+    pub stream: Arc<Stream<BeamNotify>>,
+    pub exchange: u64,
+    /// The monitor on the current owner; a new owner replaces it, so only the current owner's
+    /// death counts.
+    pub owner_monitor: Mutex<Option<Monitor>>,
+}
+
+impl ConnResource {
+    pub fn new(stream: Arc<Stream<BeamNotify>>, exchange: u64) -> Self {
+        ConnResource {
+            stream,
+            exchange,
+            owner_monitor: Mutex::new(None),
+        }
+    }
+}
+
+#[rustler::resource_impl]
+impl Resource for ConnResource {
+    const IMPLEMENTS_DOWN: bool = true;
+
+    fn down<'a>(&'a self, _env: Env<'a>, _pid: LocalPid, monitor: Monitor) {
+        let current = *self.owner_monitor.lock().unwrap_or_else(|p| p.into_inner());
+        if current == Some(monitor) {
+            self.stream.owner_gone(self.exchange);
+        }
+    }
+}
+
+impl Drop for ConnResource {
+    fn drop(&mut self) {
+        self.stream.owner_gone(self.exchange);
+    }
+}

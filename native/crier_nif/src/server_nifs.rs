@@ -1,0 +1,124 @@
+//! NIFs on a server: start, port, stats, broadcast, replay size, shutdown.
+
+use crier_core::server::Server;
+use crier_core::sse;
+use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
+
+use crate::atoms;
+use crate::beam_notify::BeamNotify;
+use crate::resources::ServerResource;
+use crate::terms::{decode_config, decode_event, encode_binary, encode_stats, Invalid};
+
+/// Binds and starts a server whose reports go to `server_pid`. Binding is one non-blocking
+/// syscall; no name resolution happens here.
+#[rustler::nif]
+fn server_start<'a>(env: Env<'a>, options: Term<'a>, server_pid: LocalPid) -> NifResult<Term<'a>> {
+    let (config, replay) = decode_config(options)?;
+    let notify = BeamNotify { server_pid };
+    match Server::start(config, notify, crate::runtime::handle(), replay) {
+        Ok(server) => {
+            let resource = ResourceArc::new(ServerResource { server });
+            Ok((atoms::ok(), resource).encode(env))
+        }
+        Err(error) => Ok((atoms::error(), io_error_atom(env, &error)).encode(env)),
+    }
+}
+
+/// The reason of a failed bind, as `:inet` would name it (`:eaddrinuse`, `:eaddrnotavail`, ...).
+fn io_error_atom<'a>(env: Env<'a>, error: &std::io::Error) -> Term<'a> {
+    let name = match error.raw_os_error() {
+        Some(98) => "eaddrinuse",
+        Some(99) => "eaddrnotavail",
+        Some(13) => "eacces",
+        Some(97) => "eafnosupport",
+        Some(22) => "einval",
+        Some(24) => "emfile",
+        _ => "bind_failed",
+    };
+    Atom::from_str(env, name).map_or_else(|_| atoms::error().encode(env), |a| a.encode(env))
+}
+
+#[rustler::nif]
+fn server_port(server: ResourceArc<ServerResource>) -> u16 {
+    server.server.local_addr().port()
+}
+
+#[rustler::nif]
+fn server_stats(env: Env<'_>, server: ResourceArc<ServerResource>) -> NifResult<Term<'_>> {
+    encode_stats(env, &server.server.stats())
+}
+
+/// Queues `event` for every subscriber of `topic`; encoding and fan-out run on tokio.
+#[rustler::nif]
+fn server_broadcast(
+    server: ResourceArc<ServerResource>,
+    topic: Binary,
+    event: Term,
+) -> NifResult<Atom> {
+    let event = decode_event(event)?;
+    let topic = topic_name(&topic)?;
+    server
+        .server
+        .shared()
+        .hub
+        .broadcast(&topic, event)
+        .map_err(|e| Invalid(format!("invalid event: {e}")))?;
+    Ok(atoms::ok())
+}
+
+#[rustler::nif]
+fn server_set_replay(
+    server: ResourceArc<ServerResource>,
+    topic: Binary,
+    size: usize,
+) -> NifResult<Atom> {
+    server
+        .server
+        .shared()
+        .hub
+        .set_replay(&topic_name(&topic)?, size);
+    Ok(atoms::ok())
+}
+
+/// Starts the graceful shutdown; `{:crier_stopped}` reaches the server process when it is
+/// done. `final_event` (or nil) is sent to every SSE stream first.
+#[rustler::nif]
+fn server_shutdown(server: ResourceArc<ServerResource>, final_event: Term) -> NifResult<Atom> {
+    let final_bytes = if final_event.is_atom() {
+        None
+    } else {
+        let event = decode_event(final_event)?;
+        let encoded = sse::encode(&sse::Event {
+            id: event.id.as_deref(),
+            event: event.event.as_deref(),
+            data: event.data.as_deref(),
+            retry: event.retry,
+            comment: event.comment.as_deref(),
+        })
+        .map_err(|e| Invalid(format!("invalid event: {e}")))?;
+        Some(encoded)
+    };
+    server.server.shutdown(final_bytes);
+    Ok(atoms::ok())
+}
+
+/// Encodes an event to its wire bytes, for `Crier.send_event/2`.
+#[rustler::nif]
+fn encode_event<'a>(env: Env<'a>, event: Term<'a>) -> NifResult<Term<'a>> {
+    let event = decode_event(event)?;
+    let bytes = sse::encode(&sse::Event {
+        id: event.id.as_deref(),
+        event: event.event.as_deref(),
+        data: event.data.as_deref(),
+        retry: event.retry,
+        comment: event.comment.as_deref(),
+    })
+    .map_err(|e| Invalid(format!("invalid event: {e}")))?;
+    Ok(encode_binary(env, &bytes))
+}
+
+pub fn topic_name(topic: &Binary) -> Result<String, Invalid> {
+    std::str::from_utf8(topic.as_slice())
+        .map(str::to_string)
+        .map_err(|_| Invalid("topic must be a UTF-8 string".into()))
+}
