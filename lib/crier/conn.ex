@@ -126,6 +126,22 @@ defmodule Crier.Conn do
   end
 
   @doc """
+  Sends a response head with `content-length: length`; the body follows through `chunk/2`
+  calls, written as given (no chunk framing), which must add up to exactly `length` bytes.
+  A longer body raises `ArgumentError`; a shorter one closes the connection after the
+  response. This streams a file without holding it in memory.
+  """
+  @spec send_head(t(), 100..999, headers(), non_neg_integer()) :: {:ok, t()} | {:error, :closed}
+  def send_head(%__MODULE__{} = conn, status, headers, length)
+      when is_integer(length) and length >= 0 do
+    check_head!(status, headers)
+
+    conn.resource
+    |> Native.conn_send_sized(status, headers, length)
+    |> written(conn, :chunked)
+  end
+
+  @doc """
   Sends an informational (1xx) response before the final one, such as 103 Early Hints.
   HTTP/1.0 clients get nothing, as RFC 9110 says.
   """

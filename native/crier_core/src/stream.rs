@@ -73,6 +73,10 @@ enum Response {
     Streaming {
         chunked: bool,
     },
+    /// A head with a content-length went out; `remaining` body bytes must follow.
+    Sized {
+        remaining: u64,
+    },
     /// A complete response is queued.
     Complete,
 }
@@ -293,6 +297,45 @@ impl<N: Notify> Stream<N> {
         Ok(())
     }
 
+    /// Sends a head with `content-length: length`; the body follows through
+    /// [`Stream::chunk`] calls, written as given, adding up to exactly `length` bytes. This is
+    /// how a file is streamed without holding it in memory. A body cut short closes the
+    /// connection after the response, so the client sees the truncation.
+    ///
+    /// # Errors
+    ///
+    /// As [`Stream::send_chunked`].
+    pub fn send_sized<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        exchange: u64,
+        status: i64,
+        headers: &[(K, V)],
+        length: u64,
+    ) -> Result<(), StreamError> {
+        let status = check_head(status, headers)?;
+        let mut st = self.lock();
+        Self::check_open(&st, exchange)?;
+        if st.response != Response::NotStarted {
+            return Err(StreamError::AlreadySent);
+        }
+        let no_body = response::status_has_no_body(status);
+        let framing = if no_body {
+            Framing::NoBody
+        } else {
+            Framing::Length(length)
+        };
+        let head = response::encode_head(st.version, status, headers, framing, st.keep_alive);
+        st.response = if no_body || st.is_head || length == 0 {
+            Response::Complete
+        } else {
+            Response::Sized { remaining: length }
+        };
+        Self::enqueue(&mut st, head);
+        drop(st);
+        self.wake_task();
+        Ok(())
+    }
+
     /// Sends an interim 1xx response (`inform`) before the final one.
     ///
     /// # Errors
@@ -350,6 +393,14 @@ impl<N: Notify> Stream<N> {
         Self::check_open(&st, exchange)?;
         let chunked = match st.response {
             Response::Streaming { chunked } => chunked,
+            Response::Sized { remaining } if data.len() as u64 > remaining => {
+                return Err(StreamError::Invalid(format!(
+                    "body longer than its content-length: {} bytes left, {} given",
+                    remaining,
+                    data.len()
+                )))
+            }
+            Response::Sized { .. } => false,
             Response::Complete if st.is_head => return Ok(Push::Queued),
             _ => return Err(StreamError::NotStreaming),
         };
@@ -365,6 +416,9 @@ impl<N: Notify> Stream<N> {
         } else {
             Bytes::copy_from_slice(data)
         };
+        if let Response::Sized { remaining } = &mut st.response {
+            *remaining -= data.len() as u64;
+        }
         Self::enqueue(&mut st, framed);
         drop(st);
         self.wake_task();
@@ -388,6 +442,9 @@ impl<N: Notify> Stream<N> {
         }
         if st.response == Response::NotStarted {
             return false;
+        }
+        if let Response::Sized { remaining: 1.. } = st.response {
+            st.keep_alive = false;
         }
         if let Response::Streaming { chunked: true } = st.response {
             if !st.is_head && st.close.is_none() {

@@ -98,6 +98,27 @@ fn conn_send_resp<'a>(
     )
 }
 
+/// A head with `content-length: length`; the body follows through `conn_chunk`, unframed.
+#[rustler::nif]
+fn conn_send_sized<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    status: i64,
+    headers: Term<'a>,
+    length: u64,
+) -> NifResult<Term<'a>> {
+    let headers = decode_headers(headers)?;
+    let headers: Vec<(&[u8], &[u8])> = headers
+        .iter()
+        .map(|(n, v)| (n.as_slice(), v.as_slice()))
+        .collect();
+    reply(
+        env,
+        conn.stream
+            .send_sized(conn.exchange, status, &headers, length),
+    )
+}
+
 #[rustler::nif]
 fn conn_inform<'a>(
     env: Env<'a>,
