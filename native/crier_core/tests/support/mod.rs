@@ -1,0 +1,158 @@
+//! Shared helpers for crier_core's integration tests: a [`Notify`] over a channel, so tests
+//! play the BEAM's part, and a blocking TCP client.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crier_core::config::ServerConfig;
+use crier_core::http::RequestHead;
+use crier_core::notify::{CloseReason, Notify, Wake};
+use crier_core::server::Server;
+use crier_core::stream::Stream;
+use tokio::sync::mpsc;
+
+/// Everything the core reports, in order.
+pub enum Event {
+    Request {
+        stream: Arc<Stream<ChannelNotify>>,
+        exchange: u64,
+        head: RequestHead,
+    },
+    Closed {
+        owner: u32,
+        exchange: u64,
+        reason: CloseReason,
+    },
+    Wake {
+        owner: u32,
+        exchange: u64,
+        what: Wake,
+    },
+    Stopped,
+}
+
+/// Reports to a channel; owners are plain numbers.
+pub struct ChannelNotify {
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl Notify for ChannelNotify {
+    type Owner = u32;
+
+    fn request(&self, stream: &Arc<Stream<Self>>, exchange: u64, head: RequestHead) {
+        let _ = self.events.send(Event::Request {
+            stream: stream.clone(),
+            exchange,
+            head,
+        });
+    }
+
+    fn closed(&self, owner: &u32, exchange: u64, reason: CloseReason) {
+        let _ = self.events.send(Event::Closed {
+            owner: *owner,
+            exchange,
+            reason,
+        });
+    }
+
+    fn wake(&self, owner: &u32, exchange: u64, what: Wake) {
+        let _ = self.events.send(Event::Wake {
+            owner: *owner,
+            exchange,
+            what,
+        });
+    }
+
+    fn stopped(&self) {
+        let _ = self.events.send(Event::Stopped);
+    }
+}
+
+/// A server on 127.0.0.1 with a port of its own, and the receiving end of its reports.
+pub struct TestServer {
+    pub server: Server<ChannelNotify>,
+    pub events: Mutex<mpsc::UnboundedReceiver<Event>>,
+    pub runtime: tokio::runtime::Runtime,
+}
+
+impl TestServer {
+    /// Starts a server with `config` (its address is replaced by 127.0.0.1:0).
+    pub fn start(mut config: ServerConfig) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let server = Server::start(config, ChannelNotify { events: tx }, runtime.handle(), 0).expect("bind");
+        TestServer {
+            server,
+            events: Mutex::new(rx),
+            runtime,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The next report, or a panic after `timeout`.
+    pub fn next_event(&self, timeout: Duration) -> Event {
+        let mut events = self.events.lock().unwrap();
+        self.runtime
+            .block_on(async { tokio::time::timeout(timeout, events.recv()).await })
+            .expect("no report from the server in time")
+            .expect("report channel closed")
+    }
+
+    /// The next request, taken by owner `owner`.
+    pub fn next_request(&self, owner: u32) -> (Arc<Stream<ChannelNotify>>, u64, RequestHead) {
+        match self.next_event(Duration::from_secs(5)) {
+            Event::Request {
+                stream,
+                exchange,
+                head,
+            } => {
+                stream.set_owner(exchange, owner).expect("owner");
+                (stream, exchange, head)
+            }
+            _ => panic!("expected a request"),
+        }
+    }
+
+    /// Connects a blocking client with a read timeout.
+    pub fn connect(&self) -> TcpStream {
+        let client = TcpStream::connect(self.addr()).expect("connect");
+        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        client
+    }
+}
+
+/// Sends `raw` on `client`.
+pub fn send(client: &mut TcpStream, raw: &[u8]) {
+    client.write_all(raw).expect("send");
+}
+
+/// Reads until `needle` appears in what was read (or panics after the read timeout).
+pub fn read_until(client: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !got.windows(needle.len()).any(|w| w == needle) {
+        let n = client.read(&mut buf).expect("read");
+        assert!(n > 0, "closed before {:?}; got {:?}", String::from_utf8_lossy(needle), String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
+/// Reads until the server closes; returns everything read.
+pub fn read_to_end(client: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let _ = client.read_to_end(&mut got);
+    got
+}
