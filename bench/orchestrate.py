@@ -66,6 +66,14 @@ def nfds(pid):
         return -1
 
 
+def slab_bytes():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("Slab:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def sock_mem_bytes():
     with open("/proc/net/sockstat") as f:
         for line in f:
@@ -243,7 +251,8 @@ class Loadgen:
 
 def hold_group(url, n, max_secs, name):
     """Open n connections over ceil(n/PER_PROC) processes; return (loadgens, opened, failures)."""
-    procs = max(1, math.ceil(n / PER_PROC))
+    # At least two processes, so the client can use both cores of this machine.
+    procs = min(n, max(2, math.ceil(n / PER_PROC)))
     lgs = []
     for i in range(procs):
         k = n // procs + (1 if i < n % procs else 0)
@@ -435,6 +444,7 @@ def scen_idle(tgt, path, steps, a):
     try:
         rss0 = rss_bytes(pid) if pid else None
         sk0 = sock_mem_bytes()
+        slab0 = slab_bytes()
         fds0 = nfds(pid) if pid else None
         have = 0
         for n in steps:
@@ -447,17 +457,22 @@ def scen_idle(tgt, path, steps, a):
             time.sleep(a.settle)
             rss = rss_bytes(pid) if pid else None
             sk = sock_mem_bytes()
+            slab = slab_bytes()
             step = {
                 "target_conns": n, "opened": have, "server_open": got, "failures": fails,
                 "rss": rss, "rss0": rss0,
                 "per_conn": (rss - rss0) / have if pid and have else None,
                 "sock_mem_per_conn": (sk - sk0) / have if have else None,
+                "slab_per_conn": (slab - slab0) / have if have else None,
                 "fds": nfds(pid) if pid else None, "fds0": fds0,
             }
             log(f"  idle {tgt.name}{path} {have} open: "
                 + (f"{step['per_conn']:.0f} B/conn user space" if step["per_conn"] is not None else "no pid")
-                + f", kernel {step['sock_mem_per_conn']:.0f} B/conn (both ends)")
+                + f", socket buffers {step['sock_mem_per_conn']:.0f} B/conn, slab {step['slab_per_conn']:.0f} B/conn (both ends)")
             res["steps"].append(step)
+            first = res["steps"][0]
+            if pid and len(res["steps"]) > 1 and have > first["opened"]:
+                res["marginal_per_conn"] = (rss - first["rss"]) / (have - first["opened"])
             if opened < more:
                 log(f"  only {opened}/{more} opened: {fails}; stopping this ladder")
                 break
@@ -470,7 +485,10 @@ def scen_idle(tgt, path, steps, a):
 def scen_fanout(tgt, n, a):
     base, pid = tgt.start()
     url = base + "/sub"
-    res = {"subscribers": n, "modes": {}}
+    # Pace so that one event's fan-out fits in the interval on this machine (about 10 us of
+    # server plus client CPU per delivery on 2 cores): otherwise "paced" is just a backlog.
+    interval = max(a.interval_us, n * a.pace_us_per_sub)
+    res = {"subscribers": n, "interval_us": interval, "modes": {}}
     lgs = []
     try:
         lgs, opened, fails = hold_group(url, n, a.max_secs, f"fanout-{tgt.name}")
@@ -486,7 +504,7 @@ def scen_fanout(tgt, n, a):
             c0 = cpu_ticks(pid) if pid else None
             t0 = time.time()
             st, body = http(base, "POST",
-                            f"/publish?n={a.events}&mode={mode}&interval_us={a.interval_us}",
+                            f"/publish?n={a.events}&mode={mode}&interval_us={interval}",
                             timeout=300)
             t_pub = time.time() - t0
             for lg in lgs:
@@ -576,7 +594,8 @@ def scen_churn(tgt, path, a):
     res = {"path": path, "secs": a.churn_secs}
     try:
         # Warm up once so that lazily made tables and code are loaded before "before".
-        warm = [Loadgen(["churn", "--url", url, "--concurrency", "8", "--secs", "2"], name="warm")]
+        warm = [Loadgen(["churn", "--url", url, "--concurrency", str(a.churn_conc), "--secs", "3"],
+                        name="warm") for _ in range(2)]
         for lg in warm:
             lg.expect("churn", 60)
             lg.stop()
@@ -621,7 +640,11 @@ def scen_percall(tgt, a):
     base, pid = tgt.start()
     res = {}
     lgs = []
+    subs = []
     try:
+        # A few subscribers on the topic that broadcast/3 calls go to, so they do fan out.
+        subs, nsub, _ = hold_group(base + "/sub?topic=percall", a.percall_subs, a.max_secs, "percall-sub")
+        res["broadcast_subscribers"] = nsub
         for callers in a.percall_callers:
             lgs, opened, fails = hold_group(base + "/hold", callers, a.max_secs, "percall")
             wait_stat(base, "holders", opened, 60)
@@ -639,8 +662,10 @@ def scen_percall(tgt, a):
             stop_all(lgs)
             lgs = []
             wait_stat(base, "holders", 0, 30, cmp=lambda v, w: v == w)
+        res["server_after"] = stats(base)
     finally:
         stop_all(lgs)
+        stop_all(subs)
         tgt.stop()
     return res
 
@@ -664,12 +689,14 @@ def main():
     a.modes = ["paced", "b2b", "burst"]
     a.events = 200
     a.interval_us = 5000
+    a.pace_us_per_sub = 10
     a.settle = 2.0
     a.idle_ms = 5000
     a.fanout_timeout = 120
     a.close_wait = 10
     a.max_secs = 1800
     a.churn_conc = 32
+    a.percall_subs = 10
     if a.quick:
         a.idle_steps = [500, 1000, 2000]
         a.fanout_ns = [1000]
@@ -697,7 +724,7 @@ def main():
     results = {
         "quick": a.quick, "started": started.isoformat(timespec="seconds"),
         "machine": machine(), "versions": versions(),
-        "params": {"events": a.events, "interval_us": a.interval_us, "idle_steps": a.idle_steps,
+        "params": {"events": a.events, "interval_us": a.interval_us, "pace_us_per_sub": a.pace_us_per_sub, "idle_steps": a.idle_steps,
                    "fanout_subscribers": a.fanout_ns, "close_conns": a.close_n,
                    "close_wait_s": a.close_wait, "churn_secs": a.churn_secs,
                    "churn_concurrency": 2 * a.churn_conc, "conns_per_loadgen": PER_PROC},
