@@ -469,8 +469,9 @@ impl<N: Notify> Stream<N> {
         }
     }
 
-    /// The owner of `exchange` died, or dropped its last handle. An unfinished response is cut
-    /// (the socket closes) unless the stream is subscribed to a topic, which lives on in Rust.
+    /// The owner of `exchange` died, or dropped its last handle. Unless the stream is
+    /// subscribed to a topic (it then lives on in Rust), what was queued is written and the
+    /// connection closes.
     pub fn owner_gone(&self, exchange: u64) {
         let mut st = self.lock();
         if st.exchange != exchange || !st.exchange_open {
@@ -478,11 +479,20 @@ impl<N: Notify> Stream<N> {
         }
         st.owner = None;
         st.waiter = None;
-        if st.topics.is_empty() && !st.finished {
-            Self::set_close(&mut st, CloseReason::OwnerGone);
-            drop(st);
-            self.wake_task();
+        if !st.topics.is_empty() || st.finished || st.close.is_some() {
+            return;
         }
+        if st.response == Response::NotStarted {
+            Self::set_close(&mut st, CloseReason::OwnerGone);
+        } else {
+            // What the owner queued still goes out (a complete response stays complete), then
+            // the connection closes; a cut stream lacks its last chunk, which tells the client.
+            st.finished = true;
+            st.keep_alive = false;
+            self.server.stats.count_close(CloseReason::OwnerGone);
+        }
+        drop(st);
+        self.wake_task();
     }
 
     /// Forgets that the owner waits for a wake-up, after its wait timed out.
