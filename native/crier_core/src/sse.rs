@@ -199,6 +199,202 @@ mod tests {
     }
 
     #[test]
+    fn retry_is_written_in_decimal() {
+        for (retry, wire) in [
+            (0, &b"retry: 0\n\n"[..]),
+            (2500, b"retry: 2500\n\n"),
+            (u64::MAX, b"retry: 18446744073709551615\n\n"),
+        ] {
+            assert_eq!(
+                enc(Event {
+                    retry: Some(retry),
+                    ..Event::default()
+                }),
+                wire
+            );
+        }
+    }
+
+    #[test]
+    fn an_event_with_no_field_is_a_blank_line() {
+        assert_eq!(enc(Event::default()), b"\n");
+    }
+
+    #[test]
+    fn id_alone_sets_the_last_event_id_without_data() {
+        assert_eq!(
+            enc(Event {
+                id: Some("9"),
+                ..Event::default()
+            }),
+            b"id: 9\n\n"
+        );
+        // An empty id is legal: it resets the client's last event ID.
+        assert_eq!(
+            enc(Event {
+                id: Some(""),
+                ..Event::default()
+            }),
+            b"id: \n\n"
+        );
+    }
+
+    #[test]
+    fn every_line_end_combination_splits_once_per_break() {
+        let cases: [(&str, &[u8]); 9] = [
+            ("\r\n", b"data: \ndata: \n\n"),
+            ("\n\r", b"data: \ndata: \ndata: \n\n"),
+            ("\r\r", b"data: \ndata: \ndata: \n\n"),
+            ("\r\n\n", b"data: \ndata: \ndata: \n\n"),
+            ("\r\r\n", b"data: \ndata: \ndata: \n\n"),
+            ("\na", b"data: \ndata: a\n\n"),
+            ("a\r", b"data: a\ndata: \n\n"),
+            ("a\r\nb\r\n", b"data: a\ndata: b\ndata: \n\n"),
+            ("\n\n\n", b"data: \ndata: \ndata: \ndata: \n\n"),
+        ];
+        for (data, wire) in cases {
+            assert_eq!(
+                enc(Event {
+                    data: Some(data),
+                    ..Event::default()
+                }),
+                wire,
+                "{data:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn leading_space_and_colons_in_data_survive() {
+        // The parser strips one space after the colon; ours is that space, so " x" stays " x".
+        assert_eq!(
+            enc(Event {
+                data: Some(" x: y"),
+                ..Event::default()
+            }),
+            b"data:  x: y\n\n"
+        );
+    }
+
+    #[test]
+    fn hostile_data_cannot_inject_fields_or_end_the_event() {
+        assert_eq!(
+            enc(Event {
+                data: Some("a\n\nid: 666\r\nevent: evil\rretry: 1"),
+                ..Event::default()
+            }),
+            b"data: a\ndata: \ndata: id: 666\ndata: event: evil\ndata: retry: 1\n\n"
+        );
+    }
+
+    #[test]
+    fn comments_split_like_data_and_come_first() {
+        assert_eq!(
+            enc(Event {
+                comment: Some("one\r\ntwo\rthree\n"),
+                data: Some("x"),
+                ..Event::default()
+            }),
+            b": one\n: two\n: three\n: \ndata: x\n\n"
+        );
+        assert_eq!(
+            enc(Event {
+                comment: Some(""),
+                ..Event::default()
+            }),
+            b": \n\n"
+        );
+    }
+
+    #[test]
+    fn nul_is_rejected_in_id_but_passes_in_data_and_event() {
+        let error = encode(&Event {
+            id: Some("1\02"),
+            data: Some("x"),
+            ..Event::default()
+        })
+        .unwrap_err();
+        assert_eq!(error.to_string(), "id must not contain CR, LF or NUL");
+        assert_eq!(
+            enc(Event {
+                event: Some("a\0b"),
+                data: Some("c\0d"),
+                ..Event::default()
+            }),
+            b"event: a\0b\ndata: c\0d\n\n"
+        );
+    }
+
+    #[test]
+    fn crlf_in_event_is_rejected_with_its_reason() {
+        let error = encode(&Event {
+            event: Some("tick\r\ndata: evil"),
+            ..Event::default()
+        })
+        .unwrap_err();
+        assert_eq!(error.to_string(), "event must not contain CR or LF");
+    }
+
+    #[test]
+    fn encode_into_appends_nothing_on_error() {
+        let mut out = BytesMut::from(&b"kept"[..]);
+        assert!(encode_into(
+            &Event {
+                comment: Some("would come first"),
+                id: Some("\n"),
+                ..Event::default()
+            },
+            &mut out
+        )
+        .is_err());
+        assert_eq!(&out[..], b"kept");
+        encode_into(
+            &Event {
+                data: Some("x"),
+                ..Event::default()
+            },
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(&out[..], b"keptdata: x\n\n");
+    }
+
+    #[test]
+    fn utf8_in_every_field_is_written_as_is() {
+        assert_eq!(
+            enc(Event {
+                id: Some("ід-7"),
+                event: Some("тик"),
+                data: Some("日本\n😀"),
+                comment: Some("ç"),
+                retry: None,
+            }),
+            ": ç\nid: ід-7\nevent: тик\ndata: 日本\ndata: 😀\n\n".as_bytes()
+        );
+        // U+2028 and U+0085 are line breaks elsewhere, not in an event stream.
+        assert_eq!(
+            enc(Event {
+                data: Some("a\u{2028}b\u{85}c"),
+                ..Event::default()
+            }),
+            "data: a\u{2028}b\u{85}c\n\n".as_bytes()
+        );
+    }
+
+    #[test]
+    fn split_lines_yields_one_line_per_break() {
+        let lines: Vec<&str> = split_lines("a\r\nb\rc\nd").collect();
+        assert_eq!(lines, ["a", "b", "c", "d"]);
+        assert_eq!(split_lines("").collect::<Vec<_>>(), [""]);
+        assert_eq!(split_lines("\r\n").collect::<Vec<_>>(), ["", ""]);
+    }
+
+    #[test]
+    fn heartbeat_is_a_comment_and_a_blank_line() {
+        assert_eq!(HEARTBEAT, b":\n\n");
+    }
+
+    #[test]
     fn unicode_passes_through() {
         assert_eq!(
             enc(Event {
