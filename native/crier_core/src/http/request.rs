@@ -60,35 +60,58 @@ impl RequestHead {
     }
 }
 
+/// Most bytes of empty lines skipped before a request line. RFC 9112 section 2.2 asks servers
+/// to ignore at least one (old clients send a CRLF after a POST body); more is not a client.
+const MAX_LEADING_EMPTY_BYTES: usize = 64;
+
 /// Parses a request head from the start of `buf`.
 ///
 /// Returns `Ok(None)` while the head is incomplete and within limits, or the head and the
 /// number of bytes it took. Empty lines before the request line are skipped, as RFC 9112
 /// section 2.2 allows.
 ///
+/// The limits count bytes this way: the request line without its line ending against
+/// `max_request_line` (414 past it), the field lines with their line endings, without the
+/// empty line that ends the head, against `max_header_bytes` (431 past it). An incomplete
+/// head is refused as soon as it can no longer fit.
+///
 /// # Errors
 ///
 /// The [`HttpError`] that the request is refused with.
 pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, usize)>, HttpError> {
     let skipped = leading_empty_lines(buf);
+    if skipped > MAX_LEADING_EMPTY_BYTES {
+        return Err(HttpError::BadRequest(
+            "too many empty lines before the request line",
+        ));
+    }
     let buf = &buf[skipped..];
-    check_request_line_length(buf, limits)?;
+    let line_end = request_line_end(buf, limits)?;
 
     let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut req = httparse::Request::new(&mut slots);
     let consumed = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
-            if buf.len() > limits.max_request_line + limits.max_header_bytes {
-                return Err(HttpError::HeadersTooLarge);
+            // The field lines seen so far, plus at most a CRLF of the final empty line.
+            if let Some(line_end) = line_end {
+                if buf.len() - line_end > limits.max_header_bytes + 2 {
+                    return Err(HttpError::HeadersTooLarge);
+                }
             }
             return Ok(None);
         }
         Err(httparse::Error::TooManyHeaders) => return Err(HttpError::HeadersTooLarge),
-        Err(httparse::Error::Version) => return Err(HttpError::VersionNotSupported),
+        Err(httparse::Error::Version) => return Err(version_error(buf)),
         Err(e) => return Err(HttpError::BadRequest(parse_error_reason(e))),
     };
-    if consumed > limits.max_request_line + limits.max_header_bytes {
+    let line_end = line_end.ok_or(HttpError::BadRequest("invalid request line"))?;
+    let final_empty_line = if buf[..consumed].ends_with(b"\r\n") {
+        2
+    } else {
+        1
+    };
+    if consumed - line_end - final_empty_line > limits.max_header_bytes {
         return Err(HttpError::HeadersTooLarge);
     }
     let head = build_head(&req)?;
@@ -108,12 +131,52 @@ fn leading_empty_lines(buf: &[u8]) -> usize {
     }
 }
 
-fn check_request_line_length(buf: &[u8], limits: &Limits) -> Result<(), HttpError> {
-    let window = &buf[..buf.len().min(limits.max_request_line + 1)];
+/// Where the request line ends (just past its LF), once it has; 414 as soon as the line,
+/// without its CRLF, is longer than `max_request_line`.
+fn request_line_end(buf: &[u8], limits: &Limits) -> Result<Option<usize>, HttpError> {
+    let max = limits.max_request_line;
+    // Room for the line, its CR and its LF.
+    let window = &buf[..buf.len().min(max + 2)];
     match window.iter().position(|&b| b == b'\n') {
-        Some(_) => Ok(()),
-        None if window.len() > limits.max_request_line => Err(HttpError::UriTooLong),
-        None => Ok(()),
+        Some(lf) => {
+            let line_len = if lf > 0 && window[lf - 1] == b'\r' {
+                lf - 1
+            } else {
+                lf
+            };
+            if line_len > max {
+                Err(HttpError::UriTooLong)
+            } else {
+                Ok(Some(lf + 1))
+            }
+        }
+        None if window.len() > max + 1 => Err(HttpError::UriTooLong),
+        None if window.len() == max + 1 && window[max] != b'\r' => Err(HttpError::UriTooLong),
+        None => Ok(None),
+    }
+}
+
+/// httparse reports any request line it cannot read past the target as a version error. A
+/// well-formed `HTTP/x.y` that is not 1.0 or 1.1 is 505 (RFC 9112 section 2.3); anything else
+/// is a malformed request line, 400.
+fn version_error(buf: &[u8]) -> HttpError {
+    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
+    let line = buf[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&buf[..line_end]);
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(_method), Some(_target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return HttpError::BadRequest("invalid request line");
+    };
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            HttpError::VersionNotSupported
+        }
+        _ => HttpError::BadRequest("invalid HTTP version"),
     }
 }
 
@@ -145,6 +208,12 @@ fn build_head(req: &httparse::Request<'_, '_>) -> Result<RequestHead, HttpError>
         let name = h.name.to_ascii_lowercase();
         framing.observe(&name, h.value)?;
         headers.push((name, h.value.to_vec()));
+    }
+    // RFC 9112 section 6.1: HTTP/1.0 has no transfer codings, so its framing is faulty.
+    if version == Version::Http10 && framing.transfer_encoding {
+        return Err(HttpError::BadRequest(
+            "Transfer-Encoding in an HTTP/1.0 request",
+        ));
     }
     let body = framing.body_kind()?;
     let keep_alive = match version {
@@ -342,6 +411,153 @@ mod tests {
         let mut raw = b"GET /".to_vec();
         raw.extend(std::iter::repeat_n(b'a', 9000));
         assert_eq!(parse(&raw), Err(HttpError::UriTooLong));
+    }
+
+    fn small_limits() -> Limits {
+        Limits {
+            max_request_line: 32,
+            max_header_bytes: 64,
+            max_headers: 4,
+            ..Limits::default()
+        }
+    }
+
+    /// A request line of exactly `len` bytes, without its CRLF.
+    fn request_line(len: usize) -> Vec<u8> {
+        let mut line = b"GET /".to_vec();
+        line.resize(len - b" HTTP/1.1".len(), b'a');
+        line.extend(b" HTTP/1.1");
+        line
+    }
+
+    #[test]
+    fn request_line_limit_is_exact() {
+        let limits = small_limits();
+        for (len, ok) in [(32, true), (33, false)] {
+            let mut raw = request_line(len);
+            raw.extend(b"\r\nHost: a\r\n\r\n");
+            let result = parse_head(&raw, &limits);
+            assert_eq!(result.is_ok(), ok, "{len}: {result:?}");
+            // The same line, incomplete, is refused as soon as it cannot fit.
+            let partial = parse_head(&raw[..len + 1], &limits);
+            assert_eq!(partial.is_ok(), ok, "{len} partial: {partial:?}");
+            if !ok {
+                assert_eq!(result, Err(HttpError::UriTooLong));
+            }
+        }
+    }
+
+    #[test]
+    fn header_block_limit_is_exact() {
+        let limits = small_limits();
+        // "Host: a\r\n" is 9 bytes; an X header fills the block to `len`.
+        for (len, ok) in [(64, true), (65, false)] {
+            let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
+            raw.resize(16 + len - 2, b'v');
+            raw.extend(b"\r\n");
+            let partial = parse_head(&raw, &limits);
+            raw.extend(b"\r\n");
+            let result = parse_head(&raw, &limits);
+            assert_eq!(result.is_ok(), ok, "{len}: {result:?}");
+            assert!(partial.is_ok(), "{len} partial: {partial:?}");
+            if !ok {
+                assert_eq!(result, Err(HttpError::HeadersTooLarge));
+            }
+        }
+        // With bare LF line endings the same bytes count.
+        let mut raw = b"GET / HTTP/1.1\nHost: a\nX: ".to_vec();
+        raw.resize(15 + 64 - 1, b'v');
+        raw.extend(b"\n\n");
+        assert!(parse_head(&raw, &limits).is_ok());
+    }
+
+    #[test]
+    fn header_count_limit_is_exact() {
+        let limits = small_limits();
+        for (count, ok) in [(4, true), (5, false)] {
+            let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+            for i in 1..count {
+                raw.extend(format!("X-{i}: v\r\n").bytes());
+            }
+            raw.extend(b"\r\n");
+            let result = parse_head(&raw, &limits);
+            assert_eq!(result.is_ok(), ok, "{count}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn other_versions_are_505_and_malformed_ones_400() {
+        for version in ["HTTP/1.2", "HTTP/2.0", "HTTP/0.9", "HTTP/3.0"] {
+            let raw = format!("GET / {version}\r\nHost: a\r\n\r\n");
+            assert_eq!(parse(raw.as_bytes()), Err(HttpError::VersionNotSupported));
+        }
+        for line in [
+            "GET / FOO/1.1",
+            "GET /a b HTTP/1.1",
+            "GET / HTTP/11",
+            "GET /",
+            "GET / http/1.1",
+        ] {
+            let raw = format!("{line}\r\nHost: a\r\n\r\n");
+            assert_eq!(parse(raw.as_bytes()).unwrap_err().status(), 400, "{line}");
+        }
+        // The HTTP/2 preface, sent to an HTTP/1.1 port.
+        assert_eq!(
+            parse(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+            Err(HttpError::VersionNotSupported)
+        );
+    }
+
+    #[test]
+    fn leading_empty_lines_are_skipped_up_to_a_point() {
+        let (_, used) = parse(b"\r\n\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(used, 3 + 27);
+        let flood = b"\r\n".repeat(40);
+        assert_eq!(parse(&flood).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn bare_cr_nul_and_bad_names_are_400() {
+        for raw in [
+            &b"GET / HTTP/1.1\rHost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: b\rc\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\x7f\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHo(st: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\n: a\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\n Host: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost\t: a\r\n\r\n",
+            b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert_eq!(
+                parse(raw).unwrap_err().status(),
+                400,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_in_http10_is_400() {
+        let raw = b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(parse(raw).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn unknown_transfer_coding_is_501_and_chunked_twice_400() {
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert_eq!(parse(raw).unwrap_err().status(), 501);
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(parse(raw).unwrap_err().status(), 400);
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n";
+        assert_eq!(head(raw).body, BodyKind::Chunked);
     }
 
     #[test]
