@@ -23,6 +23,9 @@ pub struct Stats {
     pub rejected: AtomicU64,
     /// Bytes written to sockets (total).
     pub bytes_written: AtomicU64,
+    /// Bytes queued for writing and not yet written, over all streams: the memory held by
+    /// write queues (gauge).
+    pub queued_bytes: AtomicU64,
     /// Stream closes by reason, indexed by [`CloseReason::index`] (totals).
     pub closes: [AtomicU64; CloseReason::ALL.len()],
 }
@@ -46,6 +49,8 @@ pub struct Snapshot {
     pub rejected: u64,
     /// See [`Stats::bytes_written`].
     pub bytes_written: u64,
+    /// See [`Stats::queued_bytes`].
+    pub queued_bytes: u64,
     /// Closes by reason.
     pub closes: Vec<(CloseReason, u64)>,
 }
@@ -62,6 +67,7 @@ impl Stats {
             requests: self.requests.load(Relaxed),
             rejected: self.rejected.load(Relaxed),
             bytes_written: self.bytes_written.load(Relaxed),
+            queued_bytes: self.queued_bytes.load(Relaxed),
             closes: CloseReason::ALL
                 .iter()
                 .map(|r| (*r, self.closes[r.index()].load(Relaxed)))

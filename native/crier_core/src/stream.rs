@@ -105,6 +105,8 @@ pub(crate) struct State<O> {
     close: Option<CloseReason>,
     close_reported: bool,
     waiter: Option<Wake>,
+    /// Bytes the `chunk` waiting for [`Wake::Writable`] needs; it is woken once they fit.
+    waiting_len: usize,
     pub(crate) sse: bool,
     pub(crate) topics: Vec<String>,
     pub(crate) body: BodyBuffer,
@@ -167,6 +169,7 @@ impl<N: Notify> Stream<N> {
                 close: None,
                 close_reported: false,
                 waiter: None,
+                waiting_len: 0,
                 sse: false,
                 topics: Vec::new(),
                 body: BodyBuffer::default(),
@@ -253,7 +256,7 @@ impl<N: Notify> Stream<N> {
         };
         st.sse = sse && !no_body;
         self.server.stats.streams.fetch_add(1, Relaxed);
-        Self::enqueue(&mut st, head);
+        self.enqueue(&mut st, head);
         drop(st);
         self.wake_task();
         Ok(())
@@ -291,7 +294,7 @@ impl<N: Notify> Stream<N> {
             out.put_slice(body);
         }
         st.response = Response::Complete;
-        Self::enqueue(&mut st, out.freeze());
+        self.enqueue(&mut st, out.freeze());
         drop(st);
         self.wake_task();
         Ok(())
@@ -330,7 +333,7 @@ impl<N: Notify> Stream<N> {
         } else {
             Response::Sized { remaining: length }
         };
-        Self::enqueue(&mut st, head);
+        self.enqueue(&mut st, head);
         drop(st);
         self.wake_task();
         Ok(())
@@ -373,7 +376,7 @@ impl<N: Notify> Stream<N> {
             head.put_slice(b"\r\n");
         }
         head.put_slice(b"\r\n");
-        Self::enqueue(&mut st, head.freeze());
+        self.enqueue(&mut st, head.freeze());
         drop(st);
         self.wake_task();
         Ok(())
@@ -407,8 +410,14 @@ impl<N: Notify> Stream<N> {
         if data.is_empty() {
             return Ok(Push::Queued);
         }
-        if st.queued_bytes >= self.server.config.write_queue_bytes {
+        let framed_len = if chunked {
+            data.len() + CHUNK_FRAMING
+        } else {
+            data.len()
+        };
+        if !self.has_room(&st, framed_len) {
             st.waiter = Some(Wake::Writable);
+            st.waiting_len = framed_len;
             return Ok(Push::Full);
         }
         let framed = if chunked {
@@ -419,7 +428,7 @@ impl<N: Notify> Stream<N> {
         if let Response::Sized { remaining } = &mut st.response {
             *remaining -= data.len() as u64;
         }
-        Self::enqueue(&mut st, framed);
+        self.enqueue(&mut st, framed);
         drop(st);
         self.wake_task();
         Ok(Push::Queued)
@@ -448,7 +457,7 @@ impl<N: Notify> Stream<N> {
         }
         if let Response::Streaming { chunked: true } = st.response {
             if !st.is_head && st.close.is_none() {
-                Self::enqueue(&mut st, Bytes::from_static(chunked::LAST_CHUNK));
+                self.enqueue(&mut st, Bytes::from_static(chunked::LAST_CHUNK));
             }
         }
         st.finished = true;
@@ -557,12 +566,22 @@ impl<N: Notify> Stream<N> {
         }
     }
 
-    fn enqueue(st: &mut State<N::Owner>, bytes: Bytes) {
+    fn enqueue(&self, st: &mut State<N::Owner>, bytes: Bytes) {
         if bytes.is_empty() {
             return;
         }
         st.queued_bytes += bytes.len();
+        self.server
+            .stats
+            .queued_bytes
+            .fetch_add(bytes.len() as u64, Relaxed);
         st.queue.push_back(bytes);
+    }
+
+    /// Whether `len` more bytes fit in the write queue: the queue never holds more than
+    /// `write_queue_bytes`, except for one larger chunk given to an empty queue.
+    fn has_room(&self, st: &State<N::Owner>, len: usize) -> bool {
+        st.queued_bytes == 0 || st.queued_bytes + len <= self.server.config.write_queue_bytes
     }
 
     fn set_close(st: &mut State<N::Owner>, reason: CloseReason) {
@@ -593,7 +612,7 @@ impl<N: Notify> Stream<N> {
             return false;
         }
         let was_empty = st.queue.is_empty();
-        Self::enqueue(&mut st, bytes);
+        self.enqueue(&mut st, bytes);
         drop(st);
         if was_empty {
             self.wake_task();
@@ -629,7 +648,7 @@ impl<N: Notify> Stream<N> {
             self.server.stats.subscribers.fetch_sub(1, Relaxed);
             if st.owner.is_none() && st.close.is_none() {
                 if let Response::Streaming { chunked: true } = st.response {
-                    Self::enqueue(&mut st, Bytes::from_static(chunked::LAST_CHUNK));
+                    self.enqueue(&mut st, Bytes::from_static(chunked::LAST_CHUNK));
                 }
                 st.finished = true;
                 drop(st);
@@ -641,8 +660,8 @@ impl<N: Notify> Stream<N> {
     // ---- server side -------------------------------------------------------------------
 
     /// Starts a graceful close for shutdown: an SSE stream gets `final_event` (already
-    /// encoded), owners can queue nothing more, and the stream closes with `shutdown` once
-    /// what is queued has been written.
+    /// encoded), a chunked response its last chunk, owners can queue nothing more, and the
+    /// stream closes with `shutdown` once what is queued has been written.
     pub(crate) fn begin_shutdown(&self, final_event: Option<&Bytes>) {
         let mut st = self.lock();
         if st.draining {
@@ -657,7 +676,14 @@ impl<N: Notify> Stream<N> {
                 } else {
                     event.clone()
                 };
-                Self::enqueue(&mut st, bytes);
+                self.enqueue(&mut st, bytes);
+            }
+        }
+        // The response ends cleanly: a chunked body gets its last chunk, so the client (and any
+        // proxy) sees a complete response rather than a cut one.
+        if let Response::Streaming { chunked: true } = st.response {
+            if st.close.is_none() && st.exchange_open && !st.finished && !st.is_head {
+                self.enqueue(&mut st, Bytes::from_static(chunked::LAST_CHUNK));
             }
         }
         st.draining = true;
@@ -713,16 +739,18 @@ impl<N: Notify> Stream<N> {
     /// `n` queued bytes reached the socket: frees room and wakes a waiting writer.
     pub(crate) fn written(&self, n: usize) {
         let mut st = self.lock();
-        st.queued_bytes = st.queued_bytes.saturating_sub(n);
-        if st.waiter == Some(Wake::Writable)
-            && st.queued_bytes < self.server.config.write_queue_bytes
-        {
+        let freed = n.min(st.queued_bytes);
+        st.queued_bytes -= freed;
+        self.server
+            .stats
+            .queued_bytes
+            .fetch_sub(freed as u64, Relaxed);
+        if st.waiter == Some(Wake::Writable) && self.has_room(&st, st.waiting_len) {
             st.waiter = None;
-            let owner = st.owner.clone();
-            let exchange = st.exchange;
-            drop(st);
-            if let Some(owner) = owner {
-                self.server.notify.wake(&owner, exchange, Wake::Writable);
+            // Sent under the lock: an owner that withdraws its wait (`close`, `cancel_wait`)
+            // after this point finds the notice already in its mailbox and can flush it.
+            if let Some(owner) = &st.owner {
+                self.server.notify.wake(owner, st.exchange, Wake::Writable);
             }
         }
     }
@@ -740,11 +768,9 @@ impl<N: Notify> Stream<N> {
             && (!st.body.bytes.is_empty() || st.body.done || st.body.error.is_some())
         {
             st.waiter = None;
-            let owner = st.owner.clone();
-            let exchange = st.exchange;
-            drop(st);
-            if let Some(owner) = owner {
-                self.server.notify.wake(&owner, exchange, Wake::Body);
+            // Under the lock, as in `written`.
+            if let Some(owner) = &st.owner {
+                self.server.notify.wake(owner, st.exchange, Wake::Body);
             }
         }
     }
@@ -766,7 +792,7 @@ impl<N: Notify> Stream<N> {
                 } else {
                     Bytes::from_static(crate::sse::HEARTBEAT)
                 };
-                Self::enqueue(&mut st, bytes);
+                self.enqueue(&mut st, bytes);
             }
         }
     }
@@ -802,12 +828,18 @@ impl<N: Notify> Stream<N> {
             self.server.stats.streams.fetch_sub(1, Relaxed);
         }
         // A call waiting for room or body bytes must not sit out its whole timeout: wake it,
-        // and it finds the stream closed.
-        let waiting = st.waiter.take().zip(st.owner.clone());
+        // and it finds the stream closed. Sent under the lock, as in `written`.
+        if let Some((what, owner)) = st.waiter.take().zip(st.owner.as_ref()) {
+            self.server.notify.wake(owner, st.exchange, what);
+        }
         st.close_reported = true;
         st.exchange_open = false;
         st.owner = None;
         st.queue.clear();
+        self.server
+            .stats
+            .queued_bytes
+            .fetch_sub(st.queued_bytes as u64, Relaxed);
         st.queued_bytes = 0;
         let topics = std::mem::take(&mut st.topics);
         if !topics.is_empty() {
@@ -821,12 +853,12 @@ impl<N: Notify> Stream<N> {
         if let Some(owner) = tell {
             self.server.notify.closed(&owner, exchange, reason);
         }
-        if let Some((what, owner)) = waiting {
-            self.server.notify.wake(&owner, exchange, what);
-        }
         topics
     }
 }
+
+/// Most bytes chunked framing adds to a chunk: a 16-digit hex size and two CRLFs.
+const CHUNK_FRAMING: usize = 16 + 4;
 
 /// Body bytes the task reads ahead of the owner; past this it stops reading until the owner
 /// takes some, so a large upload never sits whole in memory.

@@ -234,7 +234,7 @@ pub fn encode_stats<'a>(env: Env<'a>, stats: &Snapshot) -> rustler::NifResult<Te
         .try_fold(closes, |map, (reason, count)| {
             map.map_put(close_reason_atom(*reason), *count)
         })?;
-    let pairs: [(&str, Term<'a>); 9] = [
+    let pairs: [(&str, Term<'a>); 10] = [
         ("connections", stats.connections.encode(env)),
         ("streams", stats.streams.encode(env)),
         ("subscribers", stats.subscribers.encode(env)),
@@ -243,6 +243,7 @@ pub fn encode_stats<'a>(env: Env<'a>, stats: &Snapshot) -> rustler::NifResult<Te
         ("requests", stats.requests.encode(env)),
         ("rejected", stats.rejected.encode(env)),
         ("bytes_written", stats.bytes_written.encode(env)),
+        ("queued_bytes", stats.queued_bytes.encode(env)),
         ("closes", closes),
     ];
     pairs
