@@ -309,7 +309,7 @@ mod tests {
     #[test]
     fn nul_is_rejected_in_id_but_passes_in_data_and_event() {
         let error = encode(&Event {
-            id: Some("1\02"),
+            id: Some("1\u{0}2"),
             data: Some("x"),
             ..Event::default()
         })
