@@ -216,6 +216,11 @@ async fn run<N: Notify>(
                 stream,
                 last_event_id,
             } => {
+                // A stream that closed or unsubscribed while this command was queued has
+                // told (or will tell) the hub already: adding it now would leak it.
+                if !stream.holds_topic(&topic) {
+                    continue;
+                }
                 let size = ring_size_of(&topic);
                 let entry = topics.entry(topic).or_insert_with(|| Topic::new(size));
                 if let Some(last) = last_event_id {
@@ -275,7 +280,7 @@ fn publish<N: Notify>(topic: &mut Topic<N>, mut event: OwnedEvent) {
     let framed = chunked::frame(&raw);
     topic
         .subscribers
-        .retain(|_, stream| stream.push_shared(&framed, &raw));
+        .retain(|_, stream| stream.push_shared(&framed, &raw, false));
     if topic.ring_size > 0 {
         if let Some(id) = event.id {
             topic.ring.push_back(Stored { id, framed, raw });
@@ -295,7 +300,7 @@ fn replay<N: Notify>(topic: &Topic<N>, stream: &Stream<N>, last_event_id: &str) 
         .rposition(|stored| stored.id == last_event_id)
         .map_or(0, |at| at + 1);
     for stored in topic.ring.iter().skip(start) {
-        if !stream.push_shared(&stored.framed, &stored.raw) {
+        if !stream.push_shared(&stored.framed, &stored.raw, true) {
             return;
         }
     }

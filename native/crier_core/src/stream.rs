@@ -102,6 +102,9 @@ pub(crate) struct State<O> {
     owner: Option<O>,
     queue: VecDeque<Bytes>,
     queued_bytes: usize,
+    /// Of `queued_bytes`, those a topic's replay ring queued on subscribe: bounded by the
+    /// ring, and not counted against the room live broadcasts have.
+    replay_bytes: usize,
     close: Option<CloseReason>,
     close_reported: bool,
     waiter: Option<Wake>,
@@ -166,6 +169,7 @@ impl<N: Notify> Stream<N> {
                 owner: None,
                 queue: VecDeque::new(),
                 queued_bytes: 0,
+                replay_bytes: 0,
                 close: None,
                 close_reported: false,
                 waiter: None,
@@ -595,7 +599,11 @@ impl<N: Notify> Stream<N> {
     /// Queues a broadcast event, shared with every other subscriber. `framed` is the chunk
     /// for HTTP/1.1 streams, `raw` the same event for close-delimited ones. Returns false when
     /// the stream is gone; a stream whose queue is full is closed with `overflow`.
-    pub(crate) fn push_shared(&self, framed: &Bytes, raw: &Bytes) -> bool {
+    ///
+    /// With `replay`, the event comes from a topic's ring on subscribe: it is always queued
+    /// (the ring bounds how much that can be), and it does not use up the room of live
+    /// events, or a client reconnecting after a long absence would overflow at once.
+    pub(crate) fn push_shared(&self, framed: &Bytes, raw: &Bytes, replay: bool) -> bool {
         let mut st = self.lock();
         if st.close.is_some() || !st.exchange_open || st.draining {
             return false;
@@ -605,7 +613,11 @@ impl<N: Notify> Stream<N> {
             Response::Streaming { chunked: false } => raw.clone(),
             _ => return false,
         };
-        if st.queued_bytes + bytes.len() > self.server.config.write_queue_bytes {
+        let live_bytes = st.queued_bytes - st.replay_bytes.min(st.queued_bytes);
+        if replay {
+            st.replay_bytes += bytes.len();
+        } else if live_bytes > 0 && live_bytes + bytes.len() > self.server.config.write_queue_bytes
+        {
             Self::set_close(&mut st, CloseReason::Overflow);
             drop(st);
             self.wake_task();
@@ -655,6 +667,14 @@ impl<N: Notify> Stream<N> {
                 self.wake_task();
             }
         }
+    }
+
+    /// Whether the stream is open and still subscribed to `topic`: the hub checks it before
+    /// it adds the stream, so a stream that closed (or unsubscribed) while its subscribe was
+    /// queued is never added, and never held by a topic it left.
+    pub(crate) fn holds_topic(&self, topic: &str) -> bool {
+        let st = self.lock();
+        st.close.is_none() && st.exchange_open && st.topics.iter().any(|t| t == topic)
     }
 
     // ---- server side -------------------------------------------------------------------
@@ -741,6 +761,7 @@ impl<N: Notify> Stream<N> {
         let mut st = self.lock();
         let freed = n.min(st.queued_bytes);
         st.queued_bytes -= freed;
+        st.replay_bytes = st.replay_bytes.saturating_sub(freed);
         self.server
             .stats
             .queued_bytes
@@ -841,6 +862,7 @@ impl<N: Notify> Stream<N> {
             .queued_bytes
             .fetch_sub(st.queued_bytes as u64, Relaxed);
         st.queued_bytes = 0;
+        st.replay_bytes = 0;
         let topics = std::mem::take(&mut st.topics);
         if !topics.is_empty() {
             self.server.stats.subscribers.fetch_sub(1, Relaxed);
