@@ -51,12 +51,20 @@ defmodule Crier.Test.RawClient do
   defp matches?(acc, %Regex{} = regex), do: Regex.match?(regex, acc)
   defp matches?(acc, pattern), do: String.contains?(acc, pattern)
 
-  @doc "Reads until the peer closes; returns everything read."
+  @doc "Reads until the peer closes (`{:closed, data}`) or `timeout` ms pass (`{:timeout, data}`)."
   @spec read_to_close(:gen_tcp.socket(), timeout()) :: {:closed | :timeout, binary()}
   def read_to_close(socket, timeout \\ 5_000) do
-    case read_until(socket, ~r/\z\A/, timeout) do
-      {:ok, data} -> {:closed, data}
-      other -> other
+    deadline = System.monotonic_time(:millisecond) + timeout
+    drain(socket, deadline, "")
+  end
+
+  defp drain(socket, deadline, acc) do
+    left = max(deadline - System.monotonic_time(:millisecond), 0)
+
+    case :gen_tcp.recv(socket, 0, left) do
+      {:ok, data} -> drain(socket, deadline, acc <> data)
+      {:error, :timeout} -> {:timeout, acc}
+      {:error, _closed} -> {:closed, acc}
     end
   end
 
