@@ -195,7 +195,8 @@ impl<N: Notify> Conn<N> {
         // in flight (RFC 9112 section 9.6): stop sending, then let the peer read it.
         let _ = socket2::SockRef::from(&self.socket).shutdown(std::net::Shutdown::Write);
         let linger = Instant::now() + std::time::Duration::from_millis(500);
-        let mut scratch = [0u8; 4096];
+        // On the heap: an array here would sit in every connection task's future, refused or not.
+        let mut scratch = vec![0u8; 4096];
         loop {
             tokio::select! {
                 ready = self.socket.readable() => {
@@ -220,6 +221,14 @@ impl<N: Notify> Conn<N> {
         let mut out: VecDeque<Bytes> = VecDeque::new();
         let mut last_write = Instant::now();
         let mut stalled_since: Option<Instant> = None;
+        // One timer per connection, an entry in tokio's hierarchical timer wheel: the send
+        // deadline while writes are stalled, else the next heartbeat while the SSE stream is
+        // idle. Each write pushes the heartbeat back, and pushing a deadline later is a
+        // lock-free store (tokio re-files the entry when its old slot comes up), so a busy
+        // stream costs the wheel one visit per heartbeat interval, not one per write.
+        let never = far_future();
+        let timer = tokio::time::sleep_until(never);
+        tokio::pin!(timer);
         // Whatever arrived with the head may already be body.
         if !self.inbuf.is_empty() && !decoder.is_done() {
             if let Err(outcome) = self.decode_body(&mut decoder) {
@@ -268,8 +277,13 @@ impl<N: Notify> Conn<N> {
             let want_read = view.body_wanted || (decoder.is_done() && pipeline_room);
             let heartbeat_at = config
                 .heartbeat
-                .filter(|_| !want_write && self.stream.wants_heartbeat())
+                .filter(|_| !want_write && view.heartbeat)
                 .map(|every| last_write + every);
+            let timer_at = send_deadline.or(heartbeat_at);
+            let due = timer_at.unwrap_or(never);
+            if timer.deadline() != due {
+                timer.as_mut().reset(due);
+            }
 
             tokio::select! {
                 _ = self.stream.woken() => {}
@@ -286,11 +300,13 @@ impl<N: Notify> Conn<N> {
                         return Outcome::Closed(CloseReason::Closed);
                     }
                 }
-                _ = sleep_until(heartbeat_at.unwrap_or_else(far_future)), if heartbeat_at.is_some() => {
+                _ = &mut timer, if timer_at.is_some() => {
+                    if send_deadline.is_some() {
+                        return Outcome::Closed(CloseReason::Timeout);
+                    }
                     self.stream.push_heartbeat();
-                }
-                _ = sleep_until(send_deadline.unwrap_or_else(far_future)), if send_deadline.is_some() => {
-                    return Outcome::Closed(CloseReason::Timeout);
+                    // The next one is an interval away even if nothing could be queued.
+                    last_write = Instant::now();
                 }
             }
         }
@@ -384,4 +400,42 @@ fn close_reason_of(error: &io::Error) -> CloseReason {
 
 fn far_future() -> Instant {
     Instant::now() + std::time::Duration::from_secs(86_400 * 365)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServerConfig;
+    use crate::http::RequestHead;
+    use crate::notify::{CloseReason, Wake};
+    use crate::server::Server;
+
+    struct Silent;
+
+    impl Notify for Silent {
+        type Owner = ();
+        fn request(&self, _: &Arc<Stream<Self>>, _: u64, _: RequestHead) {}
+        fn closed(&self, _: &(), _: u64, _: CloseReason) {}
+        fn wake(&self, _: &(), _: u64, _: Wake) {}
+    }
+
+    /// Every open connection costs its task's future, so its size is the per-stream memory
+    /// the core adds to the socket's. One timer (112 bytes in tokio 1.54) serves both the
+    /// heartbeat and the send deadline.
+    #[test]
+    fn a_connection_task_stays_small() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = Server::start(ServerConfig::default(), Silent, runtime.handle(), 0).unwrap();
+        let addr = server.local_addr();
+        let size = runtime.block_on(async {
+            let socket = TcpStream::connect(addr).await.unwrap();
+            let task = run(socket, server.shared().clone(), u64::MAX);
+            std::mem::size_of_val(&task)
+        });
+        eprintln!("connection task future: {size} bytes");
+        assert!(size <= 2048, "connection task future grew to {size} bytes");
+    }
 }

@@ -144,6 +144,8 @@ pub(crate) struct TaskView {
     pub(crate) keep_alive: bool,
     /// The body reader wants more bytes (or a 100 Continue first).
     pub(crate) body_wanted: bool,
+    /// The response is an open SSE stream: heartbeats are due when it idles.
+    pub(crate) heartbeat: bool,
 }
 
 impl<N: Notify> Stream<N> {
@@ -753,6 +755,7 @@ impl<N: Notify> Stream<N> {
                 && st.body.error.is_none()
                 && (!st.expect_continue || st.continue_sent)
                 && st.body.bytes.len() < BODY_WINDOW,
+            heartbeat: st.sse && st.exchange_open && st.close.is_none(),
         }
     }
 
@@ -794,12 +797,6 @@ impl<N: Notify> Stream<N> {
                 self.server.notify.wake(owner, st.exchange, Wake::Body);
             }
         }
-    }
-
-    /// Whether the response of the open exchange is an SSE stream, for heartbeats.
-    pub(crate) fn wants_heartbeat(&self) -> bool {
-        let st = self.lock();
-        st.sse && st.exchange_open && st.close.is_none() && st.queue.is_empty()
     }
 
     /// Queues a heartbeat if the stream is still an idle SSE stream.
