@@ -25,6 +25,7 @@ defmodule Crier.Native do
 
   defp nif_error, do: :erlang.nif_error(:nif_not_loaded)
 
+  def runtime_workers, do: nif_error()
   def server_start(_options, _server_pid), do: nif_error()
   def server_port(_server), do: nif_error()
   def server_stats(_server), do: nif_error()

@@ -38,6 +38,12 @@ fn io_error_atom<'a>(env: Env<'a>, error: &std::io::Error) -> Term<'a> {
     Atom::from_str(env, name).map_or_else(|_| atoms::error().encode(env), |a| a.encode(env))
 }
 
+/// Worker threads of the process-wide tokio runtime.
+#[rustler::nif]
+fn runtime_workers() -> usize {
+    crate::runtime::handle().metrics().num_workers()
+}
+
 #[rustler::nif]
 fn server_port(server: ResourceArc<ServerResource>) -> u16 {
     server.server.local_addr().port()
