@@ -210,7 +210,7 @@ defmodule Baseline do
     t = System.os_time(:nanosecond)
 
     if told? and not sub? do
-      :ets.insert(:closes, {id, t})
+      if id != "", do: :ets.insert(:closes, {id, t})
       :counters.add(cnt(), 3, 1)
     end
 

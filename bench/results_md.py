@@ -112,8 +112,10 @@ def fanout_section(res, out):
         "Rust coalescing the queue into one write). Latency is publish to receipt by the client "
         "process, so it includes the client's own queueing: client and server share the 2 "
         "cores. Events/s is delivered events over the time from the first publish to the last "
-        "receipt. CPU is the server's utime+stime from `/proc/<pid>/stat` (10 ms ticks) over "
-        "the phase, divided by delivered events.\n")
+        "receipt. CPU per event is the server's thread run time over the phase (sum of "
+        "`/proc/<pid>/task/*/schedstat`, ns) divided by delivered events; the user-space part "
+        "comes from utime in `/proc/<pid>/stat` (10 ms ticks, so coarse when the total is "
+        "small).\n")
     for n in p["fanout_subscribers"]:
         key = f"fanout_{n}"
         iv = next((res["targets"][t].get(key, {}).get("interval_us") for t in res["targets"]
@@ -122,7 +124,7 @@ def fanout_section(res, out):
         if iv:
             out.append(f"Paced interval: {iv / 1000:g} ms.\n")
         hdr = ["target", "mode", "delivered", "events/s", "p50 ms", "p99 ms", "max ms",
-               "CPU us/event (user+sys)", "user us/event", "events/s x Crier", "CPU x Crier", "p99 x Crier"]
+               "CPU us/event", "user us/event", "events/s x Crier", "CPU x Crier", "p99 x Crier"]
         out.append("| " + " | ".join(hdr) + " |")
         out.append("|" + "---|" * len(hdr))
         cr = res["targets"].get("crier", {}).get(key, {}).get("modes", {})

@@ -117,6 +117,7 @@ gone(Sock, YawsPid, Id, Sub, Told) ->
     T = os:system_time(nanosecond),
     C = cnt(),
     case Told andalso not Sub of
+        true when Id =:= "" -> counters:add(C, 3, 1);
         true -> ets:insert(bench_closes, {Id, T}), counters:add(C, 3, 1);
         false -> ok
     end,

@@ -632,8 +632,8 @@ async fn churn(
         tasks.push(tokio::spawn(async move {
             let mut k = w;
             while Instant::now() < end && cycles.load(Ordering::Relaxed) < max_cycles {
-                let id = format!("churn{}w{}", common.proc_id, w);
-                let path = with_id(&target.path, &id);
+                // No id: servers keep no per-stream close record for churned streams.
+                let path = target.path.clone();
                 let t0 = Instant::now();
                 let r = tokio::time::timeout(
                     Duration::from_secs(10),

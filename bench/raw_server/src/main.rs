@@ -159,7 +159,9 @@ async fn stream(
                     Ok(0) | Err(_) => {
                         let t = now_ns();
                         st.told.fetch_add(1, Ordering::Relaxed);
-                        st.closes.lock().unwrap().push((id, t));
+                        if !id.is_empty() {
+                            st.closes.lock().unwrap().push((id, t));
+                        }
                         break;
                     }
                     Ok(_) => {}
