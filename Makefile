@@ -2,7 +2,7 @@
 # `make deps` installs what a fresh Debian bookworm machine lacks (skipping what is there).
 
 SHELL := /bin/bash
-DEBIAN_PACKAGES := elixir erlang-dev erlang-proper erlang-eunit erlang-inets erlang-ssl erlang-os-mon curl nodejs npm chromium
+DEBIAN_PACKAGES := elixir erlang-dev erlang-proper erlang-eunit erlang-inets erlang-ssl erlang-os-mon curl chromium
 export MIX_ENV ?= dev
 export CARGO_TERM_COLOR := never
 
@@ -16,6 +16,9 @@ deps:
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@# Node may come from another source than Debian (with npm inside): only a missing npm
+	@# command is installed from Debian.
+	@command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null)
 	@if [ -f test/e2e/package.json ] && [ ! -d test/e2e/node_modules ]; then \
 	  (cd test/e2e && npm install --no-audit --no-fund --loglevel=error); \
 	fi
