@@ -55,6 +55,15 @@ impl OwnedEvent {
     pub fn validate(&self) -> Result<(), InvalidEvent> {
         sse::encode_into(&self.as_event(), &mut BytesMut::new())
     }
+
+    /// Encodes the event to its wire bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`sse::encode`].
+    pub fn encode(&self) -> Result<Bytes, InvalidEvent> {
+        sse::encode(&self.as_event())
+    }
 }
 
 enum Command<N: Notify> {

@@ -1,7 +1,6 @@
 //! NIFs on a server: start, port, stats, broadcast, replay size, shutdown.
 
 use crier_core::server::Server;
-use crier_core::sse;
 use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
 use crate::atoms;
@@ -93,15 +92,9 @@ fn server_shutdown(server: ResourceArc<ServerResource>, final_event: Term) -> Ni
     let final_bytes = if final_event.is_atom() {
         None
     } else {
-        let event = decode_event(final_event)?;
-        let encoded = sse::encode(&sse::Event {
-            id: event.id.as_deref(),
-            event: event.event.as_deref(),
-            data: event.data.as_deref(),
-            retry: event.retry,
-            comment: event.comment.as_deref(),
-        })
-        .map_err(|e| Invalid(format!("invalid event: {e}")))?;
+        let encoded = decode_event(final_event)?
+            .encode()
+            .map_err(|e| Invalid(format!("invalid event: {e}")))?;
         Some(encoded)
     };
     server.server.shutdown(final_bytes);
@@ -111,15 +104,9 @@ fn server_shutdown(server: ResourceArc<ServerResource>, final_event: Term) -> Ni
 /// Encodes an event to its wire bytes, for `Crier.send_event/2`.
 #[rustler::nif]
 fn encode_event<'a>(env: Env<'a>, event: Term<'a>) -> NifResult<Term<'a>> {
-    let event = decode_event(event)?;
-    let bytes = sse::encode(&sse::Event {
-        id: event.id.as_deref(),
-        event: event.event.as_deref(),
-        data: event.data.as_deref(),
-        retry: event.retry,
-        comment: event.comment.as_deref(),
-    })
-    .map_err(|e| Invalid(format!("invalid event: {e}")))?;
+    let bytes = decode_event(event)?
+        .encode()
+        .map_err(|e| Invalid(format!("invalid event: {e}")))?;
     Ok(encode_binary(env, &bytes))
 }
 
