@@ -73,10 +73,7 @@ fn conn_send_chunked<'a>(
     sse: bool,
 ) -> NifResult<Term<'a>> {
     let headers = decode_headers(headers)?;
-    let headers: Vec<(&[u8], &[u8])> = headers
-        .iter()
-        .map(|(n, v)| (n.as_slice(), v.as_slice()))
-        .collect();
+    let headers = header_slices(&headers);
     reply(
         env,
         conn.stream
@@ -93,10 +90,7 @@ fn conn_send_resp<'a>(
     body: Term<'a>,
 ) -> NifResult<Term<'a>> {
     let headers = decode_headers(headers)?;
-    let headers: Vec<(&[u8], &[u8])> = headers
-        .iter()
-        .map(|(n, v)| (n.as_slice(), v.as_slice()))
-        .collect();
+    let headers = header_slices(&headers);
     let body = decode_iodata(body, "body")?;
     reply(
         env,
@@ -115,10 +109,7 @@ fn conn_send_sized<'a>(
     length: u64,
 ) -> NifResult<Term<'a>> {
     let headers = decode_headers(headers)?;
-    let headers: Vec<(&[u8], &[u8])> = headers
-        .iter()
-        .map(|(n, v)| (n.as_slice(), v.as_slice()))
-        .collect();
+    let headers = header_slices(&headers);
     reply(
         env,
         conn.stream
@@ -134,10 +125,7 @@ fn conn_inform<'a>(
     headers: Term<'a>,
 ) -> NifResult<Term<'a>> {
     let headers = decode_headers(headers)?;
-    let headers: Vec<(&[u8], &[u8])> = headers
-        .iter()
-        .map(|(n, v)| (n.as_slice(), v.as_slice()))
-        .collect();
+    let headers = header_slices(&headers);
     reply(env, conn.stream.inform(conn.exchange, status, &headers))
 }
 
