@@ -12,7 +12,7 @@ use crate::terms::{decode_close_reason, decode_headers, decode_iodata, encode_bi
 
 type Conn = ResourceArc<ConnResource>;
 
-fn header_slices<'a>(headers: &'a [(Binary<'a>, Binary<'a>)]) -> Vec<(&'a [u8], &'a [u8])> {
+fn header_slices<'a>(headers: &[(Binary<'a>, Binary<'a>)]) -> Vec<(&'a [u8], &'a [u8])> {
     headers
         .iter()
         .map(|(n, v)| (n.as_slice(), v.as_slice()))
