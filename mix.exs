@@ -60,6 +60,43 @@ defmodule Mix.Tasks.Compile.CrierNif do
   end
 end
 
+defmodule Crier.MixProject.NoHexSCM do
+  @moduledoc false
+  # Plug's own mix.exs asks for its deps by version ({:mime, "~> 2.0"}), and Mix needs an SCM
+  # for every such entry before the path deps in Crier.MixProject.deps/0 can override it;
+  # that SCM is Hex's.
+  # Where Hex is not installed, this stand-in accepts them and fetches nothing: the path
+  # deps take their place. With Hex installed it stays out of the way.
+  @behaviour Mix.SCM
+
+  def register do
+    unless Code.ensure_loaded?(Hex) or __MODULE__ in Mix.SCM.available() do
+      Mix.SCM.append(__MODULE__)
+    end
+  end
+
+  @impl true
+  def fetchable?, do: false
+  @impl true
+  def format(_opts), do: "version requirement, overridden by a CRIER_PLUG_PATH path dep"
+  @impl true
+  def format_lock(_opts), do: nil
+  @impl true
+  def accepts_options(_app, opts), do: opts
+  @impl true
+  def checked_out?(_opts), do: false
+  @impl true
+  def lock_status(_opts), do: :ok
+  @impl true
+  def equal?(_opts1, _opts2), do: true
+  @impl true
+  def managers(_opts), do: []
+  @impl true
+  def checkout(_opts), do: Mix.raise("Hex is not installed; set CRIER_PLUG_PATH to path deps")
+  @impl true
+  def update(_opts), do: Mix.raise("Hex is not installed; set CRIER_PLUG_PATH to path deps")
+end
+
 defmodule Crier.MixProject do
   use Mix.Project
 
@@ -73,6 +110,7 @@ defmodule Crier.MixProject do
       elixirc_options: [warnings_as_errors: true],
       elixirc_paths: elixirc_paths(Mix.env()),
       deps: deps(),
+      build_path: build_path(),
       test_coverage: [ignore_modules: []]
     ]
   end
@@ -84,6 +122,13 @@ defmodule Crier.MixProject do
   defp elixirc_paths(:test), do: ["lib", "test/support"]
   defp elixirc_paths(_), do: ["lib"]
 
+  # Crier.PlugAdapter exists only when Plug is there at compile time, and Mix does not
+  # recompile a file when a dependency appears: builds with and without Plug live apart.
+  # (MIX_BUILD_PATH, when set, wins: give each its own.)
+  defp build_path do
+    if System.get_env("CRIER_PLUG_PATH"), do: "_build/with_plug", else: "_build"
+  end
+
   # Hex is not reachable here. Plug support compiles only when Plug is present: point
   # CRIER_PLUG_PATH at a folder holding plug, plug_crypto, mime and telemetry checkouts to add
   # them as path dependencies.
@@ -93,6 +138,8 @@ defmodule Crier.MixProject do
         []
 
       root ->
+        Crier.MixProject.NoHexSCM.register()
+
         for name <- [:plug, :plug_crypto, :mime, :telemetry] do
           {name, path: Path.join(root, Atom.to_string(name)), override: true}
         end

@@ -41,7 +41,7 @@ defmodule Crier.Options do
       case {opts[:handler], opts[:plug]} do
         {nil, nil} -> raise ArgumentError, "Crier needs a :handler or a :plug"
         {handler, nil} -> {:handler, module_and_opts!(handler, :handler)}
-        {nil, plug} -> {:plug, module_and_opts!(plug, :plug)}
+        {nil, plug} -> {:plug, plug |> module_and_opts!(:plug) |> init_plug!()}
         _ -> raise ArgumentError, "give Crier a :handler or a :plug, not both"
       end
 
@@ -79,6 +79,15 @@ defmodule Crier.Options do
         ArgumentError,
         "#{inspect(key)} must be a module or {module, opts}, got: #{inspect(other)}"
       )
+
+  # A plug's opts go through init/1 once, when the server starts, as Cowboy and Bandit do.
+  defp init_plug!({plug, plug_opts}) do
+    unless Code.ensure_loaded?(plug) and function_exported?(plug, :init, 1) do
+      raise ArgumentError, ":plug must be a module with init/1 and call/2, got: #{inspect(plug)}"
+    end
+
+    {plug, plug.init(plug_opts)}
+  end
 
   defp port!(port) when is_integer(port) and port in 0..65_535, do: port
   defp port!(port), do: raise(ArgumentError, ":port must be in 0..65535, got: #{inspect(port)}")

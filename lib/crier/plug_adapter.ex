@@ -1,0 +1,133 @@
+if Code.ensure_loaded?(Plug.Conn.Adapter) do
+  defmodule Crier.PlugAdapter do
+    @moduledoc """
+    Runs a Plug on Crier: a `Plug.Conn.Adapter` whose payload is a `Crier.Conn`.
+
+    Start a server with `plug: {MyRouter, opts}` and each request runs `MyRouter.call/2` in a
+    fresh process that owns the connection, exactly as under Cowboy or Bandit:
+
+        {Crier, name: MyApp.Events, port: 4001, plug: {MyApp.Router, []}}
+
+    `opts` go through `MyRouter.init/1` once, when the server starts. When the client
+    leaves, the plug process ends at once with exit reason `{:shutdown, :closed}`
+    (`on_close: :exit`, the default for plugs) and `Plug.Conn.chunk/2` returns
+    `{:error, :closed}` to anything still writing. A response started with
+    `content-type: text/event-stream` gets Crier's heartbeat comments while idle.
+
+    What the adapter does with each callback:
+
+      * `send_resp/4`, `send_chunked/3` - as `Crier.Conn.send_resp/4` and
+        `Crier.Conn.send_chunked/3`; a `content-length` header given to `send_chunked`
+        gives a sized body instead of chunked framing. HEAD gets the head alone.
+      * `send_file/6` - a `content-length` head, then the file read 64 KiB at a time, so it
+        never sits in memory; `length` may be `:all`.
+      * `read_req_body/2` - `Crier.Conn.read_body/2`, with Plug's options and defaults.
+      * `inform/3` - a 1xx before the response (nothing for HTTP/1.0 clients).
+      * `upgrade/3`, `push/3` - `{:error, :not_supported}`.
+      * `get_ssl_data/1` - `nil`: Crier serves plain HTTP; put TLS in the proxy in front.
+
+    The send callbacks return `{:ok, nil, payload}` even when the client already left (as
+    Cowboy does); the process learns of the close from Crier itself.
+
+    This module exists only when Plug is loaded at compile time.
+    """
+
+    @behaviour Plug.Conn.Adapter
+
+    require Logger
+
+    alias Crier.PlugAdapter.Impl
+
+    @doc """
+    Serves one request: builds a `%Plug.Conn{}` from `crier_conn`, calls `plug.call/2` with
+    the already initialised `opts`, and sends a response the plug left set but unsent.
+
+    An exception (or throw, or exit) in the plug is logged and answered with its
+    `Plug.Exception` status (500 for most) when nothing was sent yet; after a response
+    started, the connection is cut instead.
+    """
+    @spec run(Crier.Conn.t(), module(), Plug.opts()) :: :ok
+    def run(%Crier.Conn{} = crier_conn, plug, opts) do
+      conn =
+        struct!(Plug.Conn, [adapter: {__MODULE__, crier_conn}] ++ Impl.conn_fields(crier_conn))
+
+      try do
+        case plug.call(conn, opts) do
+          %Plug.Conn{state: :set} = conn -> Plug.Conn.send_resp(conn)
+          %Plug.Conn{} -> :ok
+          other -> raise "#{inspect(plug)}.call/2 returned #{inspect(other)}, not a %Plug.Conn{}"
+        end
+
+        :ok
+      rescue
+        error -> failed(crier_conn, :error, error, __STACKTRACE__)
+      catch
+        :exit, reason when reason in [:normal, :shutdown] -> :ok
+        :exit, {:shutdown, _} -> :ok
+        kind, reason -> failed(crier_conn, kind, reason, __STACKTRACE__)
+      end
+    end
+
+    # Plug.Router and Plug.ErrorHandler wrap what they rescue in Plug.Conn.WrapperError:
+    # the status and the log look at the original.
+    defp failed(crier_conn, :error, %Plug.Conn.WrapperError{} = wrapper, _stacktrace),
+      do: failed(crier_conn, wrapper.kind, wrapper.reason, wrapper.stack)
+
+    defp failed(crier_conn, kind, reason, stacktrace) do
+      status = if kind == :error, do: Plug.Exception.status(reason), else: 500
+      message = "Crier: #{crier_conn.method} #{crier_conn.path}: "
+
+      if status >= 500 do
+        Logger.error(message <> Exception.format(kind, reason, stacktrace))
+      else
+        Logger.info(message <> Exception.format_banner(kind, reason, stacktrace))
+      end
+
+      if Crier.Native.conn_response_started(crier_conn.resource) do
+        # Too late for a status: cut the response so the client sees it is incomplete.
+        Crier.Conn.close(crier_conn)
+      else
+        body = Plug.Conn.Status.reason_phrase(status)
+        Crier.Conn.send_resp(crier_conn, status, [{"content-type", "text/plain"}], body)
+      end
+
+      :ok
+    end
+
+    @impl true
+    defdelegate send_resp(payload, status, headers, body), to: Impl
+
+    @impl true
+    defdelegate send_file(payload, status, headers, path, offset, length), to: Impl
+
+    @impl true
+    defdelegate send_chunked(payload, status, headers), to: Impl
+
+    @impl true
+    defdelegate chunk(payload, body), to: Impl
+
+    @impl true
+    defdelegate read_req_body(payload, opts), to: Impl
+
+    @impl true
+    defdelegate inform(payload, status, headers), to: Impl
+
+    @impl true
+    defdelegate upgrade(payload, protocol, opts), to: Impl
+
+    @impl true
+    defdelegate push(payload, path, headers), to: Impl
+
+    @impl true
+    defdelegate get_peer_data(payload), to: Impl
+
+    @impl true
+    defdelegate get_sock_data(payload), to: Impl
+
+    @impl true
+    defdelegate get_ssl_data(payload), to: Impl
+
+    @impl true
+    defdelegate get_http_protocol(payload), to: Impl
+  end
+end
