@@ -94,10 +94,21 @@ defmodule Crier do
   Starts an SSE response: status 200 with `content-type: text/event-stream`,
   `cache-control: no-cache` and `x-accel-buffering: no`, and heartbeats while idle.
 
-  Options: `:headers` (extra headers), `:retry` (ms; sent as the first event's `retry:`).
+  Options: `:headers` (extra headers), `:retry` (ms; sent as the first event's `retry:`),
+  `:on_close` (`:message` or `:exit`: how this stream's owner learns of the close, see
+  `Crier.Conn.on_close/2`; default is the server's `:on_close`).
   """
   @spec sse(Conn.t(), keyword()) :: {:ok, Conn.t()} | {:error, :closed}
   def sse(%Conn{} = conn, opts \\ []) do
+    with :ok <- set_on_close(conn, Keyword.get(opts, :on_close)) do
+      start_sse(conn, opts)
+    end
+  end
+
+  defp set_on_close(_conn, nil), do: :ok
+  defp set_on_close(conn, mode), do: Conn.on_close(conn, mode)
+
+  defp start_sse(conn, opts) do
     headers =
       [
         {"content-type", "text/event-stream"},

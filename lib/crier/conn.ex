@@ -261,6 +261,20 @@ defmodule Crier.Conn do
   end
 
   @doc """
+  Chooses how the calling process, which must own `conn`, learns that its stream closed,
+  overriding the server's `:on_close` for this stream only: `:message` sends
+  `{:crier, conn.ref, {:error, reason}}`, `:exit` ends the process with
+  `{:shutdown, reason}`. Returns `{:error, :closed}` if the stream already closed.
+  """
+  @spec on_close(t(), :message | :exit) :: :ok | {:error, :closed}
+  def on_close(%__MODULE__{} = conn, mode) when mode in [:message, :exit] do
+    case Native.conn_set_owner(conn.resource, self(), mode) do
+      :ok -> :ok
+      other -> other |> Errors.unwrap!() |> closed_or_raise()
+    end
+  end
+
+  @doc """
   Closes the stream from the server's side. The owner is told like for any other close.
   """
   @spec close(t()) :: :ok
