@@ -1,0 +1,118 @@
+defmodule Crier.HeartbeatTest do
+  @moduledoc """
+  Heartbeats on the wire: an idle SSE stream gets `:` comment lines every `:heartbeat` ms,
+  a stream that is written to often enough gets none, `heartbeat: nil` turns them off, and
+  only SSE streams get them.
+  """
+  use ExUnit.Case, async: true
+
+  alias Crier.Conn
+  alias Crier.Test.{FunHandler, RawClient}
+
+  # One heartbeat, framed as a chunk: ":\n\n" is 3 bytes.
+  @framed_heartbeat "3\r\n:\n\n\r\n"
+
+  defp idle_stream(start, server_opts) do
+    test = self()
+
+    {_name, port} =
+      FunHandler.start_server(
+        fn conn ->
+          {:ok, conn} = start.(conn)
+          send(test, :streaming)
+          ref = conn.ref
+
+          receive do
+            {:crier, ^ref, {:error, _}} -> :ok
+          end
+        end,
+        server_opts
+      )
+
+    port
+  end
+
+  defp open(port, request \\ "GET / HTTP/1.1\r\nhost: x\r\n\r\n") do
+    client = RawClient.connect(port)
+    :ok = :gen_tcp.send(client, request)
+    {:ok, data} = RawClient.read_until(client, "\r\n\r\n")
+    [_head, body] = :binary.split(data, "\r\n\r\n")
+    {client, body}
+  end
+
+  test "an idle SSE stream gets heartbeat comment lines, and nothing else, on the wire" do
+    port = idle_stream(&Crier.sse/1, heartbeat: 50)
+    {client, body} = open(port)
+    assert_receive :streaming
+
+    expected = String.duplicate(@framed_heartbeat, 3)
+    {:ok, body} = RawClient.read_until(client, expected, 5_000, body)
+    # Only whole heartbeats: the body is a run of them.
+    assert String.replace(body, @framed_heartbeat, "") == ""
+    :gen_tcp.close(client)
+  end
+
+  test "an HTTP/1.0 SSE stream gets bare heartbeat lines (no chunk framing)" do
+    port = idle_stream(&Crier.sse/1, heartbeat: 50)
+    {client, body} = open(port, "GET / HTTP/1.0\r\n\r\n")
+    assert_receive :streaming
+
+    {:ok, body} = RawClient.read_until(client, ":\n\n:\n\n", 5_000, body)
+    assert String.replace(body, ":\n\n", "") == ""
+    :gen_tcp.close(client)
+  end
+
+  test "a stream written to more often than the heartbeat interval gets no heartbeat" do
+    test = self()
+    event = IO.iodata_to_binary(Crier.Event.encode(%Crier.Event{data: "tick"}))
+
+    {_name, port} =
+      FunHandler.start_server(
+        fn conn ->
+          {:ok, conn} = Crier.sse(conn)
+
+          conn =
+            Enum.reduce(1..40, conn, fn _, conn ->
+              receive do
+              after
+                10 -> :ok
+              end
+
+              {:ok, conn} = Crier.send_event(conn, %Crier.Event{data: "tick"})
+              conn
+            end)
+
+          send(test, :done)
+          conn
+        end,
+        # Far above the 10 ms between events, so no scheduling hiccup lets one through.
+        heartbeat: 2_000
+      )
+
+    {client, body} = open(port)
+    assert_receive :done, 5_000
+    {:ok, data} = RawClient.read_until(client, "\r\n0\r\n\r\n", 5_000, body)
+    {events, true} = RawClient.dechunk(data)
+    assert events == String.duplicate(event, 40)
+    :gen_tcp.close(client)
+  end
+
+  test "heartbeat: nil sends none" do
+    port = idle_stream(&Crier.sse/1, heartbeat: nil)
+    {client, body} = open(port)
+    assert_receive :streaming
+    assert body == ""
+    # Several of the intervals the other tests use pass in silence.
+    assert {:timeout, ""} = RawClient.read_until(client, ":", 300)
+    :gen_tcp.close(client)
+  end
+
+  test "a chunked response that is not SSE gets no heartbeat" do
+    port = idle_stream(&Conn.send_chunked(&1, 200, []), heartbeat: 50)
+    {client, body} = open(port)
+    assert_receive :streaming
+    assert body == ""
+    assert {:timeout, ""} = RawClient.read_until(client, ":", 300)
+    :gen_tcp.close(client)
+  end
+end
