@@ -500,7 +500,7 @@ def scen_idle(tgt, path, steps, a):
 def scen_fanout(tgt, n, a):
     base, pid = tgt.start()
     url = base + "/sub"
-    # Pace so that one event's fan-out fits in the interval on this machine (about 10 us of
+    # Pace so that one event's fan-out fits in the interval on this machine (about 20 us of
     # server plus client CPU per delivery on 2 cores): otherwise "paced" is just a backlog.
     interval = max(a.interval_us, n * a.pace_us_per_sub)
     res = {"subscribers": n, "interval_us": interval, "modes": {}}
@@ -707,7 +707,7 @@ def main():
     a.modes = ["paced", "b2b", "burst"]
     a.events = 200
     a.interval_us = 5000
-    a.pace_us_per_sub = 10
+    a.pace_us_per_sub = 20
     a.settle = 2.0
     a.idle_ms = 5000
     a.fanout_timeout = 120

@@ -241,7 +241,7 @@ async fn publish(tx: &broadcast::Sender<Bytes>, st: &State, q: &HashMap<String, 
     n
 }
 
-async fn conn(mut s: TcpStream, st: Arc<State>, tx: broadcast::Sender<Bytes>) {
+async fn conn(mut s: TcpStream, st: Arc<State>, tx: Arc<broadcast::Sender<Bytes>>) {
     let _ = s.set_nodelay(true);
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
@@ -263,12 +263,10 @@ async fn conn(mut s: TcpStream, st: Arc<State>, tx: broadcast::Sender<Bytes>) {
     };
     drop(head);
     let id: Box<str> = req.query.get("id").cloned().unwrap_or_default().into();
+    // Streams run as tasks of their own, so an idle stream keeps none of the request state.
     match (req.method.as_str(), req.path.as_str()) {
-        ("GET", "/sse") => stream(s, id, st, None).await,
-        ("GET", "/sub") => {
-            let rx = tx.subscribe();
-            stream(s, id, st, Some(rx)).await
-        }
+        ("GET", "/sse") => drop(tokio::spawn(stream(s, id, st, None))),
+        ("GET", "/sub") => drop(tokio::spawn(stream(s, id, st, Some(tx.subscribe())))),
         ("POST", "/publish") => {
             let n = publish(&tx, &st, &req.query).await;
             respond(
@@ -324,6 +322,7 @@ fn main() {
         println!("listening on {}", listener.local_addr().expect("addr"));
         let st = Arc::new(State::default());
         let (tx, _) = broadcast::channel::<Bytes>(args.queue);
+        let tx = Arc::new(tx);
         let accept = async {
             loop {
                 match listener.accept().await {

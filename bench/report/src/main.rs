@@ -98,6 +98,7 @@ fn latency_plot(res: &Value, key: &str, mode: &str, path: &Path) -> Result<bool,
     chart
         .configure_mesh()
         .x_desc("publish -> receipt latency (microseconds, log scale)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_desc("fraction of events")
         .draw()?;
     for (i, (name, pts)) in series.into_iter().enumerate() {
@@ -152,6 +153,7 @@ fn memory_plot(res: &Value, path: &Path) -> Result<bool, Box<dyn Error>> {
     chart
         .configure_mesh()
         .x_desc("open streams")
+        .x_label_formatter(&|v| format!("{v:.0}"))
         .y_desc("KiB per stream (user space)")
         .draw()?;
     for (i, (name, pts)) in series.into_iter().enumerate() {
