@@ -1,0 +1,155 @@
+defmodule Crier.ShutdownTest do
+  @moduledoc """
+  Graceful shutdown, by stopping the server's supervisor child: it stops accepting, sends
+  SSE streams the optional final event, lets queues drain for `:shutdown_timeout`, closes
+  what is left, and tells owners `{:error, :shutdown}`.
+  """
+  use ExUnit.Case, async: true
+
+  alias Crier.Test.{FunHandler, RawClient}
+
+  @events 8_000
+  @final %Crier.Event{event: "bye", data: "server stopping"}
+
+  defp event(i), do: %Crier.Event{id: Integer.to_string(i), data: String.duplicate("z", 1_000)}
+
+  defp encoded(event), do: event |> Crier.Event.encode() |> IO.iodata_to_binary()
+
+  defp forward_close(ref, test) do
+    receive do
+      {:crier, ^ref, {:error, reason}} -> send(test, {:owner_told, reason})
+    end
+  end
+
+  # Reads everything until the server closes the connection.
+  defp read_all(client, acc \\ []) do
+    case :gen_tcp.recv(client, 0, 15_000) do
+      {:ok, data} -> read_all(client, [acc | data])
+      {:error, :closed} -> IO.iodata_to_binary(acc)
+    end
+  end
+
+  defp slow_client(port) do
+    {:ok, client} =
+      :gen_tcp.connect({127, 0, 0, 1}, port, [:binary, active: false, recbuf: 8192], 5_000)
+
+    :ok = RawClient.get(client, "/")
+    client
+  end
+
+  test "events queued just before shutdown all reach a client that keeps reading" do
+    test = self()
+
+    {name, port} =
+      FunHandler.start_server(
+        fn conn ->
+          {:ok, conn} = Crier.sse(conn)
+
+          conn =
+            Enum.reduce(1..@events, conn, fn i, conn ->
+              {:ok, conn} = Crier.send_event(conn, event(i))
+              conn
+            end)
+
+          send(test, :queued)
+          forward_close(conn.ref, test)
+        end,
+        write_queue_bytes: 64 * 1024 * 1024,
+        final_event: @final,
+        shutdown_timeout: 10_000
+      )
+
+    client = slow_client(port)
+    assert_receive :queued, 10_000
+    # More than the kernel takes: the stop really finds bytes queued in Rust.
+    assert Crier.stats(name).queued_bytes > 0
+
+    reader = Task.async(fn -> read_all(client) end)
+    stop_supervised!({Crier, name})
+
+    {200, _headers, body} = reader |> Task.await(20_000) |> RawClient.parse_response()
+    {events, complete?} = RawClient.dechunk(body)
+    expected = IO.iodata_to_binary([Enum.map(1..@events, &encoded(event(&1))), encoded(@final)])
+    assert byte_size(events) == byte_size(expected)
+    assert events == expected
+    assert complete?, "the chunked body lacks its last chunk"
+    assert_receive {:owner_told, :shutdown}
+
+    assert {:error, :econnrefused} =
+             :gen_tcp.connect({127, 0, 0, 1}, port, [:binary, active: false], 1_000)
+  end
+
+  test "a client that stops reading is cut after shutdown_timeout; owners may queue nothing more" do
+    test = self()
+
+    {name, port} =
+      FunHandler.start_server(
+        fn conn ->
+          {:ok, conn} = Crier.sse(conn)
+          {:ok, conn} = Crier.Conn.chunk(conn, :binary.copy("w", 8 * 1024 * 1024))
+          send(test, :queued)
+          send(test, {:chunk_after_stop, keep_sending(conn)})
+          forward_close(conn.ref, test)
+        end,
+        write_queue_bytes: 64 * 1024 * 1024,
+        shutdown_timeout: 300
+      )
+
+    client = slow_client(port)
+    assert_receive :queued, 10_000
+    stop_supervised!({Crier, name})
+
+    assert_receive {:chunk_after_stop, {:error, :closed}}
+    assert_receive {:owner_told, :shutdown}
+    :gen_tcp.close(client)
+  end
+
+  # Sends small events until the stream refuses them (the drain started).
+  defp keep_sending(conn) do
+    case Crier.send_event(conn, %Crier.Event{data: "more"}) do
+      {:ok, conn} ->
+        receive do
+        after
+          5 -> keep_sending(conn)
+        end
+
+      error ->
+        error
+    end
+  end
+
+  test "idle keep-alive connections and waiting owners all end; the server stops" do
+    test = self()
+
+    {name, port} =
+      FunHandler.start_server(
+        fn conn ->
+          if conn.path == "/plain" do
+            Crier.Conn.send_resp(conn, 200, [], "ok")
+          else
+            {:ok, conn} = Crier.sse(conn)
+            send(test, :streaming)
+            forward_close(conn.ref, test)
+          end
+        end,
+        final_event: @final
+      )
+
+    idle = RawClient.connect(port)
+    :ok = RawClient.get(idle, "/plain")
+    {:ok, _} = RawClient.read_until(idle, "\r\n\r\nok")
+    streams = for _ <- 1..3, do: slow_client(port)
+    for _ <- 1..3, do: assert_receive(:streaming)
+
+    stop_supervised!({Crier, name})
+
+    for _ <- 1..3, do: assert_receive({:owner_told, :shutdown})
+    assert {:closed, ""} = RawClient.read_to_close(idle)
+
+    for client <- streams do
+      {:closed, response} = RawClient.read_to_close(client)
+      {200, _, body} = RawClient.parse_response(response)
+      assert RawClient.dechunk(body) == {encoded(@final), true}
+    end
+  end
+end
