@@ -23,6 +23,10 @@ use crate::stream::Stream;
 const MAX_IOVECS: usize = 256;
 /// Size of one read from the socket.
 const READ_CHUNK: usize = 8 * 1024;
+/// Most bytes of a request body the owner never read that are read and thrown away after
+/// the response so the connection can carry the next request; a longer one closes the
+/// connection instead, which costs the client a reconnect rather than the server a transfer.
+const MAX_DRAIN: usize = 1024 * 1024;
 
 /// How a request head ended up.
 enum HeadEnd {
@@ -106,6 +110,9 @@ impl<N: Notify> Conn<N> {
                 }
                 Outcome::Done { .. } => {
                     self.stream.end_exchange();
+                    if !self.shared().is_stopping() {
+                        self.linger_close().await;
+                    }
                     return CloseReason::Closed;
                 }
                 Outcome::Closed(reason) => return reason,
@@ -191,8 +198,13 @@ impl<N: Notify> Conn<N> {
                 _ = sleep_until(deadline) => return,
             }
         }
-        // Unread request bytes would turn the close into an RST that can destroy the answer
-        // in flight (RFC 9112 section 9.6): stop sending, then let the peer read it.
+        self.linger_close().await;
+    }
+
+    /// Closes after a final answer. Unread request bytes would turn the close into an RST that
+    /// can destroy the answer in flight (RFC 9112 section 9.6): stop sending, then read and
+    /// discard until the peer closes too, for half a second at most.
+    async fn linger_close(&mut self) {
         let _ = socket2::SockRef::from(&self.socket).shutdown(std::net::Shutdown::Write);
         let linger = Instant::now() + std::time::Duration::from_millis(500);
         // On the heap: an array here would sit in every connection task's future, refused or not.
@@ -262,9 +274,9 @@ impl<N: Notify> Conn<N> {
                     return Outcome::Closed(CloseReason::Shutdown);
                 }
                 if view.finished {
-                    return Outcome::Done {
-                        keep_alive: view.keep_alive,
-                    };
+                    let keep_alive = view.keep_alive
+                        || (view.unread_body && self.drain_body(&mut decoder).await);
+                    return Outcome::Done { keep_alive };
                 }
             }
             let want_write = !out.is_empty();
@@ -308,6 +320,51 @@ impl<N: Notify> Conn<N> {
                     // The next one is an interval away even if nothing could be queued.
                     last_write = Instant::now();
                 }
+            }
+        }
+    }
+
+    /// Reads and discards the rest of a request body the owner never read, so the connection
+    /// can carry the next request. Returns false, and the connection closes instead, for a
+    /// body with more than [`MAX_DRAIN`] bytes still to come, a broken one, or one that does
+    /// not arrive within `header_timeout`.
+    async fn drain_body(&mut self, decoder: &mut BodyDecoder) -> bool {
+        let deadline = Instant::now() + self.shared().config.limits.header_timeout;
+        let mut drained = 0;
+        let mut discard = Vec::new();
+        loop {
+            if !self.inbuf.is_empty() {
+                discard.clear();
+                match decoder.decode(&self.inbuf, &mut discard) {
+                    Ok(used) => {
+                        self.inbuf.drain(..used);
+                        drained += used;
+                    }
+                    Err(_) => return false,
+                }
+            }
+            if decoder.is_done() {
+                return true;
+            }
+            let too_long = decoder
+                .known_remaining()
+                .is_some_and(|left| left > (MAX_DRAIN.saturating_sub(drained)) as u64);
+            if drained > MAX_DRAIN || too_long || self.shared().is_stopping() {
+                return false;
+            }
+            tokio::select! {
+                ready = self.socket.readable() => {
+                    if ready.is_err() {
+                        return false;
+                    }
+                    match read_into(&self.socket, &mut self.inbuf) {
+                        Ok(0) => return false,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(_) => return false,
+                    }
+                }
+                _ = sleep_until(deadline) => return false,
             }
         }
     }

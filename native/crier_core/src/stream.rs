@@ -142,6 +142,9 @@ pub(crate) struct TaskView {
     pub(crate) draining: bool,
     /// The connection may carry another request afterwards.
     pub(crate) keep_alive: bool,
+    /// The response may keep the connection, but the request body has not all arrived: the
+    /// task drains it before reading the next request.
+    pub(crate) unread_body: bool,
     /// The body reader wants more bytes (or a 100 Continue first).
     pub(crate) body_wanted: bool,
     /// The response is an open SSE stream: heartbeats are due when it idles.
@@ -254,7 +257,8 @@ impl<N: Notify> Stream<N> {
         if framing == Framing::CloseDelimited {
             st.keep_alive = false;
         }
-        let head = response::encode_head(st.version, status, headers, framing, st.keep_alive);
+        let keep_alive = Self::response_keep_alive(&mut st);
+        let head = response::encode_head(st.version, status, headers, framing, keep_alive);
         st.response = if no_body {
             Response::Complete
         } else {
@@ -292,7 +296,8 @@ impl<N: Notify> Stream<N> {
         } else {
             Framing::Length(body.len() as u64)
         };
-        let head = response::encode_head(st.version, status, headers, framing, st.keep_alive);
+        let keep_alive = Self::response_keep_alive(&mut st);
+        let head = response::encode_head(st.version, status, headers, framing, keep_alive);
         let with_body = !st.is_head && framing != Framing::NoBody && !body.is_empty();
         let mut out = BytesMut::with_capacity(head.len() + if with_body { body.len() } else { 0 });
         out.put_slice(&head);
@@ -333,7 +338,8 @@ impl<N: Notify> Stream<N> {
         } else {
             Framing::Length(length)
         };
-        let head = response::encode_head(st.version, status, headers, framing, st.keep_alive);
+        let keep_alive = Self::response_keep_alive(&mut st);
+        let head = response::encode_head(st.version, status, headers, framing, keep_alive);
         st.response = if no_body || st.is_head || length == 0 {
             Response::Complete
         } else {
@@ -525,10 +531,14 @@ impl<N: Notify> Stream<N> {
     /// [`StreamError::Closed`] once the stream closed.
     pub fn read_body(&self, exchange: u64, max: usize) -> Result<BodyRead, StreamError> {
         let mut st = self.lock();
-        Self::check_open(&st, exchange)?;
-        if let Some(error) = st.body.error.clone() {
-            return Ok(BodyRead::Failed(error));
+        // A broken body is reported as such even after the refusal it caused ended the
+        // exchange.
+        if st.exchange == exchange {
+            if let Some(error) = st.body.error.clone() {
+                return Ok(BodyRead::Failed(error));
+            }
         }
+        Self::check_open(&st, exchange)?;
         if st.body.bytes.is_empty() && !st.body.done {
             st.body.wanted = true;
             st.waiter = Some(Wake::Body);
@@ -570,6 +580,17 @@ impl<N: Notify> Stream<N> {
         } else {
             Ok(())
         }
+    }
+
+    /// Whether the connection may carry another request after the response starting now.
+    /// A response sent while the client still holds back a body it announced with
+    /// `Expect: 100-continue` ends the connection: the client may send the body or not
+    /// (RFC 9110 section 10.1.1), so where the next request starts is unknowable.
+    fn response_keep_alive(st: &mut State<N::Owner>) -> bool {
+        if st.expect_continue && !st.continue_sent && !st.body.done {
+            st.keep_alive = false;
+        }
+        st.keep_alive
     }
 
     fn enqueue(&self, st: &mut State<N::Owner>, bytes: Bytes) {
@@ -751,6 +772,7 @@ impl<N: Notify> Stream<N> {
             finished: st.exchange_open && st.finished,
             draining: st.draining,
             keep_alive: st.keep_alive && st.body.done && st.body.error.is_none(),
+            unread_body: st.keep_alive && !st.body.done && st.body.error.is_none(),
             body_wanted: !st.body.done
                 && st.body.error.is_none()
                 && (!st.expect_continue || st.continue_sent)
@@ -784,9 +806,22 @@ impl<N: Notify> Stream<N> {
         let mut st = self.lock();
         st.body.bytes.extend_from_slice(bytes);
         st.body.done |= done;
-        if error.is_some() {
-            st.body.error = error;
+        if let Some(error) = error {
             st.keep_alive = false;
+            // A broken or oversized body is refused like a bad head, with its status, unless
+            // the owner already answered; `read_body` then reports why.
+            if st.exchange_open
+                && st.response == Response::NotStarted
+                && st.close.is_none()
+                && !st.draining
+            {
+                self.server.stats.rejected.fetch_add(1, Relaxed);
+                let answer = response::error_response(error.status());
+                self.enqueue(&mut st, answer);
+                st.response = Response::Complete;
+                st.finished = true;
+            }
+            st.body.error = Some(error);
         }
         if st.waiter == Some(Wake::Body)
             && (!st.body.bytes.is_empty() || st.body.done || st.body.error.is_some())
@@ -830,7 +865,11 @@ impl<N: Notify> Stream<N> {
         st.owner = None;
         st.waiter = None;
         st.sse = false;
-        st.body = BodyBuffer::default();
+        // A body error outlives the exchange it ended, for a `read_body` that comes late.
+        st.body = BodyBuffer {
+            error: st.body.error.take(),
+            ..BodyBuffer::default()
+        };
     }
 
     /// Reports the close to the owner (once) and returns the topics to leave. Called by the

@@ -54,6 +54,16 @@ impl BodyDecoder {
         self.state == State::Done
     }
 
+    /// How many body bytes are still to come, when the framing says so (Content-Length);
+    /// `None` for a chunked body not yet complete.
+    pub fn known_remaining(&self) -> Option<u64> {
+        match self.state {
+            State::Length { remaining } => Some(remaining),
+            State::Done => Some(0),
+            _ => None,
+        }
+    }
+
     /// Decodes as much of `input` as it can, appending body bytes to `out`.
     ///
     /// Returns how many input bytes were consumed; bytes past the end of the body are left

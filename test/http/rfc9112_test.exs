@@ -1,0 +1,563 @@
+defmodule Crier.HTTP.RFC9112Test do
+  @moduledoc """
+  HTTP/1.1 message syntax and connection management, one test per rule of RFC 9112, in the
+  order of its sections. Each sends raw bytes over `:gen_tcp` and asserts the exact status;
+  a refused request must never reach the handler.
+  """
+  use Crier.Test.HttpCase, async: true
+
+  @get "GET / HTTP/1.1\r\nhost: localhost\r\n\r\n"
+
+  describe "2.2 message parsing" do
+    test "a bare CR in the request line is rejected with 400", %{port: port, server: server} do
+      assert {400, _, _} = refused(port, "GET / HTTP/1.1\rhost: localhost\r\n\r\n")
+      assert_not_handled(server)
+    end
+
+    test "a bare CR inside a field value is rejected with 400", %{port: port, server: server} do
+      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: localhost\r\nx: a\rb\r\n\r\n")
+      assert_not_handled(server)
+    end
+
+    test "a CR ending a field line without LF is rejected with 400", %{port: port, server: server} do
+      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: localhost\rx: b\r\n\r\n")
+      assert_not_handled(server)
+    end
+
+    test "whitespace between the start-line and the first field is rejected with 400",
+         %{port: port, server: server} do
+      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\n host: localhost\r\n\r\n")
+      assert_not_handled(server)
+    end
+
+    test "empty lines before the request line are ignored", %{port: port} do
+      client = RawClient.connect(port)
+      assert {200, _, "GET /"} = request(client, "\r\n\r\n" <> @get)
+      assert_received {:handled, _, _}
+    end
+
+    test "a bare LF is accepted as a line terminator", %{port: port} do
+      client = RawClient.connect(port)
+      assert {200, _, "GET /lf"} = request(client, "GET /lf HTTP/1.1\nhost: localhost\n\n")
+    end
+
+    test "a flood of empty lines before the request line is rejected with 400",
+         %{port: port, server: server} do
+      assert {400, _, _} = refused(port, String.duplicate("\r\n", 100))
+      assert_not_handled(server)
+    end
+  end
+
+  describe "2.3 HTTP version" do
+    test "a well-formed version other than 1.0 and 1.1 gets 505", %{port: port, server: server} do
+      for version <- ["HTTP/2.0", "HTTP/1.2", "HTTP/0.9", "HTTP/3.0"] do
+        assert {505, _, _} = refused(port, "GET / #{version}\r\nhost: localhost\r\n\r\n")
+      end
+
+      assert_not_handled(server)
+    end
+
+    test "the HTTP/2 connection preface gets 505", %{port: port, server: server} do
+      assert {505, _, _} = refused(port, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+      assert_not_handled(server)
+    end
+
+    test "a malformed version gets 400", %{port: port, server: server} do
+      for version <- ["HTTP/1.1x", "http/1.1", "HTTP/11", "FOO/1.1", "HTTP/1.1 extra"] do
+        assert {400, _, _} = refused(port, "GET / #{version}\r\nhost: localhost\r\n\r\n")
+      end
+
+      assert_not_handled(server)
+    end
+
+    test "an HTTP/0.9 request line (no version) gets 400", %{port: port, server: server} do
+      assert {400, _, _} = refused(port, "GET /\r\n\r\n")
+      assert_not_handled(server)
+    end
+  end
+
+  describe "3 request line" do
+    test "more than one space between the parts is rejected with 400",
+         %{port: port, server: server} do
+      assert {400, _, _} = refused(port, "GET  / HTTP/1.1\r\nhost: localhost\r\n\r\n")
+      assert_not_handled(server)
+    end
+
+    test "a method that is not a token is rejected with 400", %{port: port, server: server} do
+      assert {400, _, _} = refused(port, "G(T / HTTP/1.1\r\nhost: localhost\r\n\r\n")
+      assert_not_handled(server)
+    end
+
+    @tag server_opts: [max_request_line: 64]
+    test "a request line of max_request_line bytes is accepted", %{port: port} do
+      path = "/" <> String.duplicate("a", 64 - byte_size("GET / HTTP/1.1"))
+      line = "GET #{path} HTTP/1.1"
+      assert byte_size(line) == 64
+      client = RawClient.connect(port)
+      assert {200, _, "GET " <> ^path} = request(client, line <> "\r\nhost: localhost\r\n\r\n")
+    end
+
+    @tag server_opts: [max_request_line: 64]
+    test "a request line one byte over max_request_line gets 414",
+         %{port: port, server: server} do
+      path = "/" <> String.duplicate("a", 65 - byte_size("GET / HTTP/1.1"))
+      assert {414, _, _} = refused(port, "GET #{path} HTTP/1.1\r\nhost: localhost\r\n\r\n")
+      assert_not_handled(server)
+    end
+
+    test "a request line over the default 8 KiB gets 414 before its end arrives",
+         %{port: port, server: server} do
+      assert {414, _, _} = refused(port, "GET /" <> String.duplicate("a", 9000))
+      assert_not_handled(server)
+    end
+  end
+
+  describe "3.2 request target" do
+    test "a target in none of the four forms is rejected with 400",
+         %{port: port, server: server} do
+      assert {400, _, _} = refused(port, "GET foo HTTP/1.1\r\nhost: localhost\r\n\r\n")
+      assert_not_handled(server)
+    end
+
+    test "an absolute-form target is accepted and split into path and query", %{port: port} do
+      client = RawClient.connect(port)
+      raw = "GET http://localhost/a/b?c=d HTTP/1.1\r\nhost: localhost\r\n\r\n"
+      assert {200, _, "GET /a/b"} = request(client, raw)
+      assert_received {:handled, _, %{path: "/a/b", query: "c=d"}}
+    end
+
+    test "an HTTP/1.1 request without Host is rejected with 400", %{port: port, server: server} do
+      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\n\r\n")
+      assert_not_handled(server)
+    end
+
+    test "a request with two Host fields is rejected with 400", %{port: port, server: server} do
+      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n")
+      assert_not_handled(server)
+    end
+  end
+
+  describe "5 field syntax" do
+    test "5.1 whitespace between a field name and the colon is rejected with 400",
+         %{port: port, server: server} do
+      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost : localhost\r\n\r\n")
+      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost\t: localhost\r\n\r\n")
+      assert_not_handled(server)
+    end
+
+    test "5.1 a field name with a separator is rejected with 400", %{port: port, server: server} do
+      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: a\r\nx(y): 1\r\n\r\n")
+      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: a\r\n: empty\r\n\r\n")
+      assert_not_handled(server)
+    end
+
+    test "5.1 a field value with NUL or DEL is rejected with 400", %{port: port, server: server} do
+      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: a\r\nx: a\0b\r\n\r\n")
+      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: a\r\nx: a\x7Fb\r\n\r\n")
+      assert_not_handled(server)
+    end
+
+    test "5.2 obs-fold (a continuation line) is rejected with 400", %{port: port, server: server} do
+      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: a\r\nx: a\r\n folded\r\n\r\n")
+      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: a\r\nx: a\r\n\tfolded\r\n\r\n")
+      assert_not_handled(server)
+    end
+
+    test "field names are case-insensitive and reach the handler lowercased", %{port: port} do
+      client = RawClient.connect(port)
+      assert {200, _, _} = request(client, "GET / HTTP/1.1\r\nHOST: a\r\nX-Mixed-Case: V\r\n\r\n")
+      assert_received {:handled, _, conn}
+      assert Crier.Conn.get_req_header(conn, "x-mixed-case") == ["V"]
+    end
+
+    @tag server_opts: [max_header_bytes: 256]
+    test "a header block of max_header_bytes is accepted", %{port: port} do
+      client = RawClient.connect(port)
+      assert {200, _, _} = request(client, head_with_block(256))
+    end
+
+    @tag server_opts: [max_header_bytes: 256]
+    test "a header block one byte over max_header_bytes gets 431",
+         %{port: port, server: server} do
+      assert {431, _, _} = refused(port, head_with_block(257))
+      assert_not_handled(server)
+    end
+
+    test "a header block over the default 16 KiB gets 431 before it ends",
+         %{port: port, server: server} do
+      raw = "GET / HTTP/1.1\r\nhost: a\r\nx: " <> String.duplicate("v", 20_000)
+      assert {431, _, _} = refused(port, raw)
+      assert_not_handled(server)
+    end
+
+    @tag server_opts: [max_headers: 10]
+    test "max_headers fields are accepted, one more gets 431", %{port: port, server: server} do
+      client = RawClient.connect(port)
+      assert {200, _, _} = request(client, head_with_fields(10))
+      assert {431, _, _} = refused(port, head_with_fields(11))
+      assert Crier.stats(server).requests == 1
+    end
+
+    test "more than the default 100 fields get 431", %{port: port, server: server} do
+      assert {431, _, _} = refused(port, head_with_fields(101))
+      assert_not_handled(server)
+    end
+  end
+
+  describe "6.1 transfer-encoding" do
+    test "Transfer-Encoding with Content-Length is rejected with 400 (smuggling)",
+         %{port: port, server: server} do
+      for fields <- [
+            "content-length: 5\r\ntransfer-encoding: chunked",
+            "transfer-encoding: chunked\r\ncontent-length: 5",
+            "Content-Length: 0\r\nTransfer-Encoding: CHUNKED"
+          ] do
+        raw = "POST / HTTP/1.1\r\nhost: a\r\n#{fields}\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+        assert {400, _, _} = refused(port, raw)
+      end
+
+      assert_not_handled(server)
+    end
+
+    test "a transfer coding other than chunked gets 501", %{port: port, server: server} do
+      for coding <- ["gzip", "identity", "gzip, chunked", "xchunked"] do
+        raw = "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: #{coding}\r\n\r\n"
+        assert {501, _, _} = refused(port, raw)
+      end
+
+      assert_not_handled(server)
+    end
+
+    test "chunked that is not the final coding, or repeated, is rejected with 400",
+         %{port: port, server: server} do
+      for fields <- [
+            "transfer-encoding: chunked, gzip",
+            "transfer-encoding: chunked\r\ntransfer-encoding: chunked",
+            "transfer-encoding: chunked, chunked",
+            "transfer-encoding: "
+          ] do
+        assert {400, _, _} = refused(port, "POST / HTTP/1.1\r\nhost: a\r\n#{fields}\r\n\r\n")
+      end
+
+      assert_not_handled(server)
+    end
+
+    test "Transfer-Encoding in an HTTP/1.0 request is rejected with 400",
+         %{port: port, server: server} do
+      raw = "POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"
+      assert {400, _, _} = refused(port, raw)
+      assert_not_handled(server)
+    end
+  end
+
+  describe "6.2 content-length" do
+    test "differing Content-Length values are rejected with 400", %{port: port, server: server} do
+      for fields <- ["content-length: 3\r\ncontent-length: 4", "content-length: 3, 4"] do
+        assert {400, _, _} = refused(port, "POST / HTTP/1.1\r\nhost: a\r\n#{fields}\r\n\r\nabcd")
+      end
+
+      assert_not_handled(server)
+    end
+
+    test "a Content-Length that is not a decimal number is rejected with 400",
+         %{port: port, server: server} do
+      for value <- ["+3", "-3", "0x3", "3a", "", "99999999999999999999", "3 3"] do
+        raw = "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: #{value}\r\n\r\nabc"
+        assert {400, _, _} = refused(port, raw)
+      end
+
+      assert_not_handled(server)
+    end
+
+    test "equal Content-Length values count as one", %{port: port} do
+      client = RawClient.connect(port)
+
+      raw =
+        "POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 3\r\ncontent-length: 3, 3\r\n\r\nabc"
+
+      assert {200, _, "abc"} = request(client, raw)
+    end
+
+    @tag server_opts: [max_body: 100]
+    test "a Content-Length over max_body gets 413 before the handler",
+         %{port: port, server: server} do
+      raw = "POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 101\r\n\r\n"
+      assert {413, _, _} = refused(port, [raw, String.duplicate("x", 101)])
+      assert_not_handled(server)
+    end
+
+    @tag server_opts: [max_body: 100]
+    test "a Content-Length of exactly max_body is read", %{port: port} do
+      client = RawClient.connect(port)
+      body = String.duplicate("x", 100)
+      raw = "POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 100\r\n\r\n" <> body
+      assert {200, _, ^body} = request(client, raw)
+    end
+
+    test "the 413 answer survives a large unread body (no reset)", %{port: port, server: server} do
+      # A reset caused by unread bytes would destroy the answer in flight (9.6).
+      raw = "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 20000000\r\n\r\n"
+      assert {413, _, "Content Too Large"} = refused(port, [raw, :binary.copy("x", 200_000)])
+      assert_not_handled(server)
+    end
+  end
+
+  describe "7 chunked transfer coding" do
+    test "a chunked body is decoded, with extensions and trailers", %{port: port} do
+      client = RawClient.connect(port)
+
+      raw =
+        "POST /echo HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n" <>
+          "5;name=value\r\nhello\r\n1;flag\r\n \r\n05\r\nworld\r\n0\r\nx-trailer: t\r\n\r\n"
+
+      assert {200, _, "hello world"} = request(client, raw)
+      # The connection stays usable after a chunked body.
+      assert {200, _, "GET /"} = request(client, @get)
+    end
+
+    test "a chunk size that overflows 64 bits gets 400 and a close", %{port: port} do
+      raw = chunked_post("/echo", "10000000000000005\r\nhello\r\n0\r\n\r\n")
+      assert {400, _, _} = refused(port, raw)
+    end
+
+    test "junk after a chunk size gets 400 and a close", %{port: port} do
+      for body <- ["5x\r\nhello\r\n0\r\n\r\n", "5 \r\nhello\r\n0\r\n\r\n", "\r\n", "-5\r\n"] do
+        assert {400, _, _} = refused(port, chunked_post("/echo", body))
+      end
+    end
+
+    test "chunk data not followed by CRLF gets 400 and a close", %{port: port} do
+      assert {400, _, _} = refused(port, chunked_post("/echo", "5\r\nhelloXX0\r\n\r\n"))
+    end
+
+    test "a chunk size line ended by a bare LF gets 400", %{port: port} do
+      assert {400, _, _} = refused(port, chunked_post("/echo", "5\nhello\r\n0\r\n\r\n"))
+    end
+
+    @tag server_opts: [max_body: 100]
+    test "a chunked body over max_body gets 413 and a close", %{port: port} do
+      body =
+        "40\r\n#{String.duplicate("x", 64)}\r\n40\r\n#{String.duplicate("y", 64)}\r\n0\r\n\r\n"
+
+      assert {413, _, _} = refused(port, chunked_post("/echo", body))
+    end
+
+    @tag handler_opts: [fun: &__MODULE__.answer_on_go/1]
+    test "a bad chunked body is answered with 400 even when the handler has not read it",
+         %{port: port} do
+      client = RawClient.connect(port)
+      :ok = :gen_tcp.send(client, chunked_post("/", ""))
+      assert_receive {:handled, handler, _}
+      :ok = :gen_tcp.send(client, "zz\r\n")
+      assert {400, _, _} = read_response(client)
+      assert_closed(client)
+      # The handler's own answer comes too late: the exchange is over.
+      send(handler, {:go, self()})
+      assert_receive {:answered, {:error, :closed}}
+    end
+
+    test "a bad chunked body after the response closes the connection", %{port: port} do
+      client = RawClient.connect(port)
+      :ok = :gen_tcp.send(client, chunked_post("/", ""))
+      assert {200, _, "POST /"} = read_response(client)
+      :ok = :gen_tcp.send(client, "zz\r\n" <> @get)
+      assert_closed(client)
+    end
+  end
+
+  describe "9.3 persistence" do
+    test "an HTTP/1.1 connection persists by default", %{port: port} do
+      client = RawClient.connect(port)
+
+      for path <- ["/a", "/b", "/c"] do
+        raw = "GET #{path} HTTP/1.1\r\nhost: a\r\n\r\n"
+        assert {200, headers, "GET " <> ^path} = request(client, raw)
+        assert header(headers, "connection") == nil
+      end
+    end
+
+    test "Connection: close in a request closes after the response", %{port: port} do
+      client = RawClient.connect(port)
+      raw = "GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n"
+      assert {200, headers, "GET /"} = request(client, raw)
+      assert header(headers, "connection") == "close"
+      assert_closed(client)
+    end
+
+    test "HTTP/1.0 closes after the response unless keep-alive is asked", %{port: port} do
+      client = RawClient.connect(port)
+      assert {200, headers, "GET /"} = request(client, "GET / HTTP/1.0\r\n\r\n")
+      assert header(headers, "connection") == "close"
+      assert_closed(client)
+
+      client = RawClient.connect(port)
+      raw = "GET /1 HTTP/1.0\r\nconnection: keep-alive\r\n\r\n"
+      assert {200, _, "GET /1"} = request(client, raw)
+      assert {200, _, "GET /2"} = request(client, "GET /2 HTTP/1.0\r\n\r\n")
+      assert_closed(client)
+    end
+
+    test "an HTTP/1.0 stream is delimited by the close, without chunked coding", %{port: port} do
+      client = RawClient.connect(port)
+      :ok = :gen_tcp.send(client, "GET /stream HTTP/1.0\r\nconnection: keep-alive\r\n\r\n")
+      assert {:closed, data} = RawClient.read_to_close(client)
+      {200, headers, body} = RawClient.parse_response(data)
+      assert header(headers, "transfer-encoding") == nil
+      assert header(headers, "content-length") == nil
+      assert body == "ab"
+    end
+
+    test "pipelined requests are answered in order", %{port: port} do
+      client = RawClient.connect(port)
+      paths = for i <- 1..20, do: "/p#{i}"
+      :ok = :gen_tcp.send(client, for(p <- paths, do: "GET #{p} HTTP/1.1\r\nhost: a\r\n\r\n"))
+
+      for path <- paths do
+        assert {200, _, "GET " <> ^path} = read_response(client)
+      end
+    end
+
+    test "pipelined requests with bodies and a stream in between stay in order", %{port: port} do
+      client = RawClient.connect(port)
+
+      :ok =
+        :gen_tcp.send(client, [
+          "POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\nfirst",
+          chunked_post("/echo", "6\r\nsecond\r\n0\r\n\r\n"),
+          "GET /stream HTTP/1.1\r\nhost: a\r\n\r\n",
+          "GET /last HTTP/1.1\r\nhost: a\r\n\r\n"
+        ])
+
+      assert {200, _, "first"} = read_response(client)
+      assert {200, _, "second"} = read_response(client)
+      assert {200, _, "ab"} = read_response(client)
+      assert {200, _, "GET /last"} = read_response(client)
+    end
+
+    test "a request after a refused pipelined one is never handled", %{port: port} do
+      client = RawClient.connect(port)
+      :ok = :gen_tcp.send(client, ["GET /ok HTTP/1.1\r\nhost: a\r\n\r\n", "BAD\r\n\r\n", @get])
+      assert {200, _, "GET /ok"} = read_response(client)
+      assert {400, _, _} = read_response(client)
+      assert_closed(client)
+      assert_receive {:handled, _, %{path: "/ok"}}
+      refute_received {:handled, _, _}
+    end
+  end
+
+  describe "9.3 unread request bodies" do
+    test "a small body the handler never reads is skipped before the next request",
+         %{port: port} do
+      client = RawClient.connect(port)
+      raw = "POST /ignored HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\n0123456789"
+      :ok = :gen_tcp.send(client, raw <> @get)
+      assert {200, _, "POST /ignored"} = read_response(client)
+      assert {200, _, "GET /"} = read_response(client)
+    end
+
+    test "a large body the handler never reads is drained before the next request",
+         %{port: port} do
+      client = RawClient.connect(port)
+      body = :binary.copy("x", 500_000)
+      head = "POST /ignored HTTP/1.1\r\nhost: a\r\ncontent-length: #{byte_size(body)}\r\n\r\n"
+      :ok = :gen_tcp.send(client, [head, body, @get])
+      assert {200, _, "POST /ignored"} = read_response(client)
+      assert {200, _, "GET /"} = read_response(client)
+    end
+
+    test "a chunked body the handler never reads is drained before the next request",
+         %{port: port} do
+      client = RawClient.connect(port)
+      chunk = :binary.copy("y", 100_000)
+      body = List.duplicate(["186A0\r\n", chunk, "\r\n"], 3) ++ ["0\r\n\r\n"]
+      :ok = :gen_tcp.send(client, [chunked_post("/ignored", body), @get])
+      assert {200, _, "POST /ignored"} = read_response(client)
+      assert {200, _, "GET /"} = read_response(client)
+    end
+
+    test "a body too large to drain closes the connection after the response", %{port: port} do
+      client = RawClient.connect(port)
+      length = 6_000_000
+      head = "POST /ignored HTTP/1.1\r\nhost: a\r\ncontent-length: #{length}\r\n\r\n"
+      :ok = :gen_tcp.send(client, [head, :binary.copy("x", 300_000)])
+      assert {200, _, "POST /ignored"} = read_response(client)
+      # The rest of the body never comes; the server closes instead of waiting for it.
+      assert {:closed, _} = RawClient.read_to_close(client)
+    end
+  end
+
+  describe "9.5 failures and timeouts" do
+    @tag server_opts: [header_timeout: 300]
+    test "a head not complete before header_timeout gets 408", %{port: port, server: server} do
+      assert {408, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: a\r\n")
+      assert_not_handled(server)
+    end
+
+    @tag server_opts: [header_timeout: 500]
+    test "the header deadline is absolute: a trickling client is cut with 408",
+         %{port: port, server: server} do
+      client = RawClient.connect(port)
+      # One byte every 50 ms would take 1.5 s for this head; each byte is well inside any
+      # per-read timeout, so only an absolute deadline stops it.
+      head = "GET / HTTP/1.1\r\nhost: a\r\nx-long: abcdefghij\r\n\r\n"
+      assert {:cut, sent, answer} = trickle(client, head, 50)
+      assert sent < byte_size(head)
+      assert {408, _, _} = RawClient.parse_response(answer)
+      assert_not_handled(server)
+    end
+
+    @tag server_opts: [keepalive_timeout: 200]
+    test "an idle keep-alive connection is closed quietly, without a 408", %{port: port} do
+      client = RawClient.connect(port)
+      assert {200, _, _} = request(client, @get)
+      assert_closed(client)
+    end
+  end
+
+  @doc false
+  # A handler that answers 200 when the test says so and reports what send_resp returned.
+  def answer_on_go(conn) do
+    receive do
+      {:go, test} -> send(test, {:answered, Crier.Conn.send_resp(conn, 200, [], "late")})
+    end
+  end
+
+  # A head whose field lines (with CRLFs) add up to exactly `size` bytes.
+  defp head_with_block(size) do
+    fixed = "host: a\r\nx: \r\n"
+
+    "GET / HTTP/1.1\r\nhost: a\r\nx: " <>
+      String.duplicate("v", size - byte_size(fixed)) <> "\r\n\r\n"
+  end
+
+  defp head_with_fields(count) do
+    fields = for i <- 2..count//1, do: "x-#{i}: v\r\n"
+    ["GET / HTTP/1.1\r\nhost: a\r\n", fields, "\r\n"]
+  end
+
+  defp chunked_post(path, body) do
+    IO.iodata_to_binary([
+      "POST #{path} HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n",
+      body
+    ])
+  end
+
+  # Sends `data` one byte every `every` ms until it is all sent or the server answers or
+  # closes; returns `{:done, sent}` or `{:cut, sent, answer}` with everything the server sent.
+  defp trickle(client, data, every, sent \\ 0)
+  defp trickle(_client, "", _every, sent), do: {:done, sent}
+
+  defp trickle(client, <<byte, rest::binary>>, every, sent) do
+    with :ok <- :gen_tcp.send(client, <<byte>>),
+         {:error, :timeout} <- :gen_tcp.recv(client, 0, every) do
+      trickle(client, rest, every, sent + 1)
+    else
+      {:ok, data} ->
+        {_, more} = RawClient.read_to_close(client)
+        {:cut, sent + 1, data <> more}
+
+      {:error, _} ->
+        {:cut, sent, ""}
+    end
+  end
+end
