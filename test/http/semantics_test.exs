@@ -1,0 +1,181 @@
+defmodule Crier.HTTP.SemanticsTest do
+  @moduledoc """
+  The parts of RFC 9110 that shape HTTP/1.1 framing, in the order of its sections: HEAD,
+  Expect: 100-continue, interim responses, and statuses without a body. Raw bytes over
+  `:gen_tcp`; each rule is checked on the wire and by reusing the connection afterwards,
+  which only works when no stray body byte was sent.
+  """
+  use Crier.Test.HttpCase, async: true
+
+  @get "GET /after HTTP/1.1\r\nhost: a\r\n\r\n"
+
+  describe "6.4.2 / 9.3.2 HEAD" do
+    test "a HEAD response has the GET head and content-length but no body", %{port: port} do
+      client = RawClient.connect(port)
+      :ok = :gen_tcp.send(client, "HEAD /x HTTP/1.1\r\nhost: a\r\n\r\n" <> @get)
+      assert {:ok, data} = RawClient.read_until(client, "GET /after")
+      [head, rest] = :binary.split(data, "\r\n\r\n")
+      assert head =~ "HTTP/1.1 200 OK"
+      assert head =~ "content-length: 7"
+      # The next bytes are the next response, not the HEAD body "HEAD /x".
+      assert "HTTP/1.1 200 OK" <> _ = rest
+    end
+
+    test "a streamed response to HEAD sends the head alone", %{port: port} do
+      client = RawClient.connect(port)
+      :ok = :gen_tcp.send(client, "HEAD /stream HTTP/1.1\r\nhost: a\r\n\r\n" <> @get)
+      assert {200, headers, ""} = read_response_no_body(client)
+      assert header(headers, "transfer-encoding") == nil
+      assert {200, _, "GET /after"} = read_response(client)
+    end
+
+    @tag handler_opts: [fun: &__MODULE__.sized/1]
+    test "a sized response to HEAD sends the head alone", %{port: port} do
+      client = RawClient.connect(port)
+
+      :ok =
+        :gen_tcp.send(
+          client,
+          "HEAD / HTTP/1.1\r\nhost: a\r\n\r\nGET / HTTP/1.1\r\nhost: a\r\n\r\n"
+        )
+
+      assert {200, headers, ""} = read_response_no_body(client)
+      assert header(headers, "content-length") == "6"
+      assert {200, _, "abcdef"} = read_response(client)
+    end
+  end
+
+  describe "10.1.1 Expect: 100-continue" do
+    test "100 Continue is sent when the handler reads the body", %{port: port} do
+      client = RawClient.connect(port)
+      head = "POST /echo HTTP/1.1\r\nhost: a\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\n"
+      :ok = :gen_tcp.send(client, head)
+      assert {:ok, "HTTP/1.1 100 Continue\r\n\r\n"} = RawClient.read_until(client, "\r\n\r\n")
+      :ok = :gen_tcp.send(client, "hello")
+      assert {200, headers, "hello"} = read_response(client)
+      assert header(headers, "connection") == nil
+      assert {200, _, "GET /after"} = request(client, @get)
+    end
+
+    test "no 100 Continue when the handler answers without reading; the connection closes",
+         %{port: port} do
+      client = RawClient.connect(port)
+      head = "POST /x HTTP/1.1\r\nhost: a\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\n"
+      assert {200, headers, "POST /x"} = request(client, head)
+      assert header(headers, "connection") == "close"
+      assert_closed(client)
+    end
+
+    test "a client that sends its body without waiting for 100 is served", %{port: port} do
+      client = RawClient.connect(port)
+
+      raw =
+        "POST /echo HTTP/1.1\r\nhost: a\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\nhello"
+
+      :ok = :gen_tcp.send(client, raw)
+      # A 100 may come first (the handler may ask before the body is seen); then the 200.
+      response = read_response(client)
+      response = if elem(response, 0) == 100, do: read_response(client), else: response
+      assert {200, _, "hello"} = response
+      assert {200, _, "GET /after"} = request(client, @get)
+    end
+
+    test "an HTTP/1.0 client gets no 100 Continue", %{port: port} do
+      client = RawClient.connect(port)
+      raw = "POST /echo HTTP/1.0\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\nhello"
+      :ok = :gen_tcp.send(client, raw)
+      assert {:closed, data} = RawClient.read_to_close(client)
+      assert "HTTP/1.0 200 OK\r\n" <> _ = data
+      assert String.ends_with?(data, "\r\n\r\nhello")
+    end
+  end
+
+  describe "15.2 informational responses" do
+    @tag handler_opts: [fun: &__MODULE__.early_hints/1]
+    test "a 103 goes out before the final response", %{port: port} do
+      client = RawClient.connect(port)
+      :ok = :gen_tcp.send(client, "GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+      assert {103, headers, ""} = read_response_no_body(client)
+      assert header(headers, "link") == "</style.css>; rel=preload"
+      assert {200, _, "final"} = read_response(client)
+    end
+  end
+
+  describe "15.3.5 / 15.4.5 204 and 304" do
+    test "204 and 304 carry neither a body nor content-length", %{port: port} do
+      client = RawClient.connect(port)
+
+      for status <- [204, 304] do
+        :ok = :gen_tcp.send(client, "GET /status/#{status} HTTP/1.1\r\nhost: a\r\n\r\n")
+        assert {^status, headers, ""} = read_response_no_body(client)
+        assert header(headers, "content-length") == nil
+        assert header(headers, "transfer-encoding") == nil
+      end
+
+      # The body "body" the handler gave was dropped, or this would not parse.
+      assert {200, _, "GET /after"} = request(client, @get)
+    end
+
+    @tag handler_opts: [fun: &__MODULE__.chunked_204/1]
+    test "a streamed 204 has no transfer-encoding and ends at once", %{port: port} do
+      client = RawClient.connect(port)
+      :ok = :gen_tcp.send(client, "GET / HTTP/1.1\r\nhost: a\r\n\r\n" <> @get)
+      assert {204, headers, ""} = read_response_no_body(client)
+      assert header(headers, "transfer-encoding") == nil
+      assert {204, _, ""} = read_response_no_body(client)
+    end
+  end
+
+  describe "responses from send_resp" do
+    @tag handler_opts: [fun: &__MODULE__.custom_headers/1]
+    test "headers keep their case, content-length is the server's, date is added",
+         %{port: port} do
+      client = RawClient.connect(port)
+      :ok = :gen_tcp.send(client, "GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+      assert {:ok, data} = RawClient.read_until(client, "\r\n\r\nhello world")
+      assert data =~ "\r\nX-Custom-Case: Value\r\n"
+      assert data =~ "\r\ncontent-length: 11\r\n"
+      refute data =~ "999"
+      [_, date] = Regex.run(~r/\r\ndate: ([^\r]+)\r\n/, data)
+
+      assert date =~
+               ~r/^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$/
+    end
+  end
+
+  # A response whose head is all there is: 1xx, 204, 304 or any answer to HEAD.
+  defp read_response_no_body(client) do
+    key = {Crier.Test.HttpCase, client}
+    acc = Process.delete(key) || ""
+    {:ok, data} = RawClient.read_until(client, "\r\n\r\n", 5_000, acc)
+    [head, rest] = :binary.split(data, "\r\n\r\n")
+    if rest != "", do: Process.put(key, rest)
+    RawClient.parse_response(head <> "\r\n\r\n")
+  end
+
+  @doc false
+  def sized(conn) do
+    {:ok, conn} = Crier.Conn.send_head(conn, 200, [], 6)
+    {:ok, conn} = Crier.Conn.chunk(conn, "abc")
+    Crier.Conn.chunk(conn, "def")
+  end
+
+  @doc false
+  def early_hints(conn) do
+    :ok = Crier.Conn.inform(conn, 103, [{"link", "</style.css>; rel=preload"}])
+    Crier.Conn.send_resp(conn, 200, [], "final")
+  end
+
+  @doc false
+  def chunked_204(conn), do: Crier.Conn.send_chunked(conn, 204, [])
+
+  @doc false
+  def custom_headers(conn) do
+    Crier.Conn.send_resp(
+      conn,
+      200,
+      [{"X-Custom-Case", "Value"}, {"Content-Length", "999"}],
+      ["hello", ?\s, ["wor" | "ld"]]
+    )
+  end
+end
