@@ -1,0 +1,548 @@
+//! Topics over real sockets, with the BEAM played by a channel: a subscribed stream lives on
+//! in Rust after its owner is gone; a broadcast is one encode whose bytes every subscriber
+//! gets, parsed back by a spec-exact parser; a slow subscriber is dropped with `overflow`
+//! while the others go on; unsubscribe and close leave no topic behind; and `Last-Event-ID`
+//! replay is exactly once and in order, even while broadcasts race a storm of reconnects.
+
+#[path = "support/event_stream.rs"]
+mod event_stream;
+#[path = "support/sse_client.rs"]
+mod sse_client;
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crier_core::config::ServerConfig;
+use crier_core::hub::OwnedEvent;
+use crier_core::notify::CloseReason;
+use event_stream::Parser;
+use sse_client::{serve_subscribers, Seen, SseClient};
+use support::TestServer;
+
+fn config() -> ServerConfig {
+    ServerConfig {
+        heartbeat: None,
+        ..ServerConfig::default()
+    }
+}
+
+fn data(text: &str) -> OwnedEvent {
+    OwnedEvent {
+        data: Some(text.to_string()),
+        ..OwnedEvent::default()
+    }
+}
+
+/// Polls `check` on the server's stats until it holds (or panics after 5 s).
+fn wait_for_stats(
+    server: &TestServer,
+    what: &str,
+    check: impl Fn(&crier_core::stats::Snapshot) -> bool,
+) {
+    for _ in 0..500 {
+        if check(&server.server.stats()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{what}: {:?}", server.server.stats());
+}
+
+fn next_seen(seen: &mpsc::Receiver<Seen>) -> Seen {
+    seen.recv_timeout(Duration::from_secs(5))
+        .expect("the owner saw nothing in time")
+}
+
+fn detached(seen: &mpsc::Receiver<Seen>) {
+    match next_seen(seen) {
+        Seen::Detached { .. } => {}
+        _ => panic!("expected a detached subscriber"),
+    }
+}
+
+fn close_count(server: &TestServer, reason: CloseReason) -> u64 {
+    server
+        .server
+        .stats()
+        .closes
+        .iter()
+        .find(|(r, _)| *r == reason)
+        .map_or(0, |(_, n)| *n)
+}
+
+/// Runs `body` with the owner thread serving subscribers. The owner stops when `body`
+/// returns or panics (a panic must fail the test, not leave the scope waiting forever).
+fn with_owner<R>(server: &TestServer, body: impl FnOnce(&mpsc::Receiver<Seen>) -> R) -> R {
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| serve_subscribers(server, &stop, tx));
+        let _stop = StopOnDrop(&stop);
+        body(&rx)
+    })
+}
+
+#[test]
+fn a_broadcast_reaches_every_subscriber_after_its_owner_is_gone() {
+    let server = TestServer::start(config());
+    let hub = &server.server.shared().hub;
+    with_owner(&server, |seen| {
+        let mut clients: Vec<SseClient> = (0..3)
+            .map(|_| SseClient::connect(server.addr(), "/news", None))
+            .collect();
+        for _ in 0..3 {
+            detached(seen);
+        }
+        wait_for_stats(&server, "three subscribers, one topic", |s| {
+            s.subscribers == 3 && s.topics == 1 && s.streams == 3
+        });
+        for client in &clients {
+            assert!(
+                client.head.starts_with("HTTP/1.1 200 OK\r\n"),
+                "{}",
+                client.head
+            );
+            assert!(client.head.contains("content-type: text/event-stream"));
+            assert!(client.head.contains("transfer-encoding: chunked"));
+        }
+        hub.broadcast(
+            "news",
+            OwnedEvent {
+                id: Some("n1".into()),
+                event: Some("headline".into()),
+                data: Some("line one\r\nline two ✓\rline three".into()),
+                ..OwnedEvent::default()
+            },
+        )
+        .unwrap();
+        for client in &mut clients {
+            let event = client.next_event().expect("event");
+            assert_eq!(event.kind, "headline");
+            assert_eq!(event.data, "line one\nline two ✓\nline three");
+            assert_eq!(event.last_event_id, "n1");
+        }
+        // No owner is left to tell, and none was told anything.
+        assert!(seen.try_recv().is_err());
+    });
+}
+
+#[test]
+fn a_broadcast_to_a_topic_nobody_holds_is_dropped_and_keeps_no_state() {
+    let server = TestServer::start(config());
+    server
+        .server
+        .shared()
+        .hub
+        .broadcast("empty", data("x"))
+        .unwrap();
+    // A subscribe queued after it proves the broadcast was handled: the topic count then
+    // comes from the subscribe alone.
+    with_owner(&server, |seen| {
+        let mut client = SseClient::connect(server.addr(), "/other", None);
+        detached(seen);
+        wait_for_stats(&server, "one topic", |s| s.topics == 1);
+        server
+            .server
+            .shared()
+            .hub
+            .broadcast("other", data("y"))
+            .unwrap();
+        assert_eq!(client.next_event().unwrap().data, "y");
+    });
+}
+
+#[test]
+fn an_event_that_cannot_be_encoded_is_refused_before_it_is_queued() {
+    let server = TestServer::start(config());
+    let hub = &server.server.shared().hub;
+    let bad = OwnedEvent {
+        id: Some("1\n2".into()),
+        data: Some("x".into()),
+        ..OwnedEvent::default()
+    };
+    assert_eq!(
+        hub.broadcast("t", bad).unwrap_err().to_string(),
+        "id must not contain CR, LF or NUL"
+    );
+}
+
+#[test]
+fn a_slow_subscriber_is_dropped_with_overflow_and_the_others_go_on() {
+    let server = TestServer::start(ServerConfig {
+        write_queue_bytes: 16 * 1024,
+        ..config()
+    });
+    let hub = &server.server.shared().hub;
+    with_owner(&server, |seen| {
+        // The slow client keeps its owner (as the demo handler does), so the owner is told.
+        let slow =
+            SseClient::connect_with(server.addr(), "/feed?keep", None, Some(4096), Parser::new());
+        let kept = match next_seen(seen) {
+            Seen::Kept(kept) => kept,
+            _ => panic!("expected the kept stream"),
+        };
+        let mut fast = SseClient::connect(server.addr(), "/feed", None);
+        detached(seen);
+        // A quarter of the queue: the fast client may read an event before its task has
+        // counted it as written, so two events can sit in its queue's books at once.
+        let payload = "x".repeat(4 * 1024);
+        let mut overflowed = None;
+        // Lockstep: the fast client reads each event before the next goes out, so only the
+        // client that reads nothing can fall behind. Kernel buffers fill after a few MB.
+        for n in 0..20_000 {
+            hub.broadcast("feed", data(&format!("{n} {payload}")))
+                .unwrap();
+            let event = fast.next_event().expect("the fast client was dropped");
+            assert!(event.data.starts_with(&format!("{n} ")));
+            if let Ok(Seen::Closed {
+                owner,
+                exchange,
+                reason,
+            }) = seen.try_recv()
+            {
+                overflowed = Some((owner, exchange, reason));
+                break;
+            }
+        }
+        assert_eq!(
+            overflowed,
+            Some((kept.owner, kept.exchange, CloseReason::Overflow))
+        );
+        assert_eq!(close_count(&server, CloseReason::Overflow), 1);
+        // The stream is closed for its owner too, and the topic goes on without it.
+        assert!(kept.stream.chunk(kept.exchange, b"late").is_err());
+        hub.broadcast("feed", data("after")).unwrap();
+        assert_eq!(fast.next_event().unwrap().data, "after");
+        wait_for_stats(&server, "one subscriber left", |s| s.subscribers == 1);
+        drop(slow);
+    });
+}
+
+#[test]
+fn unsubscribe_stops_delivery_and_the_last_one_ends_an_ownerless_stream() {
+    let server = TestServer::start(config());
+    let hub = &server.server.shared().hub;
+    with_owner(&server, |seen| {
+        let mut client = SseClient::connect(server.addr(), "/a,b?keep", None);
+        let kept = match next_seen(seen) {
+            Seen::Kept(kept) => kept,
+            _ => panic!("expected the kept stream"),
+        };
+        wait_for_stats(&server, "one subscriber of two topics", |s| {
+            s.subscribers == 1 && s.topics == 2
+        });
+        // The owner hands the stream over and goes away.
+        kept.stream.finish(kept.exchange);
+        kept.stream.owner_gone(kept.exchange);
+        hub.unsubscribe(&kept.stream, "a");
+        hub.broadcast("a", data("to a")).unwrap();
+        hub.broadcast("b", data("to b")).unwrap();
+        assert_eq!(client.next_event().unwrap().data, "to b");
+        wait_for_stats(&server, "topic a gone", |s| s.topics == 1);
+        hub.unsubscribe(&kept.stream, "b");
+        // Nobody can feed it any more: the response ends with its last chunk.
+        assert_eq!(client.read_to_end(), []);
+        assert!(client.ended);
+        wait_for_stats(&server, "no subscriber, no topic, no stream", |s| {
+            s.subscribers == 0 && s.topics == 0 && s.streams == 0
+        });
+    });
+}
+
+#[test]
+fn a_client_that_leaves_is_removed_from_its_topics() {
+    let server = TestServer::start(config());
+    with_owner(&server, |seen| {
+        let clients: Vec<SseClient> = (0..2)
+            .map(|_| SseClient::connect(server.addr(), "/x,y", None))
+            .collect();
+        detached(seen);
+        detached(seen);
+        wait_for_stats(&server, "two subscribers", |s| {
+            s.subscribers == 2 && s.topics == 2
+        });
+        drop(clients);
+        // Seen by the read side at once, with no broadcast needed to find out.
+        wait_for_stats(&server, "everything gone", |s| {
+            s.subscribers == 0 && s.topics == 0 && s.connections == 0 && s.tasks == 0
+        });
+        assert_eq!(close_count(&server, CloseReason::Closed), 2);
+    });
+}
+
+#[test]
+fn replay_sends_what_was_missed_once_then_the_live_events() {
+    let server = TestServer::start(config());
+    let hub = &server.server.shared().hub;
+    hub.set_replay("r", 100);
+    for n in 1..=10 {
+        hub.broadcast("r", data(&format!("e{n}"))).unwrap();
+    }
+    with_owner(&server, |seen| {
+        // Auto ids are the topic's sequence numbers.
+        let mut client = SseClient::connect(server.addr(), "/r", Some("4"));
+        detached(seen);
+        for n in 5..=10 {
+            let event = client.next_event().unwrap();
+            assert_eq!(
+                (event.last_event_id.as_str(), event.data.as_str()),
+                (n.to_string().as_str(), format!("e{n}").as_str())
+            );
+        }
+        hub.broadcast("r", data("e11")).unwrap();
+        let live = client.next_event().unwrap();
+        assert_eq!(
+            (live.last_event_id.as_str(), live.data.as_str()),
+            ("11", "e11")
+        );
+
+        // Up to date: nothing replayed, the next live event first.
+        let mut current = SseClient::connect(server.addr(), "/r", Some("11"));
+        detached(seen);
+        hub.broadcast("r", data("e12")).unwrap();
+        assert_eq!(current.next_event().unwrap().data, "e12");
+        assert_eq!(client.next_event().unwrap().data, "e12");
+
+        // An id the ring never held: the whole ring, the most that can still be given.
+        let mut stranger = SseClient::connect(server.addr(), "/r", Some("nope"));
+        detached(seen);
+        let first = stranger.next_event().unwrap();
+        assert_eq!(first.data, "e1");
+    });
+}
+
+#[test]
+fn replay_after_the_ring_wrapped_and_with_ids_given_by_the_app() {
+    let server = TestServer::start(config());
+    let hub = &server.server.shared().hub;
+    hub.set_replay("small", 3);
+    for n in 1..=10 {
+        hub.broadcast("small", data(&n.to_string())).unwrap();
+    }
+    hub.set_replay("named", 10);
+    for id in ["alpha", "beta", "gamma"] {
+        hub.broadcast(
+            "named",
+            OwnedEvent {
+                id: Some(id.into()),
+                data: Some(id.into()),
+                ..OwnedEvent::default()
+            },
+        )
+        .unwrap();
+    }
+    with_owner(&server, |seen| {
+        let mut behind = SseClient::connect(server.addr(), "/small", Some("2"));
+        detached(seen);
+        let got: Vec<String> = (0..3).map(|_| behind.next_event().unwrap().data).collect();
+        assert_eq!(got, ["8", "9", "10"]);
+
+        let mut named = SseClient::connect(server.addr(), "/named", Some("beta"));
+        detached(seen);
+        let event = named.next_event().unwrap();
+        assert_eq!(
+            (event.data.as_str(), event.last_event_id.as_str()),
+            ("gamma", "gamma")
+        );
+    });
+}
+
+#[test]
+fn a_replay_larger_than_the_write_queue_is_delivered_whole() {
+    // 2,000 events of about 1 KiB replayed into a 16 KiB queue: replay is bounded by the ring,
+    // not by the room live events get, so the reconnecting client is not dropped.
+    let server = TestServer::start(ServerConfig {
+        write_queue_bytes: 16 * 1024,
+        ..config()
+    });
+    let hub = &server.server.shared().hub;
+    hub.set_replay("big", 2_000);
+    let payload = "p".repeat(1000);
+    for n in 1..=2_000 {
+        hub.broadcast("big", data(&format!("{n} {payload}")))
+            .unwrap();
+    }
+    with_owner(&server, |seen| {
+        let mut client = SseClient::connect(server.addr(), "/big", Some("0"));
+        detached(seen);
+        for n in 1..=2_000 {
+            let event = client.next_event().expect("dropped during replay");
+            assert_eq!(event.last_event_id, n.to_string());
+        }
+        hub.broadcast("big", data("live")).unwrap();
+        assert_eq!(client.next_event().unwrap().data, "live");
+        assert_eq!(close_count(&server, CloseReason::Overflow), 0);
+    });
+}
+
+/// The race the hub's single actor exists for: a publisher broadcasts without pause while
+/// clients drop their connection at arbitrary points and come back with `Last-Event-ID`.
+/// Every client must see every event, exactly once, in order: ids 1..=N with no gap and no
+/// duplicate, however its reconnects interleave with the broadcasts.
+#[test]
+fn replay_is_exactly_once_and_in_order_while_broadcasts_race_reconnects() {
+    const EVENTS: u64 = 20_000;
+    const CLIENTS: usize = 4;
+    let server = TestServer::start(config());
+    let hub = &server.server.shared().hub;
+    hub.set_replay("race", EVENTS as usize);
+    let reconnects = with_owner(&server, |_seen| {
+        std::thread::scope(|scope| {
+            let readers: Vec<_> = (0..CLIENTS)
+                .map(|c| {
+                    let addr = server.addr();
+                    scope.spawn(move || {
+                        let mut parser = Parser::new();
+                        // "0" is no id the ring holds: the first connection gets the ring
+                        // from its start, so every client expects exactly 1..=EVENTS.
+                        let mut last = "0".to_string();
+                        let mut expected = 1u64;
+                        let mut connections = 0u64;
+                        while expected <= EVENTS {
+                            let mut client =
+                                SseClient::connect_with(addr, "/race", Some(&last), None, parser);
+                            connections += 1;
+                            // Leave after a varying number of events, mid-stream.
+                            let budget = 1 + (connections * 7 + c as u64 * 13) % 97;
+                            for _ in 0..budget {
+                                let Some(event) = client.next_event() else {
+                                    break;
+                                };
+                                let id: u64 = event.last_event_id.parse().expect("numeric id");
+                                assert_eq!(id, expected, "client {c}: gap or duplicate");
+                                assert_eq!(event.data, id.to_string());
+                                expected += 1;
+                                if expected > EVENTS {
+                                    break;
+                                }
+                            }
+                            last = client.parser.last_event_id.clone();
+                            parser = std::mem::take(&mut client.parser);
+                        }
+                        connections
+                    })
+                })
+                .collect();
+            let publisher = scope.spawn(|| {
+                for n in 1..=EVENTS {
+                    hub.broadcast("race", data(&n.to_string())).unwrap();
+                    if n % 8 == 0 {
+                        // Pace the publisher so it races the reconnects over the whole run
+                        // instead of finishing before the first one.
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                }
+            });
+            publisher.join().unwrap();
+            readers
+                .into_iter()
+                .map(|r| r.join().unwrap())
+                .collect::<Vec<_>>()
+        })
+    });
+    // Each client reconnected hundreds of times while the publisher ran.
+    assert!(reconnects.iter().all(|&n| n > 100), "{reconnects:?}");
+    wait_for_stats(&server, "all clients gone", |s| s.subscribers == 0);
+}
+
+/// Reports requests to a std channel; owners are `()`. For a server on a runtime that only
+/// runs when the test drives it.
+struct Inbox(mpsc::Sender<(std::sync::Arc<crier_core::stream::Stream<Inbox>>, u64)>);
+
+impl crier_core::notify::Notify for Inbox {
+    type Owner = ();
+
+    fn request(
+        &self,
+        stream: &std::sync::Arc<crier_core::stream::Stream<Self>>,
+        exchange: u64,
+        _head: crier_core::http::RequestHead,
+    ) {
+        let _ = self.0.send((stream.clone(), exchange));
+    }
+
+    fn closed(&self, _owner: &(), _exchange: u64, _reason: CloseReason) {}
+
+    fn wake(&self, _owner: &(), _exchange: u64, _what: crier_core::notify::Wake) {}
+}
+
+#[test]
+fn broadcast_returns_before_any_fan_out_has_run() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn read_until(socket: &mut tokio::net::TcpStream, got: &mut Vec<u8>, needle: &[u8]) {
+        let deadline = Duration::from_secs(5);
+        tokio::time::timeout(deadline, async {
+            while !got.windows(needle.len()).any(|w| w == needle) {
+                let mut buf = [0u8; 4096];
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed");
+                got.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await
+        .expect("nothing in time");
+    }
+
+    // A current-thread runtime runs only inside block_on: between two block_on calls no task
+    // can move, so whatever broadcast does then, it did without waiting for the fan-out.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let server =
+        crier_core::server::Server::start(config(), Inbox(tx), runtime.handle(), 0).unwrap();
+    let hub = &server.shared().hub;
+    let addr = server.local_addr();
+    let mut got = Vec::new();
+    let mut socket = runtime.block_on(async {
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(b"GET /t HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let (stream, exchange) = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Ok(request) = rx.try_recv() {
+                    return request;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("no request");
+        stream.set_owner(exchange, ()).unwrap();
+        stream
+            .send_chunked(exchange, 200, sse_client::SSE_HEADERS, true)
+            .unwrap();
+        hub.subscribe(&stream, exchange, &["t".to_string()], None)
+            .unwrap();
+        stream.finish(exchange);
+        stream.owner_gone(exchange);
+        read_until(&mut socket, &mut got, b"\r\n\r\n").await;
+        // Let the hub take the subscribe before the runtime stops.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while server.stats().topics == 0 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("subscribe not taken");
+        socket
+    });
+    let written = server.stats().bytes_written;
+    for n in 0..1_000 {
+        hub.broadcast("t", data(&n.to_string())).unwrap();
+    }
+    assert_eq!(server.stats().bytes_written, written, "nothing ran yet");
+    runtime.block_on(read_until(&mut socket, &mut got, b"data: 999\n\n"));
+}
