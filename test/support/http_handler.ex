@@ -2,7 +2,7 @@ defmodule Crier.Test.HttpHandler do
   @moduledoc """
   The handler of the HTTP tests. Every call first sends `{:handled, pid, conn}` to the test
   process, so a test can assert that a refused request never reached it. Then it runs the
-  `:fun` option (`fun.(conn)`), if given, or answers by path:
+  `:fun` option (`fun.(conn)`, or `fun.(conn, test_pid)`), if given, or answers by path:
 
     * `/echo` - reads the whole body and answers 200 with it
     * `/stream` - a chunked 200 with the chunks `a` and `b`
@@ -22,7 +22,8 @@ defmodule Crier.Test.HttpHandler do
 
     case Keyword.get(opts, :fun) do
       nil -> route(conn)
-      fun -> fun.(conn)
+      fun when is_function(fun, 1) -> fun.(conn)
+      fun when is_function(fun, 2) -> fun.(conn, Keyword.fetch!(opts, :test))
     end
   end
 
