@@ -1,0 +1,78 @@
+defmodule Crier.Test.TopicHandler do
+  @moduledoc """
+  A handler for topic tests. `GET /topics/a,b` starts an SSE stream and subscribes it to
+  topics `a` and `b` (with the request's `Last-Event-ID`, or `?last=ID` passed as the
+  `:last_event_id` option), then:
+
+    * by default tells the test `{:detached, pid, ref}` and returns: the process exits and
+      the stream lives on in Rust alone;
+    * with `?keep`, tells the test `{:subscribed, pid, conn}` and stays, forwarding
+      `{:crier, ref, msg}` as `{:crier_msg, pid, ref, msg}`, and obeying
+      `{:unsubscribe, topic}` (replies `{:unsubscribed, pid}`), `:close` and `:return`.
+
+  `GET /plain` streams without subscribing (for `subscribe` errors). Start a server with
+  `handler: {Crier.Test.TopicHandler, test: self()}`; `retry: ms` in the opts goes to
+  `Crier.sse/2`.
+  """
+
+  @behaviour Crier.Handler
+
+  @impl Crier.Handler
+  def call(%Crier.Conn{path: "/topics/" <> names} = conn, opts) do
+    test = Keyword.fetch!(opts, :test)
+    query = URI.decode_query(conn.query)
+    {:ok, conn} = Crier.sse(conn, Keyword.take(opts, [:retry]))
+    topics = String.split(names, ",")
+
+    subscribe_opts =
+      case query do
+        %{"last" => id} -> [last_event_id: id]
+        _ -> []
+      end
+
+    case Crier.subscribe(conn, topics, subscribe_opts) do
+      :ok when is_map_key(query, "keep") ->
+        send(test, {:subscribed, self(), conn})
+        loop(conn, test)
+
+      :ok ->
+        send(test, {:detached, self(), conn.ref})
+
+      {:error, :closed} ->
+        send(test, {:subscribe_failed, self(), :closed})
+    end
+  end
+
+  def call(%Crier.Conn{path: "/plain"} = conn, opts) do
+    test = Keyword.fetch!(opts, :test)
+    {:ok, conn} = Crier.sse(conn, Keyword.take(opts, [:retry]))
+    send(test, {:plain, self(), conn})
+    loop(conn, test)
+  end
+
+  def call(conn, _opts), do: Crier.Conn.send_resp(conn, 404, [], "not found")
+
+  defp loop(conn, test) do
+    receive do
+      {:crier, ref, msg} ->
+        send(test, {:crier_msg, self(), ref, msg})
+        loop(conn, test)
+
+      {:unsubscribe, topic} ->
+        :ok = Crier.unsubscribe(conn, topic)
+        send(test, {:unsubscribed, self()})
+        loop(conn, test)
+
+      {:run, fun} ->
+        send(test, {:ran, self(), fun.(conn)})
+        loop(conn, test)
+
+      :close ->
+        Crier.Conn.close(conn)
+        loop(conn, test)
+
+      :return ->
+        :ok
+    end
+  end
+end
