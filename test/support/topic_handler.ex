@@ -10,7 +10,8 @@ defmodule Crier.Test.TopicHandler do
       `{:crier, ref, msg}` as `{:crier_msg, pid, ref, msg}`, and obeying
       `{:unsubscribe, topic}` (replies `{:unsubscribed, pid}`), `:close` and `:return`.
 
-  `GET /plain` streams without subscribing (for `subscribe` errors). Start a server with
+  `GET /plain` streams without subscribing; `GET /unstarted` reports
+  `{:unstarted, result}` of a subscribe before any `sse/2`. Start a server with
   `handler: {Crier.Test.TopicHandler, test: self()}`; `retry: ms` in the opts goes to
   `Crier.sse/2`.
   """
@@ -48,6 +49,18 @@ defmodule Crier.Test.TopicHandler do
     {:ok, conn} = Crier.sse(conn, Keyword.take(opts, [:retry]))
     send(test, {:plain, self(), conn})
     loop(conn, test)
+  end
+
+  def call(%Crier.Conn{path: "/unstarted"} = conn, opts) do
+    result =
+      try do
+        Crier.subscribe(conn, "t")
+      rescue
+        error -> error
+      end
+
+    send(Keyword.fetch!(opts, :test), {:unstarted, result})
+    Crier.Conn.send_resp(conn, 204, [], "")
   end
 
   def call(conn, _opts), do: Crier.Conn.send_resp(conn, 404, [], "not found")
