@@ -84,8 +84,14 @@ defmodule Crier do
   def port(name), do: name |> Crier.Server.resource!() |> Native.server_port()
 
   @doc """
-  The server's counters, read from Rust: `:connections`, `:streams`, `:subscribers`,
-  `:topics`, `:tasks`, `:requests`, `:rejected`, `:bytes_written`, and `:closes` by reason.
+  The server's counters, read from Rust atomics (cheap to call at any rate).
+
+  Gauges: `:connections` (open TCP connections), `:streams` (responses being streamed,
+  owned or subscribed), `:subscribers` (streams subscribed to a topic), `:topics`,
+  `:tasks` (connection tasks alive), `:queued_bytes` (bytes in write queues, not yet
+  written: the memory streams hold). Totals: `:requests`, `:rejected` (refused before any
+  handler), `:bytes_written`, and `:closes`, a map of stream closes by reason (`:closed`,
+  `:timeout`, `:overflow`, `:shutdown`, `:owner_gone`).
   """
   @spec stats(atom()) :: map()
   def stats(name), do: name |> Crier.Server.resource!() |> Native.server_stats()
