@@ -118,6 +118,40 @@ defmodule Crier.ShutdownTest do
     end
   end
 
+  test "owners with on_close: :exit end with {:shutdown, :shutdown}" do
+    test = self()
+
+    {name, port} =
+      FunHandler.start_server(
+        fn conn ->
+          {:ok, _conn} = Crier.sse(conn)
+          send(test, {:owner, self()})
+
+          receive do
+          after
+            30_000 -> :ok
+          end
+        end,
+        on_close: :exit
+      )
+
+    clients = for _ <- 1..3, do: slow_client(port)
+
+    owners =
+      for _ <- 1..3 do
+        assert_receive {:owner, owner}
+        {owner, Process.monitor(owner)}
+      end
+
+    stop_supervised!({Crier, name})
+
+    for {owner, ref} <- owners do
+      assert_receive {:DOWN, ^ref, :process, ^owner, {:shutdown, :shutdown}}
+    end
+
+    Enum.each(clients, &:gen_tcp.close/1)
+  end
+
   test "idle keep-alive connections and waiting owners all end; the server stops" do
     test = self()
 

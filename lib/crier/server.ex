@@ -65,15 +65,25 @@ defmodule Crier.Server do
   @impl GenServer
   def terminate(_reason, state) do
     Native.server_shutdown(state.resource, state.final_event)
-
-    receive do
-      :crier_stopped -> :ok
-    after
-      state.shutdown_timeout + 6_000 ->
-        Logger.warning("Crier #{inspect(state.name)}: shutdown did not finish")
-    end
-
+    deadline = System.monotonic_time(:millisecond) + state.shutdown_timeout + 6_000
+    await_stopped(state.name, deadline)
     :persistent_term.erase({Crier, state.name})
     :ok
+  end
+
+  # The drain closes streams with :shutdown; owners with `on_close: :exit` are ended from
+  # here as their closes arrive, or they would outlive the server.
+  defp await_stopped(name, deadline) do
+    receive do
+      :crier_stopped ->
+        :ok
+
+      {:crier_exit, pid, _ref, reason} ->
+        Process.exit(pid, {:shutdown, reason})
+        await_stopped(name, deadline)
+    after
+      max(deadline - System.monotonic_time(:millisecond), 0) ->
+        Logger.warning("Crier #{inspect(name)}: shutdown did not finish")
+    end
   end
 end
