@@ -42,9 +42,11 @@ demo: deps
 bench: deps
 	bench/run
 
-# A longer property run of the request parser and chunked decoder than `make test` does.
+# A longer property run of the request parser and chunked decoder than `make test` does
+# (README, "Fuzzing"). FUZZ_CASES sets the cases per property.
+FUZZ_CASES ?= 200000
 fuzz: deps
-	PROPTEST_CASES=200000 cargo test -p crier_core --release -- --ignored proptest
+	PROPTEST_CASES=$(FUZZ_CASES) cargo test -p crier_core --release --test http_props
 
 clean:
 	cargo clean
