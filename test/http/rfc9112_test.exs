@@ -506,6 +506,23 @@ defmodule Crier.HTTP.RFC9112Test do
       assert_not_handled(server)
     end
 
+    @tag server_opts: [header_timeout: 200]
+    test "a connection that sends nothing is closed quietly at the header deadline",
+         %{port: port, server: server} do
+      client = RawClient.connect(port)
+      assert_closed(client)
+      assert_not_handled(server)
+    end
+
+    @tag server_opts: [header_timeout: 300]
+    test "a second request not complete before header_timeout gets 408", %{port: port} do
+      client = RawClient.connect(port)
+      assert {200, _, _} = request(client, @get)
+      :ok = :gen_tcp.send(client, "GET /second HTTP/1.1\r\nhost: a\r\n")
+      assert {408, _, _} = read_response(client)
+      assert_closed(client)
+    end
+
     @tag server_opts: [keepalive_timeout: 200]
     test "an idle keep-alive connection is closed quietly, without a 408", %{port: port} do
       client = RawClient.connect(port)

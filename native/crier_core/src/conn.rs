@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 
 use crate::http::body::BodyDecoder;
-use crate::http::request::parse_head;
+use crate::http::request::{parse_head, HeadProgress};
 use crate::http::{response, HttpError};
 use crate::notify::{CloseReason, Notify};
 use crate::server::Shared;
@@ -132,19 +132,22 @@ impl<N: Notify> Conn<N> {
                 limits.keepalive_timeout
             };
         let mut started = first;
+        let mut progress = HeadProgress::default();
         loop {
             if !self.inbuf.is_empty() {
                 if !started {
                     started = true;
                     deadline = Instant::now() + limits.header_timeout;
                 }
-                match parse_head(&self.inbuf, limits) {
-                    Ok(Some((head, used))) => {
-                        self.inbuf.drain(..used);
-                        return Ok(head);
+                if progress.worth_parsing(&self.inbuf, limits) {
+                    match parse_head(&self.inbuf, limits) {
+                        Ok(Some((head, used))) => {
+                            self.inbuf.drain(..used);
+                            return Ok(head);
+                        }
+                        Ok(None) => {}
+                        Err(error) => return Err(HeadEnd::Refuse(error)),
                     }
-                    Ok(None) => {}
-                    Err(error) => return Err(HeadEnd::Refuse(error)),
                 }
             }
             if self.stream.server.is_stopping() {
@@ -164,7 +167,10 @@ impl<N: Notify> Conn<N> {
                 }
                 _ = self.stream.woken() => {}
                 _ = sleep_until(deadline) => {
-                    return Err(if started && (first || !self.inbuf.is_empty()) {
+                    // A 408 answers a request that came too slowly. A connection that sent
+                    // nothing (a browser's preconnect, an idle keep-alive) just closes: an
+                    // unasked-for 408 could be read as the answer to a request sent later.
+                    return Err(if !self.inbuf.is_empty() {
                         HeadEnd::Refuse(HttpError::Timeout)
                     } else {
                         HeadEnd::Gone

@@ -8,7 +8,7 @@
 
 use crier_core::config::Limits;
 use crier_core::http::body::BodyDecoder;
-use crier_core::http::request::parse_head;
+use crier_core::http::request::{parse_head, HeadProgress};
 use crier_core::http::{BodyKind, HttpError, Version};
 use proptest::prelude::*;
 
@@ -472,5 +472,73 @@ proptest! {
         } else {
             prop_assert!(result.is_ok());
         }
+    }
+}
+
+// ---- heads arriving in pieces --------------------------------------------------------------
+
+/// What a parse decided: a head and the bytes it took, or a refusal.
+type HeadDecision = Result<(crier_core::http::RequestHead, usize), HttpError>;
+
+/// Feeds `raw` in pieces cut at `cuts`, parsing only when [`HeadProgress`] says so, as the
+/// connection task does. Returns the first decision (a head or a refusal), or `None` if the
+/// input ran out first, with the most bytes that were ever left undecided.
+fn feed_head(
+    raw: &[u8],
+    cuts: &[prop::sample::Index],
+    limits: &Limits,
+) -> (Option<HeadDecision>, usize) {
+    let mut points: Vec<usize> = cuts.iter().map(|c| c.index(raw.len() + 1)).collect();
+    points.push(raw.len());
+    points.sort_unstable();
+    let mut progress = HeadProgress::default();
+    let mut undecided = 0;
+    for end in points {
+        let buf = &raw[..end];
+        if buf.is_empty() || !progress.worth_parsing(buf, limits) {
+            undecided = undecided.max(end);
+            continue;
+        }
+        match parse_head(buf, limits) {
+            Ok(None) => undecided = undecided.max(end),
+            Ok(Some(head)) => return (Some(Ok(head)), undecided),
+            Err(e) => return (Some(Err(e)), undecided),
+        }
+    }
+    (None, undecided)
+}
+
+proptest! {
+    /// Parsing only when a line ends or a limit is passed still finds every valid head as
+    /// soon as its last byte arrives, however the bytes are cut.
+    #[test]
+    fn gated_parsing_finds_every_head(
+        req in request(),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..20),
+    ) {
+        let raw = req.to_bytes();
+        let (decision, _) = feed_head(&raw, &cuts, &Limits::default());
+        let (head, used) = decision
+            .ok_or_else(|| TestCaseError::fail("never parsed"))?
+            .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+        prop_assert_eq!(used, raw.len());
+        prop_assert_eq!(Some(head), parse_head(&raw, &Limits::default()).unwrap().map(|(h, _)| h));
+    }
+
+    /// Gated parsing never lets a head grow much past the limits undecided: a client cannot
+    /// make the buffer grow by avoiding line ends.
+    #[test]
+    fn gated_parsing_bounds_the_buffer(
+        raw in proptest::collection::vec(
+            prop_oneof![8 => any::<u8>(), 1 => Just(b'\n'), 1 => Just(b'\r')],
+            0..800,
+        ),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..40),
+    ) {
+        let limits = small_limits();
+        let (_, undecided) = feed_head(&raw, &cuts, &limits);
+        // Empty lines skipped, the request line with its CRLF, the field lines, the final CRLF.
+        let bound = 64 + limits.max_request_line + 2 + limits.max_header_bytes + 2;
+        prop_assert!(undecided <= bound, "{} undecided bytes", undecided);
     }
 }

@@ -118,6 +118,36 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(RequestHead, us
     Ok(Some((head, skipped + consumed)))
 }
 
+/// Decides when a head arriving in pieces is worth parsing again, so a client that sends its
+/// head a byte at a time costs one parse per line, not one per byte (each parse reads the
+/// whole buffer). A parse can only change its answer when a line ends, or when the unfinished
+/// line grows past a limit; until then [`parse_head`] would wait again.
+#[derive(Debug, Default)]
+pub struct HeadProgress {
+    /// Bytes of the buffer already looked at.
+    scanned: usize,
+    /// Where the first line ends (just past its LF), once it has.
+    first_line_end: Option<usize>,
+}
+
+impl HeadProgress {
+    /// Whether `buf`, the same buffer as at the last call plus bytes appended since, should
+    /// be parsed now.
+    pub fn worth_parsing(&mut self, buf: &[u8], limits: &Limits) -> bool {
+        let fresh = &buf[self.scanned.min(buf.len())..];
+        let new_line = fresh.iter().position(|&b| b == b'\n');
+        if self.first_line_end.is_none() {
+            self.first_line_end = new_line.map(|at| self.scanned + at + 1);
+        }
+        self.scanned = buf.len();
+        new_line.is_some()
+            || match self.first_line_end {
+                None => buf.len() > limits.max_request_line + 1,
+                Some(end) => buf.len() - end > limits.max_header_bytes + 2,
+            }
+    }
+}
+
 fn leading_empty_lines(buf: &[u8]) -> usize {
     let mut at = 0;
     loop {
