@@ -392,8 +392,18 @@ defmodule Crier.HTTP.RFC9112Test do
 
       client = RawClient.connect(port)
       raw = "GET /1 HTTP/1.0\r\nconnection: keep-alive\r\n\r\n"
-      assert {200, _, "GET /1"} = request(client, raw)
+      assert {200, headers, "GET /1"} = request(client, raw)
+      # Without this an HTTP/1.0 client takes the connection as closing.
+      assert header(headers, "connection") == "keep-alive"
       assert {200, _, "GET /2"} = request(client, "GET /2 HTTP/1.0\r\n\r\n")
+      assert_closed(client)
+    end
+
+    @tag handler_opts: [fun: &__MODULE__.answer_and_close/1]
+    test "Connection: close from the handler closes after the response", %{port: port} do
+      client = RawClient.connect(port)
+      assert {200, headers, "bye"} = request(client, @get)
+      assert header(headers, "connection") == "close"
       assert_closed(client)
     end
 
@@ -530,6 +540,10 @@ defmodule Crier.HTTP.RFC9112Test do
       assert_closed(client)
     end
   end
+
+  @doc false
+  def answer_and_close(conn),
+    do: Crier.Conn.send_resp(conn, 200, [{"Connection", "close"}], "bye")
 
   @doc false
   # A handler that answers 200 when the test says so and reports what send_resp returned.

@@ -257,7 +257,7 @@ impl<N: Notify> Stream<N> {
         if framing == Framing::CloseDelimited {
             st.keep_alive = false;
         }
-        let keep_alive = Self::response_keep_alive(&mut st);
+        let keep_alive = Self::response_keep_alive(&mut st, headers);
         let head = response::encode_head(st.version, status, headers, framing, keep_alive);
         st.response = if no_body {
             Response::Complete
@@ -296,7 +296,7 @@ impl<N: Notify> Stream<N> {
         } else {
             Framing::Length(body.len() as u64)
         };
-        let keep_alive = Self::response_keep_alive(&mut st);
+        let keep_alive = Self::response_keep_alive(&mut st, headers);
         let head = response::encode_head(st.version, status, headers, framing, keep_alive);
         let with_body = !st.is_head && framing != Framing::NoBody && !body.is_empty();
         let mut out = BytesMut::with_capacity(head.len() + if with_body { body.len() } else { 0 });
@@ -338,7 +338,7 @@ impl<N: Notify> Stream<N> {
         } else {
             Framing::Length(length)
         };
-        let keep_alive = Self::response_keep_alive(&mut st);
+        let keep_alive = Self::response_keep_alive(&mut st, headers);
         let head = response::encode_head(st.version, status, headers, framing, keep_alive);
         st.response = if no_body || st.is_head || length == 0 {
             Response::Complete
@@ -586,8 +586,14 @@ impl<N: Notify> Stream<N> {
     /// A response sent while the client still holds back a body it announced with
     /// `Expect: 100-continue` ends the connection: the client may send the body or not
     /// (RFC 9110 section 10.1.1), so where the next request starts is unknowable.
-    fn response_keep_alive(st: &mut State<N::Owner>) -> bool {
-        if st.expect_continue && !st.continue_sent && !st.body.done {
+    /// An application header `connection: close` closes it too.
+    fn response_keep_alive<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        st: &mut State<N::Owner>,
+        headers: &[(K, V)],
+    ) -> bool {
+        if (st.expect_continue && !st.continue_sent && !st.body.done)
+            || response::asks_close(headers)
+        {
             st.keep_alive = false;
         }
         st.keep_alive

@@ -89,9 +89,24 @@ fn is_framing_header(name: &[u8]) -> bool {
     name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding")
 }
 
+/// Whether the application's headers close the connection (`connection: close`, RFC 9112
+/// section 9.6); the server then does close it after the response.
+pub fn asks_close<N: AsRef<[u8]>, V: AsRef<[u8]>>(headers: &[(N, V)]) -> bool {
+    headers.iter().any(|(name, value)| {
+        name.as_ref().eq_ignore_ascii_case(b"connection")
+            && value
+                .as_ref()
+                .split(|&b| b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+    })
+}
+
 /// Encodes a response head. Headers must have passed [`check_header`]; they are written as
 /// given, case preserved, except framing headers, which follow `framing`. A `date` header is
-/// added unless present, and `connection: close` when the connection ends after this response.
+/// added unless present, `connection: close` when the connection ends after this response, and
+/// `connection: keep-alive` when an HTTP/1.0 connection does not (RFC 9112 section 9.3:
+/// without it an HTTP/1.0 client takes the connection as closing). The server's own
+/// `connection` header replaces the application's in both cases.
 pub fn encode_head<N, V>(
     version: Version,
     status: u16,
@@ -118,7 +133,7 @@ where
         if is_framing_header(name) {
             continue;
         }
-        if name.eq_ignore_ascii_case(b"connection") && !keep_alive {
+        if name.eq_ignore_ascii_case(b"connection") && (!keep_alive || version == Version::Http10) {
             continue;
         }
         has_date |= name.eq_ignore_ascii_case(b"date");
@@ -143,6 +158,8 @@ where
     }
     if !keep_alive {
         out.put_slice(b"connection: close\r\n");
+    } else if version == Version::Http10 {
+        out.put_slice(b"connection: keep-alive\r\n");
     }
     out.put_slice(b"\r\n");
     out.freeze()
@@ -279,6 +296,40 @@ mod tests {
         let date = head.lines().nth(1).unwrap().strip_prefix("date: ").unwrap();
         assert!(httpdate::parse_http_date(date).is_ok(), "{date}");
         assert!(head.starts_with("HTTP/1.0 799 \r\n"));
+    }
+
+    #[test]
+    fn http10_keep_alive_is_said_and_close_replaces_the_application_header() {
+        let head = head_text(&encode_head(
+            Version::Http10,
+            200,
+            &[("date", "d"), ("Connection", "Keep-Alive")],
+            Framing::Length(0),
+            true,
+        ));
+        assert_eq!(
+            head,
+            "HTTP/1.0 200 OK\r\ndate: d\r\ncontent-length: 0\r\nconnection: keep-alive\r\n\r\n"
+        );
+        let head = head_text(&encode_head(
+            Version::Http11,
+            200,
+            &[("date", "d"), ("Connection", "close")],
+            Framing::Length(0),
+            false,
+        ));
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\ndate: d\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn asks_close_finds_the_token() {
+        assert!(asks_close(&[("Connection", "Close")]));
+        assert!(asks_close(&[("x", "y"), ("connection", "upgrade, close")]));
+        assert!(!asks_close(&[("connection", "keep-alive")]));
+        assert!(!asks_close(&[("x-connection", "close")]));
     }
 
     #[test]
