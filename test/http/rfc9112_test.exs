@@ -131,6 +131,15 @@ defmodule Crier.HTTP.RFC9112Test do
       assert_not_handled(server)
     end
 
+    test "a Host that is not a host and port is rejected with 400",
+         %{port: port, server: server} do
+      for host <- ["a b", "a/b", "user@a", "a?b"] do
+        assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: #{host}\r\n\r\n")
+      end
+
+      assert_not_handled(server)
+    end
+
     test "a request with two Host fields is rejected with 400", %{port: port, server: server} do
       assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n")
       assert_not_handled(server)

@@ -323,6 +323,9 @@ impl Framing {
                 if self.has_host {
                     return Err(HttpError::BadRequest("more than one Host header"));
                 }
+                if !valid_host(value) {
+                    return Err(HttpError::BadRequest("invalid Host"));
+                }
                 self.has_host = true;
                 Ok(())
             }
@@ -386,6 +389,15 @@ impl Framing {
             Some(n) => BodyKind::Length(n),
         })
     }
+}
+
+/// `uri-host [ ":" port ]` (RFC 9112 section 3.2, RFC 3986 section 3.2.2), checked by
+/// alphabet: a value with `/`, `@`, `?`, whitespace or other bytes outside it is refused, so
+/// nothing that routes by Host can be fooled by one. Empty is allowed.
+fn valid_host(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
 }
 
 fn comma_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -650,6 +662,33 @@ mod tests {
         assert!(!head(b"GET / HTTP/1.0\r\n\r\n").keep_alive);
         assert!(head(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);
         assert!(!head(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").keep_alive);
+    }
+
+    #[test]
+    fn host_must_be_a_host_and_port() {
+        for host in [
+            "example.com",
+            "example.com:8080",
+            "[::1]:4000",
+            "127.0.0.1",
+            "",
+        ] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            assert!(parse(raw.as_bytes()).is_ok(), "{host}");
+        }
+        for host in [
+            "a b",
+            "a/b",
+            "user@a",
+            "a?b",
+            "a#b",
+            "a\\b",
+            "\"a\"",
+            "caf\u{e9}",
+        ] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            assert_eq!(parse(raw.as_bytes()).unwrap_err().status(), 400, "{host}");
+        }
     }
 
     #[test]
