@@ -6,17 +6,19 @@ use std::time::Duration;
 /// Limits applied to each request before a handler sees it.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Longest request line (method, target, version). Longer gets 414.
-    /// Default is 8 KiB, as common proxies allow.
+    /// Longest request line (method, target, version), counted without its CRLF. Longer
+    /// gets 414. Default is 8 KiB, as common proxies allow.
     pub max_request_line: usize,
-    /// Largest header block, request line excluded. Larger gets 431. Default is 16 KiB.
+    /// Largest header block: the field lines with their line endings, without the request
+    /// line and the empty line that ends the head. Larger gets 431. Default is 16 KiB.
     pub max_header_bytes: usize,
     /// Most header fields in one request. More gets 431. Default is 100.
     pub max_headers: usize,
     /// Largest request body, by Content-Length or chunked. Larger gets 413. Default is 8 MiB.
     pub max_body: u64,
     /// Absolute time from the first byte of a request (or the connection's start) until its
-    /// head is complete; a client that trickles bytes cannot hold a slot longer. Default is 10 s.
+    /// head is complete; a client that trickles bytes cannot hold a slot longer. A client that
+    /// sent part of a head gets 408; one that sent nothing is closed quietly. Default is 10 s.
     pub header_timeout: Duration,
     /// How long a keep-alive connection may sit idle between requests. Default is 60 s.
     pub keepalive_timeout: Duration,
