@@ -143,6 +143,10 @@ impl<N: Notify> Conn<N> {
                     match parse_head(&self.inbuf, limits) {
                         Ok(Some((head, used))) => {
                             self.inbuf.drain(..used);
+                            if self.inbuf.is_empty() {
+                                // Parsed: a stream that now idles holds no read buffer.
+                                self.inbuf = Vec::new();
+                            }
                             return Ok(head);
                         }
                         Ok(None) => {}
@@ -404,13 +408,16 @@ impl<N: Notify> Conn<N> {
     }
 }
 
-/// Reads once into the spare capacity of `buf`.
+/// Reads once and appends what arrived to `buf`.
+///
+/// The read goes through a buffer on this (synchronous) function's stack and only the bytes
+/// read are appended, so `buf` grows to what arrived, not by a whole read chunk: an idle
+/// stream keeps no read buffer.
 fn read_into(socket: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let start = buf.len();
-    buf.resize(start + READ_CHUNK, 0);
-    let result = socket.try_read(&mut buf[start..]);
-    buf.truncate(start + *result.as_ref().unwrap_or(&0));
-    result
+    let mut chunk = [0u8; READ_CHUNK];
+    let n = socket.try_read(&mut chunk)?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
 }
 
 /// Writes as much of `out` as the socket takes now, in vectored writes of up to
