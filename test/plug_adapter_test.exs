@@ -58,7 +58,7 @@ defmodule Crier.PlugAdapterTest do
   defp request(port, request) do
     client = RawClient.connect(port)
     :ok = :gen_tcp.send(client, request)
-    assert_receive {:request, pid, conn}
+    assert_receive {:request, pid, conn}, 5_000
     {client, pid, conn}
   end
 
@@ -70,7 +70,7 @@ defmodule Crier.PlugAdapterTest do
   # messages it left there.
   defp run(pid, fun) do
     send(pid, {:run, fun})
-    assert_receive {:ran, ^pid, result, sent}
+    assert_receive {:ran, ^pid, result, sent}, 5_000
     {result, sent}
   end
 
@@ -108,7 +108,7 @@ defmodule Crier.PlugAdapterTest do
 
       # The connection goes on to the next request, so no body byte was written.
       :ok = :gen_tcp.send(client, "GET /next HTTP/1.1\r\nhost: localhost\r\n\r\n")
-      assert_receive {:request, next, %Crier.Conn{path: "/next"}}
+      assert_receive {:request, next, %Crier.Conn{path: "/next"}}, 5_000
       run(next, &Impl.send_resp(&1, 200, [], "second"))
       finish(next)
 
@@ -168,7 +168,7 @@ defmodule Crier.PlugAdapterTest do
 
       # The connection stays usable: the next response follows the slice exactly.
       :ok = :gen_tcp.send(client, "GET /next HTTP/1.1\r\nhost: localhost\r\n\r\n")
-      assert_receive {:request, next, _}
+      assert_receive {:request, next, _}, 5_000
       run(next, &Impl.send_resp(&1, 200, [], "after"))
       finish(next)
 
@@ -204,7 +204,7 @@ defmodule Crier.PlugAdapterTest do
       assert {{:ok, nil, _}, 1} = run(pid, &Impl.send_file(&1, 200, [], path, 0, :all))
       finish(pid)
       :ok = :gen_tcp.send(client, "GET /next HTTP/1.1\r\nhost: localhost\r\n\r\n")
-      assert_receive {:request, next, _}
+      assert_receive {:request, next, _}, 5_000
       run(next, &Impl.send_resp(&1, 200, [], "second"))
       finish(next)
 
@@ -278,7 +278,7 @@ defmodule Crier.PlugAdapterTest do
       assert {:ok, 0} = run(pid, &Impl.chunk(&1, "invisible"))
       finish(pid)
       :ok = :gen_tcp.send(client, "GET /next HTTP/1.1\r\nhost: localhost\r\n\r\n")
-      assert_receive {:request, next, _}
+      assert_receive {:request, next, _}, 5_000
       run(next, &Impl.send_resp(&1, 200, [], "second"))
       finish(next)
 
@@ -337,7 +337,7 @@ defmodule Crier.PlugAdapterTest do
 
       send(pid, {:run, &Impl.read_req_body(&1, read_timeout: 5_000)})
       :ok = :gen_tcp.send(client, "2\r\nde\r\n0\r\n\r\n")
-      assert_receive {:ran, ^pid, {:ok, "abcde", %Crier.Conn{}}, 0}
+      assert_receive {:ran, ^pid, {:ok, "abcde", %Crier.Conn{}}, 0}, 5_000
     end
 
     test "returns {:error, :timeout} when the body does not come in :read_timeout",

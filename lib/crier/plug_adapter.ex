@@ -43,8 +43,9 @@ if Code.ensure_loaded?(Plug.Conn.Adapter) do
     the already initialised `opts`, and sends a response the plug left set but unsent.
 
     An exception (or throw, or exit) in the plug is logged and answered with its
-    `Plug.Exception` status (500 for most) when nothing was sent yet; after a response
-    started, the connection is cut instead.
+    `Plug.Exception` status (500 for most) when nothing was sent yet. After a response
+    started, the process exits with `{:shutdown, :plug_error}` instead: what was sent still
+    goes out, then the connection closes without ending the body, so the client can tell.
     """
     @spec run(Crier.Conn.t(), module(), Plug.opts()) :: :ok
     def run(%Crier.Conn{} = crier_conn, plug, opts) do
@@ -84,14 +85,15 @@ if Code.ensure_loaded?(Plug.Conn.Adapter) do
       end
 
       if Crier.Native.conn_response_started(crier_conn.resource) do
-        # Too late for a status: cut the response so the client sees it is incomplete.
-        Crier.Conn.close(crier_conn)
+        # Too late for a status. Ending the process cuts the response: Crier writes what
+        # was queued and closes the connection without the last chunk, so the client sees
+        # that the body is incomplete.
+        exit({:shutdown, :plug_error})
       else
         body = Plug.Conn.Status.reason_phrase(status)
         Crier.Conn.send_resp(crier_conn, status, [{"content-type", "text/plain"}], body)
+        :ok
       end
-
-      :ok
     end
 
     @impl true

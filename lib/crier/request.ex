@@ -41,11 +41,11 @@ defmodule Crier.Request do
     adapter = Module.concat([Crier, PlugAdapter])
 
     if Code.ensure_loaded?(adapter) do
-      try do
-        adapter.run(conn, plug, opts)
-      after
-        finish(conn)
-      end
+      # run/3 answers what the plug raises. When a started response must be cut short it
+      # exits instead of returning: finish/1 would end the body cleanly, while a dead owner's
+      # stream is flushed and closed without its last chunk.
+      adapter.run(conn, plug, opts)
+      finish(conn)
     else
       Logger.error("Crier: :plug given but Plug is not available; answering 500")
       Conn.send_resp(conn, 500, [], "Plug is not available")
