@@ -6,6 +6,12 @@
 //! missed events from the ring, then the live ones, with no gap and no duplicate. Owner calls
 //! only enqueue a command; encoding and fan-out run on tokio. Each event is encoded once and
 //! its `Bytes` shared by every subscriber's queue.
+//!
+//! Every event the hub publishes gets the next number of one hub-wide sequence; a topic with
+//! a replay ring uses it as the event's id when the application gives none. One sequence for
+//! all topics is what makes replay exact for a stream subscribed to several topics: its
+//! `Last-Event-ID` names one point in the hub's order, and the missed events of all its topics
+//! are the ones after that point, replayed in that order.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
@@ -72,7 +78,7 @@ enum Command<N: Notify> {
         event: OwnedEvent,
     },
     Subscribe {
-        topic: String,
+        topics: Vec<String>,
         stream: Arc<Stream<N>>,
         last_event_id: Option<String>,
     },
@@ -95,8 +101,9 @@ pub struct Hub<N: Notify> {
     commands: mpsc::UnboundedSender<Command<N>>,
 }
 
-/// An event as the ring keeps it: its id and its two wire forms.
+/// An event as the ring keeps it: its place in the hub's order, its id and its two wire forms.
 struct Stored {
+    seq: u64,
     id: String,
     framed: Bytes,
     raw: Bytes,
@@ -106,7 +113,6 @@ struct Topic<N: Notify> {
     subscribers: HashMap<u64, Arc<Stream<N>>>,
     ring: VecDeque<Stored>,
     ring_size: usize,
-    next_seq: u64,
 }
 
 impl<N: Notify> Topic<N> {
@@ -115,7 +121,6 @@ impl<N: Notify> Topic<N> {
             subscribers: HashMap::new(),
             ring: VecDeque::new(),
             ring_size,
-            next_seq: 1,
         }
     }
 
@@ -161,14 +166,20 @@ impl<N: Notify> Hub<N> {
         topics: &[String],
         last_event_id: Option<&str>,
     ) -> Result<(), StreamError> {
+        let mut added = Vec::with_capacity(topics.len());
         for topic in topics {
             if stream.attach_topic(exchange, topic)? {
-                let _ = self.commands.send(Command::Subscribe {
-                    topic: topic.clone(),
-                    stream: stream.clone(),
-                    last_event_id: last_event_id.map(str::to_string),
-                });
+                added.push(topic.clone());
             }
+        }
+        // One command for all the topics: their missed events are replayed merged, in the
+        // order they were published.
+        if !added.is_empty() {
+            let _ = self.commands.send(Command::Subscribe {
+                topics: added,
+                stream: stream.clone(),
+                last_event_id: last_event_id.map(str::to_string),
+            });
         }
         Ok(())
     }
@@ -206,6 +217,7 @@ async fn run<N: Notify>(
 ) {
     let mut topics: HashMap<String, Topic<N>> = HashMap::new();
     let mut replay_sizes: HashMap<String, usize> = HashMap::new();
+    let mut next_seq: u64 = 1;
     while let Some(command) = commands.recv().await {
         let Some(shared) = shared.upgrade() else {
             return;
@@ -218,24 +230,34 @@ async fn run<N: Notify>(
                     continue;
                 }
                 let entry = topics.entry(topic).or_insert_with(|| Topic::new(size));
-                publish(entry, event);
+                publish(entry, event, next_seq);
+                next_seq += 1;
             }
             Command::Subscribe {
-                topic,
+                topics: names,
                 stream,
                 last_event_id,
             } => {
                 // A stream that closed or unsubscribed while this command was queued has
                 // told (or will tell) the hub already: adding it now would leak it.
-                if !stream.holds_topic(&topic) {
-                    continue;
+                let names: Vec<String> = names
+                    .into_iter()
+                    .filter(|name| stream.holds_topic(name))
+                    .collect();
+                for name in &names {
+                    let size = ring_size_of(name);
+                    topics
+                        .entry(name.clone())
+                        .or_insert_with(|| Topic::new(size));
                 }
-                let size = ring_size_of(&topic);
-                let entry = topics.entry(topic).or_insert_with(|| Topic::new(size));
                 if let Some(last) = last_event_id {
-                    replay(entry, &stream, &last);
+                    replay(&topics, &names, &stream, &last);
                 }
-                entry.subscribers.insert(stream.id, stream);
+                for name in names {
+                    if let Some(entry) = topics.get_mut(&name) {
+                        entry.subscribers.insert(stream.id, stream.clone());
+                    }
+                }
             }
             Command::Unsubscribe { topic, stream_id } => {
                 if let Some(entry) = topics.get_mut(&topic) {
@@ -276,10 +298,8 @@ fn drop_if_idle<N: Notify>(topics: &mut HashMap<String, Topic<N>>, name: &str) {
 }
 
 /// Encodes once, keeps it in the ring, queues the same bytes on every subscriber, and forgets
-/// subscribers that are gone or overflowed.
-fn publish<N: Notify>(topic: &mut Topic<N>, mut event: OwnedEvent) {
-    let seq = topic.next_seq;
-    topic.next_seq += 1;
+/// subscribers that are gone or overflowed. `seq` is the event's place in the hub's order.
+fn publish<N: Notify>(topic: &mut Topic<N>, mut event: OwnedEvent, seq: u64) {
     if event.id.is_none() && topic.ring_size > 0 {
         event.id = Some(seq.to_string());
     }
@@ -292,7 +312,12 @@ fn publish<N: Notify>(topic: &mut Topic<N>, mut event: OwnedEvent) {
         .retain(|_, stream| stream.push_shared(&framed, &raw, false));
     if topic.ring_size > 0 {
         if let Some(id) = event.id {
-            topic.ring.push_back(Stored { id, framed, raw });
+            topic.ring.push_back(Stored {
+                seq,
+                id,
+                framed,
+                raw,
+            });
             while topic.ring.len() > topic.ring_size {
                 topic.ring.pop_front();
             }
@@ -300,15 +325,41 @@ fn publish<N: Notify>(topic: &mut Topic<N>, mut event: OwnedEvent) {
     }
 }
 
-/// Queues the ring's events after `last_event_id`; an id the ring no longer holds (or never
-/// did) gets the whole ring, the most a reconnecting client can still be given.
-fn replay<N: Notify>(topic: &Topic<N>, stream: &Stream<N>, last_event_id: &str) {
-    let start = topic
-        .ring
-        .iter()
-        .rposition(|stored| stored.id == last_event_id)
-        .map_or(0, |at| at + 1);
-    for stored in topic.ring.iter().skip(start) {
+/// Queues the events of `names` published after `last_event_id`, merged in the hub's order.
+///
+/// The id is looked up in the rings; one no ring holds any more is read as a number of the
+/// hub's sequence (the ids the hub assigns), so a client away longer than a ring lasts still
+/// gets what is left after it. Any other id gets the whole rings, the most a reconnecting
+/// client can still be given. Ids restart at 1 with the server, so a client coming back from
+/// an earlier run with a higher number gets nothing replayed.
+fn replay<N: Notify>(
+    topics: &HashMap<String, Topic<N>>,
+    names: &[String],
+    stream: &Stream<N>,
+    last_event_id: &str,
+) {
+    let rings = || {
+        names
+            .iter()
+            .filter_map(|name| topics.get(name))
+            .map(|topic| &topic.ring)
+    };
+    let found = rings()
+        .filter_map(|ring| ring.iter().rev().find(|stored| stored.id == last_event_id))
+        .map(|stored| stored.seq)
+        .max();
+    let after = found
+        .or_else(|| last_event_id.parse::<u64>().ok())
+        .unwrap_or(0);
+    let mut missed: Vec<&Stored> = rings()
+        .flat_map(|ring| {
+            // Each ring is in sequence order: skip to the first event after `after`.
+            let start = ring.partition_point(|stored| stored.seq <= after);
+            ring.range(start..)
+        })
+        .collect();
+    missed.sort_unstable_by_key(|stored| stored.seq);
+    for stored in missed {
         if !stream.push_shared(&stored.framed, &stored.raw, true) {
             return;
         }

@@ -356,6 +356,45 @@ fn replay_after_the_ring_wrapped_and_with_ids_given_by_the_app() {
 }
 
 #[test]
+fn replay_across_topics_is_merged_in_publish_order() {
+    let server = TestServer::start(config());
+    let hub = &server.server.shared().hub;
+    hub.set_replay("a", 10);
+    hub.set_replay("b", 10);
+    // Ids come from one hub-wide sequence: a gets 1, 3, 5; b gets 2, 4.
+    for n in 1..=5 {
+        let topic = if n % 2 == 1 { "a" } else { "b" };
+        hub.broadcast(topic, data(&format!("{topic}{n}"))).unwrap();
+    }
+    let read = |client: &mut SseClient, n: usize| -> Vec<(String, String)> {
+        (0..n)
+            .map(|_| {
+                let event = client.next_event().unwrap();
+                (event.last_event_id, event.data)
+            })
+            .collect()
+    };
+    let pair = |id: &str, data: &str| (id.to_string(), data.to_string());
+    with_owner(&server, |seen| {
+        let mut both = SseClient::connect(server.addr(), "/b,a", Some("2"));
+        detached(seen);
+        assert_eq!(
+            read(&mut both, 3),
+            [pair("3", "a3"), pair("4", "b4"), pair("5", "a5")]
+        );
+        // An id from topic a, reconnecting to b alone: b's events after that point.
+        let mut only_b = SseClient::connect(server.addr(), "/b", Some("3"));
+        detached(seen);
+        assert_eq!(read(&mut only_b, 1), [pair("4", "b4")]);
+        // Live events follow on both, in order.
+        hub.broadcast("a", data("a6")).unwrap();
+        hub.broadcast("b", data("b7")).unwrap();
+        assert_eq!(read(&mut both, 2), [pair("6", "a6"), pair("7", "b7")]);
+        assert_eq!(read(&mut only_b, 1), [pair("7", "b7")]);
+    });
+}
+
+#[test]
 fn a_replay_larger_than_the_write_queue_is_delivered_whole() {
     // 2,000 events of about 1 KiB replayed into a 16 KiB queue: replay is bounded by the ring,
     // not by the room live events get, so the reconnecting client is not dropped.
@@ -383,17 +422,19 @@ fn a_replay_larger_than_the_write_queue_is_delivered_whole() {
     });
 }
 
-/// The race the hub's single actor exists for: a publisher broadcasts without pause while
-/// clients drop their connection at arbitrary points and come back with `Last-Event-ID`.
-/// Every client must see every event, exactly once, in order: ids 1..=N with no gap and no
-/// duplicate, however its reconnects interleave with the broadcasts.
+/// The race the hub's single actor exists for: a publisher broadcasts without pause, to two
+/// topics in turn, while clients subscribed to both drop their connection at arbitrary points
+/// and come back with `Last-Event-ID`. Every client must see every event, exactly once, in
+/// the order published: ids 1..=N with no gap and no duplicate, however its reconnects
+/// interleave with the broadcasts, and across both topics' rings.
 #[test]
 fn replay_is_exactly_once_and_in_order_while_broadcasts_race_reconnects() {
     const EVENTS: u64 = 20_000;
     const CLIENTS: usize = 4;
     let server = TestServer::start(config());
     let hub = &server.server.shared().hub;
-    hub.set_replay("race", EVENTS as usize);
+    hub.set_replay("race1", EVENTS as usize);
+    hub.set_replay("race2", EVENTS as usize);
     let reconnects = with_owner(&server, |_seen| {
         std::thread::scope(|scope| {
             let readers: Vec<_> = (0..CLIENTS)
@@ -407,8 +448,13 @@ fn replay_is_exactly_once_and_in_order_while_broadcasts_race_reconnects() {
                         let mut expected = 1u64;
                         let mut connections = 0u64;
                         while expected <= EVENTS {
-                            let mut client =
-                                SseClient::connect_with(addr, "/race", Some(&last), None, parser);
+                            let mut client = SseClient::connect_with(
+                                addr,
+                                "/race1,race2",
+                                Some(&last),
+                                None,
+                                parser,
+                            );
                             connections += 1;
                             // Leave after a varying number of events, mid-stream.
                             let budget = 1 + (connections * 7 + c as u64 * 13) % 97;
@@ -433,7 +479,8 @@ fn replay_is_exactly_once_and_in_order_while_broadcasts_race_reconnects() {
                 .collect();
             let publisher = scope.spawn(|| {
                 for n in 1..=EVENTS {
-                    hub.broadcast("race", data(&n.to_string())).unwrap();
+                    let topic = if n % 2 == 0 { "race2" } else { "race1" };
+                    hub.broadcast(topic, data(&n.to_string())).unwrap();
                     if n % 8 == 0 {
                         // Pace the publisher so it races the reconnects over the whole run
                         // instead of finishing before the first one.
