@@ -214,6 +214,37 @@ defmodule Crier.PlugAdapterTest do
       assert rest =~ ~r/\AHTTP\/1\.1 200 OK/
     end
 
+    test "a file larger than every buffer is streamed, never held in memory",
+         %{port: port, server: server} do
+      # 32 MiB: more than the socket buffers and the write queue take, so the sender must
+      # wait for the client while the rest of the file is still on disk.
+      size = 32 * 1024 * 1024
+      path = Path.join(System.tmp_dir!(), "crier_big_file_#{System.unique_integer()}.bin")
+      block = :crypto.strong_rand_bytes(1024 * 1024)
+      File.write!(path, List.duplicate(block, 32))
+      on_exit(fn -> File.rm(path) end)
+
+      {client, pid, _conn} = get(port, "/")
+      send(pid, {:run, &Impl.send_file(&1, 200, [], path, 0, :all)})
+
+      # The request process waits for the queue to drain: the client has read nothing.
+      Wait.until(fn ->
+        Process.info(pid, :status) == {:status, :waiting} and
+          Crier.stats(server).queued_bytes > 0
+      end)
+
+      {:binary, binaries} = Process.info(pid, :binary)
+      held = binaries |> Enum.map(fn {_id, bytes, _refs} -> bytes end) |> Enum.sum()
+      assert held < 1024 * 1024
+      assert Crier.stats(server).queued_bytes < 1024 * 1024
+
+      {:ok, data} = RawClient.read_until(client, "\r\n\r\n")
+      [_head, first] = :binary.split(data, "\r\n\r\n")
+      {:ok, rest} = :gen_tcp.recv(client, size - byte_size(first), 10_000)
+      assert :erlang.md5([first, rest]) == :erlang.md5(List.duplicate(block, 32))
+      assert_receive {:ran, ^pid, {:ok, nil, _}, 1}, 5_000
+    end
+
     test "a missing file raises File.Error and sends nothing", %{port: port} do
       {_client, pid, _conn} = get(port, "/")
 
