@@ -91,10 +91,21 @@ defmodule Crier do
   `:tasks` (connection tasks alive), `:queued_bytes` (bytes in write queues, not yet
   written: the memory streams hold). Totals: `:requests`, `:rejected` (refused before any
   handler), `:bytes_written`, and `:closes`, a map of stream closes by reason (`:closed`,
-  `:timeout`, `:overflow`, `:shutdown`, `:owner_gone`).
+  `:timeout`, `:overflow`, `:shutdown`, `:owner_gone`). Subscribers of one topic:
+  `subscribers/2`.
   """
   @spec stats(atom()) :: map()
   def stats(name), do: name |> Crier.Server.resource!() |> Native.server_stats()
+
+  @doc """
+  How many streams are subscribed to `topic` on server `name` (0 for a topic nobody holds).
+  Counted in Rust as subscribers come and go; a `subscribe/3` that has just returned may not
+  be counted yet.
+  """
+  @spec subscribers(atom(), String.t()) :: non_neg_integer()
+  def subscribers(name, topic) when is_binary(topic) do
+    name |> Crier.Server.resource!() |> Native.server_topic_subscribers(topic)
+  end
 
   @doc """
   Starts an SSE response: status 200 with `content-type: text/event-stream`,

@@ -177,15 +177,20 @@ defmodule Crier.TopicsTest do
   end
 
   describe "stats/1" do
-    test "counts topics and subscribers as clients come and go", %{server: server, port: port} do
+    test "counts topics and subscribers (per topic with subscribers/2) as clients come and go",
+         %{server: server, port: port} do
       assert %{topics: 0, subscribers: 0} = stats(server)
       c1 = detached(port, "/topics/x")
       c2 = detached(port, "/topics/x,y")
       Wait.until(fn -> match?(%{topics: 2, subscribers: 2, streams: 2}, stats(server)) end)
+      assert {Crier.subscribers(server, "x"), Crier.subscribers(server, "y")} == {2, 1}
+      assert Crier.subscribers(server, "nobody") == 0
       SseClient.close(c1)
       Wait.until(fn -> match?(%{topics: 2, subscribers: 1}, stats(server)) end)
+      Wait.until(fn -> Crier.subscribers(server, "x") == 1 end)
       SseClient.close(c2)
       Wait.until(fn -> match?(%{topics: 0, subscribers: 0, streams: 0}, stats(server)) end)
+      assert {Crier.subscribers(server, "x"), Crier.subscribers(server, "y")} == {0, 0}
       assert stats(server).closes.closed == 2
     end
   end

@@ -29,6 +29,7 @@ defmodule Crier.Native do
   def server_start(_options, _server_pid), do: nif_error()
   def server_port(_server), do: nif_error()
   def server_stats(_server), do: nif_error()
+  def server_topic_subscribers(_server, _topic), do: nif_error()
   def server_broadcast(_server, _topic, _event), do: nif_error()
   def server_set_replay(_server, _topic, _size), do: nif_error()
   def server_shutdown(_server, _final_event), do: nif_error()

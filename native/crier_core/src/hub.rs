@@ -15,7 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
@@ -99,6 +99,22 @@ enum Command<N: Notify> {
 /// The owner-facing handle of the hub task.
 pub struct Hub<N: Notify> {
     commands: mpsc::UnboundedSender<Command<N>>,
+    subscriber_counts: SubscriberCounts,
+}
+
+/// Subscribers per topic, written by the hub task when a topic's subscribers change (never per
+/// event delivered) and read by [`Hub::subscriber_count`]. Topics with none are absent.
+type SubscriberCounts = Arc<Mutex<HashMap<String, usize>>>;
+
+fn set_count(counts: &SubscriberCounts, topic: &str, count: usize) {
+    let mut counts = counts.lock().unwrap_or_else(|p| p.into_inner());
+    if count == 0 {
+        counts.remove(topic);
+    } else if let Some(slot) = counts.get_mut(topic) {
+        *slot = count;
+    } else {
+        counts.insert(topic.to_string(), count);
+    }
 }
 
 /// An event as the ring keeps it: its place in the hub's order, its id and its two wire forms.
@@ -134,8 +150,27 @@ impl<N: Notify> Hub<N> {
     /// topic with no size of its own.
     pub(crate) fn start(shared: Weak<Shared<N>>, default_replay: usize) -> Self {
         let (commands, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(run(shared, receiver, default_replay));
-        Hub { commands }
+        let subscriber_counts = SubscriberCounts::default();
+        tokio::spawn(run(
+            shared,
+            receiver,
+            default_replay,
+            subscriber_counts.clone(),
+        ));
+        Hub {
+            commands,
+            subscriber_counts,
+        }
+    }
+
+    /// How many streams are subscribed to `topic`, as of the last command the hub task
+    /// handled (a subscribe still queued is not counted yet).
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        let counts = self
+            .subscriber_counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        counts.get(topic).copied().unwrap_or(0)
     }
 
     /// Queues `event` for every subscriber of `topic`.
@@ -214,6 +249,7 @@ async fn run<N: Notify>(
     shared: Weak<Shared<N>>,
     mut commands: mpsc::UnboundedReceiver<Command<N>>,
     default_replay: usize,
+    counts: SubscriberCounts,
 ) {
     let mut topics: HashMap<String, Topic<N>> = HashMap::new();
     let mut replay_sizes: HashMap<String, usize> = HashMap::new();
@@ -225,13 +261,25 @@ async fn run<N: Notify>(
         let ring_size_of = |name: &str| replay_sizes.get(name).copied().unwrap_or(default_replay);
         match command {
             Command::Publish { topic, event } => {
-                let size = ring_size_of(&topic);
-                if size == 0 && !topics.contains_key(&topic) {
-                    continue;
+                if !topics.contains_key(&topic) {
+                    // Nobody listens and nothing is kept: nothing to do.
+                    let size = ring_size_of(&topic);
+                    if size == 0 {
+                        continue;
+                    }
+                    topics.insert(topic.clone(), Topic::new(size));
                 }
-                let entry = topics.entry(topic).or_insert_with(|| Topic::new(size));
+                let Some(entry) = topics.get_mut(&topic) else {
+                    continue;
+                };
+                let before = entry.subscribers.len();
                 publish(entry, event, next_seq);
                 next_seq += 1;
+                // Subscribers that overflowed or left are gone from the topic now.
+                if entry.subscribers.len() != before {
+                    set_count(&counts, &topic, entry.subscribers.len());
+                    drop_if_idle(&mut topics, &topic);
+                }
             }
             Command::Subscribe {
                 topics: names,
@@ -256,12 +304,14 @@ async fn run<N: Notify>(
                 for name in names {
                     if let Some(entry) = topics.get_mut(&name) {
                         entry.subscribers.insert(stream.id, stream.clone());
+                        set_count(&counts, &name, entry.subscribers.len());
                     }
                 }
             }
             Command::Unsubscribe { topic, stream_id } => {
                 if let Some(entry) = topics.get_mut(&topic) {
                     entry.subscribers.remove(&stream_id);
+                    set_count(&counts, &topic, entry.subscribers.len());
                 }
                 drop_if_idle(&mut topics, &topic);
             }
@@ -272,6 +322,7 @@ async fn run<N: Notify>(
                 for name in names {
                     if let Some(entry) = topics.get_mut(&name) {
                         entry.subscribers.remove(&stream_id);
+                        set_count(&counts, &name, entry.subscribers.len());
                     }
                     drop_if_idle(&mut topics, &name);
                 }

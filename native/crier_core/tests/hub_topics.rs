@@ -104,6 +104,8 @@ fn a_broadcast_reaches_every_subscriber_after_its_owner_is_gone() {
         wait_for_stats(&server, "three subscribers, one topic", |s| {
             s.subscribers == 3 && s.topics == 1 && s.streams == 3
         });
+        assert_eq!(hub.subscriber_count("news"), 3);
+        assert_eq!(hub.subscriber_count("elsewhere"), 0);
         for client in &clients {
             assert!(
                 client.head.starts_with("HTTP/1.1 200 OK\r\n"),
@@ -222,6 +224,7 @@ fn a_slow_subscriber_is_dropped_with_overflow_and_the_others_go_on() {
         hub.broadcast("feed", data("after")).unwrap();
         assert_eq!(fast.next_event().unwrap().data, "after");
         wait_for_stats(&server, "one subscriber left", |s| s.subscribers == 1);
+        assert_eq!(hub.subscriber_count("feed"), 1);
         drop(slow);
     });
 }
@@ -247,6 +250,10 @@ fn unsubscribe_stops_delivery_and_the_last_one_ends_an_ownerless_stream() {
         hub.broadcast("b", data("to b")).unwrap();
         assert_eq!(client.next_event().unwrap().data, "to b");
         wait_for_stats(&server, "topic a gone", |s| s.topics == 1);
+        assert_eq!(
+            (hub.subscriber_count("a"), hub.subscriber_count("b")),
+            (0, 1)
+        );
         hub.unsubscribe(&kept.stream, "b");
         // Nobody can feed it any more: the response ends with its last chunk.
         assert_eq!(client.read_to_end(), []);
@@ -269,11 +276,20 @@ fn a_client_that_leaves_is_removed_from_its_topics() {
         wait_for_stats(&server, "two subscribers", |s| {
             s.subscribers == 2 && s.topics == 2
         });
+        let hub = &server.server.shared().hub;
+        assert_eq!(
+            (hub.subscriber_count("x"), hub.subscriber_count("y")),
+            (2, 2)
+        );
         drop(clients);
         // Seen by the read side at once, with no broadcast needed to find out.
         wait_for_stats(&server, "everything gone", |s| {
             s.subscribers == 0 && s.topics == 0 && s.connections == 0 && s.tasks == 0
         });
+        assert_eq!(
+            (hub.subscriber_count("x"), hub.subscriber_count("y")),
+            (0, 0)
+        );
         assert_eq!(close_count(&server, CloseReason::Closed), 2);
     });
 }

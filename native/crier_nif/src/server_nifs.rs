@@ -1,4 +1,4 @@
-//! NIFs on a server: start, port, stats, broadcast, replay size, shutdown.
+//! NIFs on a server: start, port, stats, subscribers per topic, broadcast, replay size, shutdown.
 
 use crier_core::server::Server;
 use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
@@ -69,6 +69,19 @@ fn server_broadcast(
         .broadcast(&topic, event)
         .map_err(|e| Invalid(format!("invalid event: {e}")))?;
     Ok(atoms::ok())
+}
+
+/// How many streams are subscribed to `topic` (a lock and a lookup; no call to the hub task).
+#[rustler::nif]
+fn server_topic_subscribers(
+    server: ResourceArc<ServerResource>,
+    topic: Binary,
+) -> NifResult<usize> {
+    Ok(server
+        .server
+        .shared()
+        .hub
+        .subscriber_count(&topic_name(&topic)?))
 }
 
 #[rustler::nif]
