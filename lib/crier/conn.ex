@@ -161,6 +161,10 @@ defmodule Crier.Conn do
   the server's `:send_timeout`, after which the stream closes with `:timeout`.
 
   Returns `{:error, :closed}` once the stream is closed, whatever the reason.
+
+  Call it from the process that owns the conn (the one running the handler): the notice
+  that the queue has room again goes to the owner. The wait leaves nothing behind in the
+  mailbox, whether it ends with room or with the timeout.
   """
   @spec chunk(t(), iodata()) :: {:ok, t()} | {:error, :closed}
   def chunk(%__MODULE__{} = conn, data) do
