@@ -64,9 +64,9 @@ defmodule Crier.HTTP.ConnTest do
          %{port: port} do
       client = RawClient.connect(port)
       :ok = :gen_tcp.send(client, @get)
-      assert_receive {:handled, handler, _}
+      assert_receive {:handled, handler, _}, 5_000
       send(handler, {:try, &Conn.chunk(&1, :not_iodata)})
-      assert_receive {:raised, %ArgumentError{message: message}}
+      assert_receive {:raised, %ArgumentError{message: message}}, 5_000
       assert message =~ "chunk data must be iodata"
       assert {200, _, "before|after"} = read_response(client)
     end
@@ -78,7 +78,7 @@ defmodule Crier.HTTP.ConnTest do
       client = RawClient.connect(port)
       raw = "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\n\r\nhello"
       assert {200, _, "hello"} = request(client, raw)
-      assert_receive {:again, {:ok, "", %Conn{}}}
+      assert_receive {:again, {:ok, "", %Conn{}}}, 5_000
     end
 
     @tag handler_opts: [fun: &__MODULE__.read_in_pieces/2]
@@ -123,7 +123,7 @@ defmodule Crier.HTTP.ConnTest do
       :ok =
         :gen_tcp.send(client, "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n")
 
-      assert_receive {:handled, _, _}
+      assert_receive {:handled, _, _}, 5_000
       :ok = :gen_tcp.send(client, ["3e8\r\n", :binary.copy("x", 1000), "\r\n1\r\nx\r\n0\r\n\r\n"])
       assert_receive {:read, {:error, :too_large}}, 5_000
       assert {413, _, _} = read_response(client)
@@ -138,7 +138,7 @@ defmodule Crier.HTTP.ConnTest do
       :ok =
         :gen_tcp.send(client, "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n")
 
-      assert_receive {:handled, _, _}
+      assert_receive {:handled, _, _}, 5_000
       :ok = :gen_tcp.send(client, "5\r\nhelloNOCRLF")
       assert_receive {:read, {:error, :bad_request}}, 5_000
       assert {400, _, _} = read_response(client)
@@ -149,7 +149,7 @@ defmodule Crier.HTTP.ConnTest do
     test "a client that leaves mid-body gives {:error, :closed}", %{port: port} do
       client = RawClient.connect(port)
       :ok = :gen_tcp.send(client, "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\nabc")
-      assert_receive {:handled, _, _}
+      assert_receive {:handled, _, _}, 5_000
       :gen_tcp.close(client)
       assert_receive {:read, {:error, :closed}}, 5_000
     end
@@ -170,9 +170,9 @@ defmodule Crier.HTTP.ConnTest do
   defp raised(port, call) do
     client = RawClient.connect(port)
     :ok = :gen_tcp.send(client, @get)
-    assert_receive {:handled, handler, _}
+    assert_receive {:handled, handler, _}, 5_000
     send(handler, {:try, call})
-    assert_receive {:raised, result}
+    assert_receive {:raised, result}, 5_000
     assert %ArgumentError{message: message} = result
     assert {200, _, "fine"} = read_response(client)
     :gen_tcp.close(client)

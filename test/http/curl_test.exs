@@ -20,7 +20,7 @@ defmodule Crier.HTTP.CurlTest do
     urls = for i <- 1..5, do: "#{base}/u#{i}"
     {out, 0} = curl(["--http1.1" | urls])
     assert out == Enum.map_join(1..5, "", &"GET /u#{&1}")
-    peers = for _ <- 1..5, do: assert_receive({:handled, _, conn}) && conn.peer
+    peers = for _ <- 1..5, do: assert_receive({:handled, _, conn}, 5_000) && conn.peer
     assert length(Enum.uniq(peers)) == 1, "curl opened #{length(Enum.uniq(peers))} connections"
   end
 
@@ -28,7 +28,7 @@ defmodule Crier.HTTP.CurlTest do
     file = write_file(dir, 3_000_000)
     {out, 0} = curl(["--http1.1", "--data-binary", "@" <> file, "-H", "Expect:", base <> "/echo"])
     assert out == File.read!(file)
-    assert_receive {:handled, _, conn}
+    assert_receive {:handled, _, conn}, 5_000
     assert Crier.Conn.get_req_header(conn, "content-length") == ["3000000"]
   end
 
@@ -48,7 +48,7 @@ defmodule Crier.HTTP.CurlTest do
       ])
 
     assert out == File.read!(file)
-    assert_receive {:handled, _, conn}
+    assert_receive {:handled, _, conn}, 5_000
     assert Crier.Conn.get_req_header(conn, "transfer-encoding") == ["chunked"]
   end
 
@@ -82,7 +82,7 @@ defmodule Crier.HTTP.CurlTest do
     assert [_, _] = Regex.scan(~r{HTTP/1.1 200 OK}, out)
     assert out =~ ~r/content-length: 7\r\n/i
     refute out =~ "HEAD /a"
-    peers = for _ <- 1..2, do: assert_receive({:handled, _, conn}) && conn.peer
+    peers = for _ <- 1..2, do: assert_receive({:handled, _, conn}, 5_000) && conn.peer
     assert length(Enum.uniq(peers)) == 1
   end
 
@@ -102,7 +102,7 @@ defmodule Crier.HTTP.CurlTest do
   test "Connection: close makes curl open a new connection for the next URL", %{base: base} do
     {out, 0} = curl(["--http1.1", "-H", "Connection: close", base <> "/a", base <> "/b"])
     assert out == "GET /aGET /b"
-    peers = for _ <- 1..2, do: assert_receive({:handled, _, conn}) && conn.peer
+    peers = for _ <- 1..2, do: assert_receive({:handled, _, conn}, 5_000) && conn.peer
     assert length(Enum.uniq(peers)) == 2
   end
 

@@ -1,9 +1,10 @@
 defmodule Crier.HTTP.LimitsTest do
   @moduledoc """
   Limits that protect the server as a whole: slow clients cannot hold it up and are cut at
-  the header deadline, and connections past the cap get 503.
+  the header deadline, and connections past the cap get 503. Not async: 2,000 connections
+  would slow every test running beside them.
   """
-  use Crier.Test.HttpCase, async: true
+  use Crier.Test.HttpCase, async: false
 
   @slow_clients 2_000
 

@@ -356,13 +356,13 @@ defmodule Crier.HTTP.RFC9112Test do
          %{port: port} do
       client = RawClient.connect(port)
       :ok = :gen_tcp.send(client, chunked_post("/", ""))
-      assert_receive {:handled, handler, _}
+      assert_receive {:handled, handler, _}, 5_000
       :ok = :gen_tcp.send(client, "zz\r\n")
       assert {400, _, _} = read_response(client)
       assert_closed(client)
       # The handler's own answer comes too late: the exchange is over.
       send(handler, {:go, self()})
-      assert_receive {:answered, {:error, :closed}}
+      assert_receive {:answered, {:error, :closed}}, 5_000
     end
 
     test "a bad chunked body after the response closes the connection", %{port: port} do
@@ -459,7 +459,7 @@ defmodule Crier.HTTP.RFC9112Test do
       assert {200, _, "GET /ok"} = read_response(client)
       assert {400, _, _} = read_response(client)
       assert_closed(client)
-      assert_receive {:handled, _, %{path: "/ok"}}
+      assert_receive {:handled, _, %{path: "/ok"}}, 5_000
       refute_received {:handled, _, _}
     end
   end
