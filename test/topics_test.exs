@@ -77,6 +77,25 @@ defmodule Crier.TopicsTest do
       assert stats(server).subscribers == 1
     end
 
+    @tag server_opts: [heartbeat: 50]
+    test "a detached stream still gets heartbeats", %{port: port} do
+      raw = Crier.Test.RawClient.connect(port)
+      Crier.Test.RawClient.get(raw, "/topics/quiet")
+      assert_receive {:detached, _handler, _ref}
+      assert {:ok, _} = Crier.Test.RawClient.read_until(raw, "3\r\n:\n\n\r\n")
+    end
+
+    test "an HTTP/1.0 subscriber gets broadcasts unframed, delimited by the close", %{
+      server: server,
+      port: port
+    } do
+      client = detached(port, "/topics/old", version: "HTTP/1.0")
+      refute SseClient.header(client, "transfer-encoding")
+      Wait.until(fn -> Crier.subscribers(server, "old") == 1 end)
+      :ok = Crier.broadcast(server, "old", %Event{id: "1", data: "a\nb"})
+      assert {:ok, %{id: "1", data: "a\nb"}, _} = SseClient.next_event(client)
+    end
+
     test "on a closed stream it says so; before sse/2 it raises", %{port: port} do
       client = SseClient.connect(port, "/plain")
       assert_receive {:plain, handler, _conn}
