@@ -98,6 +98,9 @@ impl BodyDecoder {
                         }
                         break;
                     };
+                    if line_end > MAX_CHUNK_LINE {
+                        return Err(HttpError::BadRequest("chunk size line too long"));
+                    }
                     let size = parse_chunk_size_line(&rest[..=line_end])?;
                     at += line_end + 1;
                     self.total = self.total.saturating_add(size);
@@ -148,6 +151,9 @@ impl BodyDecoder {
                         return Err(HttpError::BadRequest("bare LF in trailers"));
                     }
                     at += line_end + 1;
+                    if seen + line.len() > MAX_TRAILERS {
+                        return Err(HttpError::HeadersTooLarge);
+                    }
                     self.state = if line == b"\r\n" {
                         State::Done
                     } else {
@@ -257,6 +263,27 @@ mod tests {
                 "{raw:?}"
             );
         }
+    }
+
+    #[test]
+    fn long_chunk_lines_and_endless_trailers_are_refused() {
+        let mut line = b"3;".to_vec();
+        line.resize(MAX_CHUNK_LINE + 10, b'x');
+        line.extend(b"\r\nabc\r\n0\r\n\r\n");
+        assert_eq!(
+            decode_all(BodyKind::Chunked, &line).unwrap_err().status(),
+            400
+        );
+        let mut raw = b"0\r\n".to_vec();
+        while raw.len() <= MAX_TRAILERS + 100 {
+            raw.extend(b"x-trailer: 0123456789\r\n");
+        }
+        let mut decoder = BodyDecoder::new(BodyKind::Chunked, 1024).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(
+            decoder.decode(&raw, &mut out).unwrap_err(),
+            HttpError::HeadersTooLarge
+        );
     }
 
     #[test]
