@@ -107,6 +107,22 @@ defmodule Crier.HeartbeatTest do
     :gen_tcp.close(client)
   end
 
+  test "timer options are positive or nil: heartbeat: 0 would never pause" do
+    for {key, value} <- [heartbeat: 0, heartbeat: -5, tcp_keepalive: 0, tcp_user_timeout: 1.5] do
+      assert_raise ArgumentError, ~r/#{key}/, fn ->
+        Crier.child_spec([{:name, :bad_timer}, {:handler, FunHandler}, {key, value}])
+      end
+    end
+
+    for {key, value} <- [send_timeout: -1, shutdown_timeout: :never, write_queue_bytes: 0] do
+      assert_raise ArgumentError, ~r/#{key}/, fn ->
+        Crier.child_spec([{:name, :bad_timer}, {:handler, FunHandler}, {key, value}])
+      end
+    end
+
+    assert %{} = Crier.child_spec(name: :ok_timer, handler: FunHandler, heartbeat: nil)
+  end
+
   test "a chunked response that is not SSE gets no heartbeat" do
     port = idle_stream(&Conn.send_chunked(&1, 200, []), heartbeat: 50)
     {client, body} = open(port)

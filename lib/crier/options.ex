@@ -51,6 +51,8 @@ defmodule Crier.Options do
       raise ArgumentError, ":on_close must be :message or :exit, got: #{inspect(on_close)}"
     end
 
+    check_timers!(opts)
+
     native =
       opts
       |> Keyword.take(@native_keys)
@@ -66,6 +68,28 @@ defmodule Crier.Options do
       final_event: opts[:final_event],
       native: native
     }
+  end
+
+  # A zero heartbeat would write comment lines without pause, and a zero keepalive is refused
+  # by the kernel: these are off with nil, else positive. A zero send or shutdown timeout is
+  # allowed (it means "give up at once").
+  defp check_timers!(opts) do
+    for key <- [:heartbeat, :tcp_keepalive, :tcp_user_timeout, :write_queue_bytes],
+        Keyword.has_key?(opts, key),
+        value = opts[key],
+        not (is_nil(value) or (is_integer(value) and value > 0)) do
+      raise ArgumentError,
+            "#{inspect(key)} must be a positive integer or nil, got: #{inspect(value)}"
+    end
+
+    for key <- [:send_timeout, :shutdown_timeout],
+        value = opts[key],
+        not (is_integer(value) and value >= 0) do
+      raise ArgumentError,
+            "#{inspect(key)} must be a non-negative integer, got: #{inspect(value)}"
+    end
+
+    :ok
   end
 
   defp module_and_opts!({module, handler_opts}, _key) when is_atom(module),
