@@ -155,8 +155,13 @@ defmodule Crier do
   returns. Events broadcast to any of the topics reach it.
 
   With a `Last-Event-ID` request header (or the `:last_event_id` option, for clients that
-  pass it in the query string), the events after that id still in a topic's replay ring are
-  sent first, then the live ones, with no gap and no duplicate.
+  pass it in the query string), the events after that id still in the topics' replay rings
+  are sent first, then the live ones, with no gap and no duplicate. Events the server
+  numbers itself (those broadcast without an `:id` to a topic with a ring) take the next
+  number of one sequence per server, so one id says where a client was in all of its
+  topics, and the missed events of several topics come merged in the order they were
+  broadcast. An id no ring holds any more, if it is a number, is read as such a sequence
+  number; any other unknown id gets the whole rings. Numbers restart at 1 with the server.
   """
   @spec subscribe(Conn.t(), [String.t()] | String.t(), keyword()) :: :ok | {:error, :closed}
   def subscribe(conn, topics, opts \\ [])
@@ -207,7 +212,10 @@ defmodule Crier do
     :ok
   end
 
-  @doc "Sets how many events `topic` keeps for `Last-Event-ID` replay (0 turns it off)."
+  @doc """
+  Sets how many events `topic` keeps for `Last-Event-ID` replay (0 turns it off). Replayed
+  events do not count against a stream's `:write_queue_bytes`: the ring bounds them.
+  """
   @spec set_replay(atom(), String.t(), non_neg_integer()) :: :ok
   def set_replay(name, topic, size) do
     name |> Crier.Server.resource!() |> Native.server_set_replay(topic, size) |> Errors.unwrap!()

@@ -188,7 +188,8 @@ impl<N: Notify> Hub<N> {
     }
 
     /// Hands `stream` (exchange `exchange`) to `topics`: it lives on in Rust after its owner
-    /// returns. With `last_event_id`, events after it in each topic's ring come first.
+    /// returns. With `last_event_id`, the events of all `topics` published after it come
+    /// first, merged in publish order (see the module docs and `replay`).
     ///
     /// # Errors
     ///
