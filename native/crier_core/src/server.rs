@@ -216,6 +216,8 @@ fn configure(socket: &TcpStream, config: &ServerConfig) {
     let _ = socket.set_nodelay(true);
     let sock = SockRef::from(socket);
     if let Some(idle) = config.tcp_keepalive {
+        // The kernel counts keepalive times in whole seconds and refuses 0 (tcp(7)).
+        let idle = idle.max(Duration::from_secs(1));
         let interval = (idle / 3).max(Duration::from_secs(1));
         let keepalive = TcpKeepalive::new()
             .with_time(idle)
