@@ -436,6 +436,17 @@ defmodule Crier.HTTP.RFC9112Test do
       end
     end
 
+    test "a pipeline deeper than the read buffer is answered in order", %{port: port} do
+      client = RawClient.connect(port)
+      # About 60 KB of requests, past the head limits the server reads ahead.
+      paths = for i <- 1..1_000, do: "/deep#{i}"
+      :ok = :gen_tcp.send(client, for(p <- paths, do: "GET #{p} HTTP/1.1\r\nhost: a\r\n\r\n"))
+
+      for path <- paths do
+        assert {200, _, "GET " <> ^path} = read_response(client)
+      end
+    end
+
     test "pipelined requests with bodies and a stream in between stay in order", %{port: port} do
       client = RawClient.connect(port)
 
