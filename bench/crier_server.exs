@@ -176,14 +176,15 @@ defmodule CrierBench do
 
   def percall(op, k) do
     pids = :ets.foldl(fn {p}, acc -> [p | acc] end, [], :holders)
-    flush_monitor(0)
+    flush_monitor([])
     prev = :erlang.system_monitor(self(), [{:long_schedule, 5}])
     t0 = :erlang.monotonic_time(:nanosecond)
     for p <- pids, do: send(p, {:run, op, k, self()})
     samples = collect(MapSet.new(pids), [])
     wall = :erlang.monotonic_time(:nanosecond) - t0
     restore_monitor(prev)
-    long = flush_monitor(0)
+    longs = flush_monitor([])
+    {long, long_nif, long_max, long_top} = summarize_long(longs)
     sorted = samples |> List.flatten() |> Enum.sort()
     n = length(sorted)
     t = List.to_tuple(sorted)
@@ -195,6 +196,7 @@ defmodule CrierBench do
       ~s("p90_us":#{us.(at.(0.9))},"p99_us":#{us.(at.(0.99))},"max_us":#{us.(at.(1.0))},) <>
       ~s("mean_us":#{us.(mean)},"wall_us_per_call":#{us.(if n == 0, do: 0, else: wall / n)},) <>
       ~s("wall_s":#{:erlang.float_to_binary(wall / 1.0e9, decimals: 3)},"long_schedule":#{long},) <>
+      ~s("long_schedule_in_nif":#{long_nif},"long_schedule_max_ms":#{long_max},"long_schedule_top":"#{long_top}",) <>
       ~s("schedulers":#{:erlang.system_info(:schedulers_online)}}\n)
   end
 
@@ -213,12 +215,45 @@ defmodule CrierBench do
   defp restore_monitor(:undefined), do: :erlang.system_monitor(:undefined)
   defp restore_monitor({pid, opts}), do: :erlang.system_monitor(pid, opts)
 
-  defp flush_monitor(n) do
+  defp flush_monitor(acc) do
     receive do
-      {:monitor, _, :long_schedule, _} -> flush_monitor(n + 1)
+      {:monitor, _, :long_schedule, info} -> flush_monitor([info | acc])
     after
-      0 -> n
+      0 -> acc
     end
+  end
+
+  # How many reports, how many with a Crier NIF where the process was scheduled in or out
+  # (a NIF that held a scheduler), the longest, and where they were.
+  defp summarize_long(infos) do
+    loc = fn info ->
+      for k <- [:in, :out], mfa = Keyword.get(info, k), do: mfa
+    end
+
+    nif? = fn info ->
+      Enum.any?(loc.(info), fn
+        {Crier.Native, _, _} -> true
+        _ -> false
+      end)
+    end
+
+    max = infos |> Enum.map(&Keyword.get(&1, :timeout, 0)) |> Enum.max(fn -> 0 end)
+
+    top =
+      infos
+      |> Enum.map(fn info ->
+        case Keyword.get(info, :in) do
+          {m, f, a} -> "#{inspect(m)}.#{f}/#{a}"
+          other -> inspect(other)
+        end
+      end)
+      |> Enum.frequencies()
+      |> Enum.sort_by(fn {_, n} -> -n end)
+      |> Enum.take(3)
+      |> Enum.map_join("; ", fn {where, n} -> "#{where} x#{n}" end)
+      |> String.replace(~s("), "'")
+
+    {length(infos), Enum.count(infos, nif?), max, top}
   end
 end
 

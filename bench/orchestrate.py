@@ -18,7 +18,7 @@ import os
 import platform
 import queue
 import re
-import shutil
+import shlex
 import signal
 import socket
 import subprocess
@@ -438,6 +438,11 @@ def make_targets(args):
                              os.path.join(OUT, "ebin"), "-s", "crier_bench_yaws", "start", "{port}",
                              os.path.join(OUT, "yawslog")],
                             env=env, port=free_port)
+    for spec in args.target_cmd:
+        # A peer started by a command of yours, fresh for each scenario like the managed
+        # targets; it must print "listening on IP:PORT [pid N]".
+        name, _, cmd = spec.partition("=")
+        t[name] = Managed(name, name, shlex.split(cmd), cwd=os.getcwd(), env=env, startup=120)
     for spec in args.target:
         name, _, rest = spec.partition("=")
         parts = rest.split(",")
@@ -696,6 +701,9 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--target", action="append", default=[],
                     help="extra running server: name=http://127.0.0.1:PORT[,pid=N]")
+    ap.add_argument("--target-cmd", action="append", default=[],
+                    help="extra server started fresh per scenario: name='command that prints "
+                         "\"listening on IP:PORT [pid N]\"'")
     ap.add_argument("--only", default="crier,raw,baseline,yaws",
                     help="managed targets to run (comma list)")
     ap.add_argument("--scenarios", default="idle,fanout,close,churn,percall")
