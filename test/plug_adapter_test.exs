@@ -374,7 +374,7 @@ defmodule Crier.PlugAdapterTest do
     test "returns {:error, :timeout} when the body does not come in :read_timeout",
          %{port: port} do
       {_client, pid, _conn} =
-        request(port, "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n01")
+        request(port, "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n")
 
       assert {{:error, :timeout}, 0} = run(pid, &Impl.read_req_body(&1, read_timeout: 20))
     end

@@ -216,9 +216,11 @@ defmodule Crier.Conn do
   (how long to wait for more bytes, default 15,000 ms).
 
   Returns `{:ok, body, conn}` when the body is complete, `{:more, partial, conn}` when
-  `:length` was reached first, `{:error, :timeout}`, `{:error, :too_large}` when the body is
-  past the server's `:max_body`, `{:error, :bad_request}` for broken chunked framing, or
-  `{:error, :closed}`.
+  `:length` was reached first or `:read_timeout` passed after some bytes came (call again
+  for the rest), `{:error, :timeout}` when none came, `{:error, :too_large}` when the body
+  is past the server's `:max_body`, `{:error, :bad_request}` for broken chunked framing, or
+  `{:error, :closed}`. After a `:too_large` or `:bad_request` the server has already
+  answered 413 or 400 (unless a response was started) and closes the connection.
   """
   @spec read_body(t(), keyword()) ::
           {:ok, binary(), t()} | {:more, binary(), t()} | {:error, term()}
@@ -252,7 +254,10 @@ defmodule Crier.Conn do
               0 -> :ok
             end
 
-            {:error, :timeout}
+            # Bytes already taken from the body are the caller's, not lost to the timeout.
+            if IO.iodata_length(acc) > 0,
+              do: {:more, IO.iodata_to_binary(acc), conn},
+              else: {:error, :timeout}
         end
 
       {:error, reason} ->

@@ -108,9 +108,10 @@ defmodule Crier.HTTP.ConnTest do
     end
 
     @tag handler_opts: [fun: &__MODULE__.read_with_timeout/2]
-    test ":read_timeout gives {:error, :timeout} when the body stops coming", %{port: port} do
+    test ":read_timeout gives what came as {:more, ..}, then {:error, :timeout}", %{port: port} do
       client = RawClient.connect(port)
       :ok = :gen_tcp.send(client, "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\nabc")
+      assert_receive {:read, {:more, "abc", %Conn{}}}, 5_000
       assert_receive {:read, {:error, :timeout}}, 5_000
       assert {408, _, "slow"} = read_response(client)
     end
@@ -239,6 +240,8 @@ defmodule Crier.HTTP.ConnTest do
 
   @doc false
   def read_with_timeout(conn, test) do
+    {:more, _, conn} = result = Conn.read_body(conn, read_timeout: 100)
+    send(test, {:read, result})
     send(test, {:read, Conn.read_body(conn, read_timeout: 100)})
     Conn.send_resp(conn, 408, [], "slow")
   end
