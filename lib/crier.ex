@@ -90,7 +90,8 @@ defmodule Crier do
   owned or subscribed), `:subscribers` (streams subscribed to a topic), `:topics`,
   `:tasks` (connection tasks alive), `:queued_bytes` (bytes in write queues, not yet
   written: the memory streams hold). Totals: `:requests`, `:rejected` (refused before any
-  handler), `:bytes_written`, and `:closes`, a map of stream closes by reason (`:closed`,
+  handler), `:bytes_written`, `:writes` (write system calls; each carries every queued
+  chunk that fits), and `:closes`, a map of stream closes by reason (`:closed`,
   `:timeout`, `:overflow`, `:shutdown`, `:owner_gone`). Subscribers of one topic:
   `subscribers/2`.
   """

@@ -157,6 +157,43 @@ defmodule Crier.BackpressureTest do
     )
   end
 
+  test "queued chunks leave in vectored writes, not one write call per chunk" do
+    test = self()
+    pieces = for i <- 1..500, do: String.pad_leading(Integer.to_string(i), 100, ".")
+    filler = :binary.copy("f", 8 * 1024 * 1024)
+
+    {name, port} =
+      FunHandler.start_server(
+        fn conn ->
+          {:ok, conn} = Conn.send_chunked(conn, 200, [])
+          # More than the kernel takes while the client does not read: what follows queues.
+          {:ok, conn} = Conn.chunk(conn, filler)
+
+          conn =
+            Enum.reduce(pieces, conn, fn piece, conn ->
+              {:ok, conn} = Conn.chunk(conn, piece)
+              conn
+            end)
+
+          send(test, {:queued, Crier.stats(conn.server)})
+          conn
+        end,
+        write_queue_bytes: 64 * 1024 * 1024
+      )
+
+    {client, body_start} = stalled_client(port)
+    assert_receive {:queued, before}
+    assert before.queued_bytes > 500 * 100
+
+    body = read_body(client, body_start)
+    {received, true} = RawClient.dechunk(body)
+    assert received == IO.iodata_to_binary([filler | pieces])
+
+    writes = Crier.stats(name).writes - before.writes
+    assert writes < 50, "#{writes} write calls for the filler's rest and 500 queued chunks"
+    :gen_tcp.close(client)
+  end
+
   test "the send deadline holds in Rust too: a stalled queue closes with :timeout with no chunk/2 waiting" do
     test = self()
 

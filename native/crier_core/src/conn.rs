@@ -199,7 +199,7 @@ impl<N: Notify> Conn<N> {
             tokio::select! {
                 ready = self.socket.writable() => {
                     if ready.is_err() { return; }
-                    match write_batch(&self.socket, &mut out) {
+                    match write_batch(&self.socket, &mut out, &self.shared().stats.writes) {
                         Ok(n) => { self.shared().stats.bytes_written.fetch_add(n as u64, Relaxed); }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(_) => return,
@@ -263,7 +263,7 @@ impl<N: Notify> Conn<N> {
                 return Outcome::Closed(reason);
             }
             if !out.is_empty() {
-                match write_batch(&self.socket, &mut out) {
+                match write_batch(&self.socket, &mut out, &self.shared().stats.writes) {
                     Ok(n) => {
                         if n > 0 {
                             self.stream.written(n);
@@ -421,8 +421,13 @@ fn read_into(socket: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
 }
 
 /// Writes as much of `out` as the socket takes now, in vectored writes of up to
-/// [`MAX_IOVECS`] buffers; returns the bytes written, leaving the rest in `out`.
-fn write_batch(socket: &TcpStream, out: &mut VecDeque<Bytes>) -> io::Result<usize> {
+/// [`MAX_IOVECS`] buffers; returns the bytes written, leaving the rest in `out`. Each write
+/// call that wrote is counted in `writes`.
+fn write_batch(
+    socket: &TcpStream,
+    out: &mut VecDeque<Bytes>,
+    writes: &std::sync::atomic::AtomicU64,
+) -> io::Result<usize> {
     let mut total = 0;
     while !out.is_empty() {
         let slices: Vec<IoSlice<'_>> = out
@@ -436,6 +441,7 @@ fn write_batch(socket: &TcpStream, out: &mut VecDeque<Bytes>) -> io::Result<usiz
             Err(e) => return Err(e),
         };
         drop(slices);
+        writes.fetch_add(1, Relaxed);
         total += written;
         advance(out, written);
         if written == 0 {

@@ -23,6 +23,9 @@ pub struct Stats {
     pub rejected: AtomicU64,
     /// Bytes written to sockets (total).
     pub bytes_written: AtomicU64,
+    /// Write system calls made to sockets, each a vectored write of every queued chunk that
+    /// fits (total): `bytes_written / writes` is the bytes one call carried.
+    pub writes: AtomicU64,
     /// Bytes queued for writing and not yet written, over all streams: the memory held by
     /// write queues (gauge).
     pub queued_bytes: AtomicU64,
@@ -49,6 +52,8 @@ pub struct Snapshot {
     pub rejected: u64,
     /// See [`Stats::bytes_written`].
     pub bytes_written: u64,
+    /// See [`Stats::writes`].
+    pub writes: u64,
     /// See [`Stats::queued_bytes`].
     pub queued_bytes: u64,
     /// Closes by reason.
@@ -67,6 +72,7 @@ impl Stats {
             requests: self.requests.load(Relaxed),
             rejected: self.rejected.load(Relaxed),
             bytes_written: self.bytes_written.load(Relaxed),
+            writes: self.writes.load(Relaxed),
             queued_bytes: self.queued_bytes.load(Relaxed),
             closes: CloseReason::ALL
                 .iter()

@@ -234,7 +234,7 @@ pub fn encode_stats<'a>(env: Env<'a>, stats: &Snapshot) -> rustler::NifResult<Te
         .try_fold(closes, |map, (reason, count)| {
             map.map_put(close_reason_atom(*reason), *count)
         })?;
-    let pairs: [(&str, Term<'a>); 10] = [
+    let pairs: [(&str, Term<'a>); 11] = [
         ("connections", stats.connections.encode(env)),
         ("streams", stats.streams.encode(env)),
         ("subscribers", stats.subscribers.encode(env)),
@@ -244,6 +244,7 @@ pub fn encode_stats<'a>(env: Env<'a>, stats: &Snapshot) -> rustler::NifResult<Te
         ("rejected", stats.rejected.encode(env)),
         ("bytes_written", stats.bytes_written.encode(env)),
         ("queued_bytes", stats.queued_bytes.encode(env)),
+        ("writes", stats.writes.encode(env)),
         ("closes", closes),
     ];
     pairs
