@@ -20,11 +20,10 @@ use std::sync::{Arc, Mutex, Weak};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
-use crate::http::chunked;
 use crate::notify::Notify;
 use crate::server::Shared;
 use crate::sse::{self, Event, InvalidEvent};
-use crate::stream::{Stream, StreamError};
+use crate::stream::{Stream, StreamError, WireEvent};
 
 /// An event owned by a command, checked before it is queued.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -118,11 +117,13 @@ fn set_count(counts: &SubscriberCounts, topic: &str, count: usize) {
 }
 
 /// An event as the ring keeps it: its place in the hub's order, its id and its two wire forms.
+/// Most queued publishes to one topic fanned out together.
+const MAX_BATCH: usize = 256;
+
 struct Stored {
     seq: u64,
     id: String,
-    framed: Bytes,
-    raw: Bytes,
+    wire: WireEvent,
 }
 
 struct Topic<N: Notify> {
@@ -255,13 +256,36 @@ async fn run<N: Notify>(
     let mut topics: HashMap<String, Topic<N>> = HashMap::new();
     let mut replay_sizes: HashMap<String, usize> = HashMap::new();
     let mut next_seq: u64 = 1;
-    while let Some(command) = commands.recv().await {
+    let mut held: Option<Command<N>> = None;
+    loop {
+        let command = match held.take() {
+            Some(command) => command,
+            None => match commands.recv().await {
+                Some(command) => command,
+                None => return,
+            },
+        };
         let Some(shared) = shared.upgrade() else {
             return;
         };
         let ring_size_of = |name: &str| replay_sizes.get(name).copied().unwrap_or(default_replay);
         match command {
             Command::Publish { topic, event } => {
+                // Publishes to the same topic that are already queued go out together: one
+                // lock and one wake-up per subscriber, and one write for the whole run.
+                let mut events = vec![event];
+                while events.len() < MAX_BATCH {
+                    match commands.try_recv() {
+                        Ok(Command::Publish { topic: next, event }) if next == topic => {
+                            events.push(event)
+                        }
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
                 if !topics.contains_key(&topic) {
                     // Nobody listens and nothing is kept: nothing to do.
                     let size = ring_size_of(&topic);
@@ -274,8 +298,7 @@ async fn run<N: Notify>(
                     continue;
                 };
                 let before = entry.subscribers.len();
-                publish(entry, event, next_seq);
-                next_seq += 1;
+                publish(entry, events, &mut next_seq);
                 // Subscribers that overflowed or left are gone from the topic now.
                 if entry.subscribers.len() != before {
                     set_count(&counts, &topic, entry.subscribers.len());
@@ -351,28 +374,30 @@ fn drop_if_idle<N: Notify>(topics: &mut HashMap<String, Topic<N>>, name: &str) {
 
 /// Encodes once, keeps it in the ring, queues the same bytes on every subscriber, and forgets
 /// subscribers that are gone or overflowed. `seq` is the event's place in the hub's order.
-fn publish<N: Notify>(topic: &mut Topic<N>, mut event: OwnedEvent, seq: u64) {
-    if event.id.is_none() && topic.ring_size > 0 {
-        event.id = Some(seq.to_string());
+fn publish<N: Notify>(topic: &mut Topic<N>, events: Vec<OwnedEvent>, next_seq: &mut u64) {
+    let mut encoded = Vec::with_capacity(events.len());
+    for mut event in events {
+        let seq = *next_seq;
+        *next_seq += 1;
+        if event.id.is_none() && topic.ring_size > 0 {
+            event.id = Some(seq.to_string());
+        }
+        // Broadcast validated the event before queueing it, so this does not fail.
+        if let Ok(bytes) = event.encode() {
+            encoded.push((seq, event.id, WireEvent::new(&bytes)));
+        }
     }
-    let Ok(raw) = sse::encode(&event.as_event()) else {
-        return;
-    };
-    let framed = chunked::frame(&raw);
     topic
         .subscribers
-        .retain(|_, stream| stream.push_shared(&framed, &raw, false));
+        .retain(|_, stream| stream.push_shared(encoded.iter().map(|(_, _, wire)| wire), false));
     if topic.ring_size > 0 {
-        if let Some(id) = event.id {
-            topic.ring.push_back(Stored {
-                seq,
-                id,
-                framed,
-                raw,
-            });
-            while topic.ring.len() > topic.ring_size {
-                topic.ring.pop_front();
+        for (seq, id, wire) in encoded {
+            if let Some(id) = id {
+                topic.ring.push_back(Stored { seq, id, wire });
             }
+        }
+        while topic.ring.len() > topic.ring_size {
+            topic.ring.pop_front();
         }
     }
 }
@@ -411,9 +436,5 @@ fn replay<N: Notify>(
         })
         .collect();
     missed.sort_unstable_by_key(|stored| stored.seq);
-    for stored in missed {
-        if !stream.push_shared(&stored.framed, &stored.raw, true) {
-            return;
-        }
-    }
+    stream.push_shared(missed.into_iter().map(|stored| &stored.wire), true);
 }

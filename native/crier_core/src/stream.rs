@@ -54,6 +54,25 @@ pub enum Push {
     Full,
 }
 
+/// One broadcast event in both wire forms, encoded once and shared by every subscriber.
+#[derive(Debug, Clone)]
+pub(crate) struct WireEvent {
+    /// The event as one chunk, for HTTP/1.1 streams.
+    pub(crate) framed: Bytes,
+    /// The event as is, for close-delimited (HTTP/1.0) streams: a slice of `framed`.
+    pub(crate) raw: Bytes,
+}
+
+impl WireEvent {
+    /// Frames encoded event bytes; `raw` shares `framed`'s memory.
+    pub(crate) fn new(encoded: &[u8]) -> Self {
+        let framed = chunked::frame(encoded);
+        let header = framed.len() - encoded.len() - 2;
+        let raw = framed.slice(header..header + encoded.len());
+        WireEvent { framed, raw }
+    }
+}
+
 /// What `read_body` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyRead {
@@ -625,35 +644,42 @@ impl<N: Notify> Stream<N> {
 
     // ---- hub side ---------------------------------------------------------------------
 
-    /// Queues a broadcast event, shared with every other subscriber. `framed` is the chunk
-    /// for HTTP/1.1 streams, `raw` the same event for close-delimited ones. Returns false when
-    /// the stream is gone; a stream whose queue is full is closed with `overflow`.
+    /// Queues broadcast events, shared with every other subscriber, under one lock and with
+    /// one wake-up, so the task writes them together. Returns false when the stream is gone;
+    /// a stream whose queue would pass `write_queue_bytes` is closed with `overflow`.
     ///
-    /// With `replay`, the event comes from a topic's ring on subscribe: it is always queued
-    /// (the ring bounds how much that can be), and it does not use up the room of live
+    /// With `replay`, the events come from a topic's ring on subscribe: they are always
+    /// queued (the ring bounds how much that can be), and they do not use up the room of live
     /// events, or a client reconnecting after a long absence would overflow at once.
-    pub(crate) fn push_shared(&self, framed: &Bytes, raw: &Bytes, replay: bool) -> bool {
+    pub(crate) fn push_shared<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a WireEvent>,
+        replay: bool,
+    ) -> bool {
         let mut st = self.lock();
         if st.close.is_some() || !st.exchange_open || st.draining {
             return false;
         }
-        let bytes = match st.response {
-            Response::Streaming { chunked: true } => framed.clone(),
-            Response::Streaming { chunked: false } => raw.clone(),
+        let chunked = match st.response {
+            Response::Streaming { chunked } => chunked,
             _ => return false,
         };
-        let live_bytes = st.queued_bytes - st.replay_bytes.min(st.queued_bytes);
-        if replay {
-            st.replay_bytes += bytes.len();
-        } else if live_bytes > 0 && live_bytes + bytes.len() > self.server.config.write_queue_bytes
-        {
-            Self::set_close(&mut st, CloseReason::Overflow);
-            drop(st);
-            self.wake_task();
-            return false;
-        }
         let was_empty = st.queue.is_empty();
-        self.enqueue(&mut st, bytes);
+        for event in events {
+            let bytes = if chunked { &event.framed } else { &event.raw };
+            let live_bytes = st.queued_bytes - st.replay_bytes.min(st.queued_bytes);
+            if replay {
+                st.replay_bytes += bytes.len();
+            } else if live_bytes > 0
+                && live_bytes + bytes.len() > self.server.config.write_queue_bytes
+            {
+                Self::set_close(&mut st, CloseReason::Overflow);
+                drop(st);
+                self.wake_task();
+                return false;
+            }
+            self.enqueue(&mut st, bytes.clone());
+        }
         drop(st);
         if was_empty {
             self.wake_task();

@@ -537,26 +537,34 @@ impl crier_core::notify::Notify for Inbox {
     fn wake(&self, _owner: &(), _exchange: u64, _what: crier_core::notify::Wake) {}
 }
 
-#[test]
-fn broadcast_returns_before_any_fan_out_has_run() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+async fn read_until_driven(socket: &mut tokio::net::TcpStream, got: &mut Vec<u8>, needle: &[u8]) {
+    use tokio::io::AsyncReadExt;
+    let deadline = Duration::from_secs(5);
+    tokio::time::timeout(deadline, async {
+        while !got.windows(needle.len()).any(|w| w == needle) {
+            let mut buf = [0u8; 4096];
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed");
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("nothing in time");
+}
 
-    async fn read_until(socket: &mut tokio::net::TcpStream, got: &mut Vec<u8>, needle: &[u8]) {
-        let deadline = Duration::from_secs(5);
-        tokio::time::timeout(deadline, async {
-            while !got.windows(needle.len()).any(|w| w == needle) {
-                let mut buf = [0u8; 4096];
-                let n = socket.read(&mut buf).await.unwrap();
-                assert!(n > 0, "closed");
-                got.extend_from_slice(&buf[..n]);
-            }
-        })
-        .await
-        .expect("nothing in time");
-    }
+/// A server on a current-thread runtime, which runs only inside `block_on`: between two
+/// `block_on` calls no task can move, so whatever a call does then, it did without waiting
+/// for the fan-out. One client is subscribed to topic `t`, its owner gone.
+struct Driven {
+    server: crier_core::server::Server<Inbox>,
+    socket: tokio::net::TcpStream,
+    got: Vec<u8>,
+    runtime: tokio::runtime::Runtime,
+}
 
-    // A current-thread runtime runs only inside block_on: between two block_on calls no task
-    // can move, so whatever broadcast does then, it did without waiting for the fan-out.
+fn driven_subscriber() -> Driven {
+    use tokio::io::AsyncWriteExt;
+
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -567,7 +575,7 @@ fn broadcast_returns_before_any_fan_out_has_run() {
     let hub = &server.shared().hub;
     let addr = server.local_addr();
     let mut got = Vec::new();
-    let mut socket = runtime.block_on(async {
+    let socket = runtime.block_on(async {
         let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
         socket
             .write_all(b"GET /t HTTP/1.1\r\nhost: x\r\n\r\n")
@@ -591,7 +599,7 @@ fn broadcast_returns_before_any_fan_out_has_run() {
             .unwrap();
         stream.finish(exchange);
         stream.owner_gone(exchange);
-        read_until(&mut socket, &mut got, b"\r\n\r\n").await;
+        read_until_driven(&mut socket, &mut got, b"\r\n\r\n").await;
         // Let the hub take the subscribe before the runtime stops.
         tokio::time::timeout(Duration::from_secs(5), async {
             while server.stats().topics == 0 {
@@ -602,10 +610,62 @@ fn broadcast_returns_before_any_fan_out_has_run() {
         .expect("subscribe not taken");
         socket
     });
-    let written = server.stats().bytes_written;
-    for n in 0..1_000 {
-        hub.broadcast("t", data(&n.to_string())).unwrap();
+    Driven {
+        server,
+        socket,
+        got,
+        runtime,
     }
-    assert_eq!(server.stats().bytes_written, written, "nothing ran yet");
-    runtime.block_on(read_until(&mut socket, &mut got, b"data: 999\n\n"));
+}
+
+#[test]
+fn broadcast_returns_before_any_fan_out_has_run() {
+    let mut driven = driven_subscriber();
+    let written = driven.server.stats().bytes_written;
+    for n in 0..1_000 {
+        driven
+            .server
+            .shared()
+            .hub
+            .broadcast("t", data(&n.to_string()))
+            .unwrap();
+    }
+    assert_eq!(
+        driven.server.stats().bytes_written,
+        written,
+        "nothing ran yet"
+    );
+    let Driven {
+        runtime,
+        socket,
+        got,
+        ..
+    } = &mut driven;
+    runtime.block_on(read_until_driven(socket, got, b"data: 999\n\n"));
+}
+
+#[test]
+fn queued_broadcasts_reach_a_subscriber_in_one_write() {
+    let mut driven = driven_subscriber();
+    let writes = driven.server.stats().writes;
+    for n in 0..200 {
+        driven
+            .server
+            .shared()
+            .hub
+            .broadcast("t", data(&n.to_string()))
+            .unwrap();
+    }
+    let Driven {
+        runtime,
+        socket,
+        got,
+        ..
+    } = &mut driven;
+    runtime.block_on(read_until_driven(socket, got, b"data: 199\n\n"));
+    assert_eq!(
+        driven.server.stats().writes - writes,
+        1,
+        "200 queued events, one writev"
+    );
 }
