@@ -98,6 +98,20 @@ defmodule Crier.OwnersTest do
       assert_receive {:DOWN, ^ref, :process, ^owner, {:shutdown, :closed}}
     end
 
+    test "anything but :message or :exit is refused" do
+      test = self()
+
+      {_name, port} =
+        FunHandler.start_server(fn conn ->
+          send(test, {:raised, catch_error(Conn.on_close(conn, :kill))})
+          Conn.send_resp(conn, 204, [], "")
+        end)
+
+      client = open_stream(port)
+      assert_receive {:raised, %ArgumentError{message: "on_close must be :message or :exit" <> _}}
+      :gen_tcp.close(client)
+    end
+
     test "carries the reason: a stream closed by the owner's own Conn.close/1 ends it too" do
       test = self()
 

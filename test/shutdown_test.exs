@@ -118,6 +118,32 @@ defmodule Crier.ShutdownTest do
     end
   end
 
+  test "a subscribed stream, with no owner left, gets the final event and its last chunk" do
+    test = self()
+    topic = "shutdown-#{System.unique_integer([:positive])}"
+
+    {name, port} =
+      FunHandler.start_server(
+        fn conn ->
+          {:ok, conn} = Crier.sse(conn)
+          :ok = Crier.subscribe(conn, topic)
+          send(test, :subscribed)
+        end,
+        final_event: @final
+      )
+
+    client = slow_client(port)
+    assert_receive :subscribed
+    :ok = Crier.broadcast(name, topic, %Crier.Event{data: "live"})
+    {:ok, before} = RawClient.read_until(client, "data: live\n\n\r\n")
+    stop_supervised!({Crier, name})
+
+    {:closed, rest} = RawClient.read_to_close(client)
+    {200, _, body} = RawClient.parse_response(before <> rest)
+    live = encoded(%Crier.Event{data: "live"})
+    assert RawClient.dechunk(body) == {live <> encoded(@final), true}
+  end
+
   test "owners with on_close: :exit end with {:shutdown, :shutdown}" do
     test = self()
 

@@ -283,6 +283,9 @@ defmodule Crier.Conn do
     end
   end
 
+  def on_close(%__MODULE__{}, mode),
+    do: raise(ArgumentError, "on_close must be :message or :exit, got: #{inspect(mode)}")
+
   @doc """
   Closes the stream from the server's side. The owner is told like for any other close.
   """
