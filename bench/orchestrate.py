@@ -442,7 +442,7 @@ def make_targets(args):
         # A peer started by a command of yours, fresh for each scenario like the managed
         # targets; it must print "listening on IP:PORT [pid N]".
         name, _, cmd = spec.partition("=")
-        t[name] = Managed(name, name, shlex.split(cmd), cwd=os.getcwd(), env=env, startup=120)
+        t[name] = Managed(name, f"{name} (peer)", shlex.split(cmd), cwd=os.getcwd(), env=env, startup=120)
     for spec in args.target:
         name, _, rest = spec.partition("=")
         parts = rest.split(",")
@@ -704,6 +704,8 @@ def main():
     ap.add_argument("--target-cmd", action="append", default=[],
                     help="extra server started fresh per scenario: name='command that prints "
                          "\"listening on IP:PORT [pid N]\"'")
+    ap.add_argument("--version-note", action="append", default=[],
+                    help="NAME=TEXT added to the versions in RESULTS.md (e.g. for a peer)")
     ap.add_argument("--only", default="crier,raw,baseline,yaws",
                     help="managed targets to run (comma list)")
     ap.add_argument("--scenarios", default="idle,fanout,close,churn,percall")
@@ -750,6 +752,8 @@ def main():
     results = {
         "quick": a.quick, "started": started.isoformat(timespec="seconds"),
         "machine": machine(), "versions": versions(),
+        "loadavg_start": os.getloadavg(),
+        "notes": [n for n in a.version_note],
         "params": {"events": a.events, "interval_us": a.interval_us, "pace_us_per_sub": a.pace_us_per_sub, "idle_steps": a.idle_steps,
                    "fanout_subscribers": a.fanout_ns, "close_conns": a.close_n,
                    "close_wait_s": a.close_wait, "churn_secs": a.churn_secs,
@@ -789,7 +793,11 @@ def main():
                 attempt("churn_sub", scen_churn, tgt, "/sub", a)
         if "percall" in a.scenarios and name == "crier":
             attempt("percall", scen_percall, tgt, a)
+    for n in a.version_note:
+        k, _, v = n.partition("=")
+        results["versions"][k] = v
     results["finished"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    results["loadavg_end"] = os.getloadavg()
     save()
     log(f"results in {a.out}")
 

@@ -309,7 +309,13 @@ def main():
         "Raw data: [results.json](results.json).\n")
     out.append("**Machine:** " + f"{m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, {m['os']}, "
                f"Linux {m['kernel']}, open-file limit {m['fd_limit']:,} per process. The load "
-               "generator runs on the same machine and shares the cores with the server.\n")
+               "generator runs on the same machine and shares the cores with the server.")
+    if res.get("loadavg_start"):
+        la0, la1 = res["loadavg_start"], res.get("loadavg_end") or ["?"]
+        out.append(f" Load average (1 min) at the start {la0[0]:.1f}, at the end "
+                   f"{la1[0] if isinstance(la1[0], str) else f'{la1[0]:.1f}'}: other work shared the machine, "
+                   "so every figure includes some of its noise.")
+    out.append("\n")
     out.append("**Versions:** " + ", ".join(f"{k} {val}" for k, val in v.items()) + "\n")
     out.append("**Targets:** " + ", ".join(label(res, n) for n in targets(res)) + ". "
                "Ratios are to Crier in the same run (below 1x means less than Crier).\n")
