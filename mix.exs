@@ -43,7 +43,8 @@ defmodule Mix.Tasks.Compile.CrierNif do
 
     if stale?(source, target) do
       # Copy to a temporary name and rename, so a running VM never maps a half-written file.
-      tmp = target <> ".tmp"
+      # The name is unique per OS process: two builds sharing priv/ must not share it.
+      tmp = "#{target}.#{System.pid()}.tmp"
       File.cp!(source, tmp)
       File.rename!(tmp, target)
       {:ok, []}
