@@ -48,7 +48,8 @@ enum Outcome {
 /// Serves one accepted connection until it closes.
 pub(crate) async fn run<N: Notify>(socket: TcpStream, shared: Arc<Shared<N>>, conn_id: u64) {
     let _task = GaugeGuard::new(&shared.stats.tasks);
-    let _conn = GaugeGuard::new(&shared.stats.connections);
+    // The accept loop counted this connection when it checked the cap.
+    let _conn = GaugeGuard::adopt(&shared.stats.connections);
     let mut conn = Conn::open(socket, &shared, conn_id);
     let reason = conn.serve().await;
     let topics = conn.stream.report_close(reason);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
 
@@ -201,7 +201,11 @@ async fn accept_loop<N: Notify>(
             }
         };
         configure(&socket, &shared.config);
-        if shared.stats.connections.load(Relaxed) >= shared.config.max_connections as u64 {
+        // Counted here, not when the task starts, so a burst of accepts cannot pass the cap;
+        // the connection task takes the count over.
+        let open = shared.stats.connections.fetch_add(1, Relaxed);
+        if open >= shared.config.max_connections as u64 {
+            shared.stats.connections.fetch_sub(1, Relaxed);
             shared.stats.rejected.fetch_add(1, Relaxed);
             tokio::spawn(refuse_over_capacity(socket));
             continue;
@@ -233,5 +237,14 @@ fn configure(socket: &TcpStream, config: &ServerConfig) {
 
 async fn refuse_over_capacity(mut socket: TcpStream) {
     let answer = response::error_response(503);
-    let _ = tokio::time::timeout(Duration::from_secs(1), socket.write_all(&answer)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        socket.write_all(&answer).await?;
+        // Send the FIN, then read until the client closes: closing with its request unread
+        // would send an RST that can destroy the 503 in flight (RFC 9112 section 9.6).
+        socket.shutdown().await?;
+        let mut scratch = [0u8; 1024];
+        while socket.read(&mut scratch).await? > 0 {}
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
 }

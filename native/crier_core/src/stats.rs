@@ -94,6 +94,11 @@ impl<'a> GaugeGuard<'a> {
         gauge.fetch_add(1, Relaxed);
         GaugeGuard(gauge)
     }
+
+    /// Takes over one count already added (by the accept loop, before the task existed).
+    pub(crate) fn adopt(gauge: &'a AtomicU64) -> Self {
+        GaugeGuard(gauge)
+    }
 }
 
 impl Drop for GaugeGuard<'_> {
