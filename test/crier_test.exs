@@ -15,6 +15,15 @@ defmodule CrierTest do
     %{server: name, port: Crier.port(name)}
   end
 
+  defp read_exactly(_client, size, acc) when byte_size(acc) >= size, do: {:ok, acc}
+
+  defp read_exactly(client, size, acc) do
+    case :gen_tcp.recv(client, 0, 5_000) do
+      {:ok, data} -> read_exactly(client, size, acc <> data)
+      error -> error
+    end
+  end
+
   defp hold_then_drop(test) do
     take_ownership(test)
 
@@ -141,6 +150,29 @@ defmodule CrierTest do
       assert {"content-type", "text/event-stream"} in headers
       assert {"transfer-encoding", "chunked"} in headers
       assert body == "e\r\ndata: héllo\n\n\r\n4\r\n" <> <<0, 1, 2, 255>> <> "\r\n0\r\n\r\n"
+    end
+
+    test "large bodies and chunks (copied on a dirty scheduler) arrive whole", %{port: port} do
+      client = RawClient.connect(port)
+      :ok = RawClient.get(client, "/")
+      assert_receive {:called, handler, _}
+      big = :crypto.strong_rand_bytes(2 * 1024 * 1024)
+      {:ok, _} = ControlHandler.run(handler, &Crier.Conn.send_resp(&1, 200, [], big))
+      assert {:ok, data} = RawClient.read_until(client, "content-length: 2097152", 5_000)
+      {200, _headers, first} = RawClient.parse_response(data)
+      assert {:ok, body} = read_exactly(client, byte_size(big), first)
+      assert body == big
+      send(handler, :return)
+
+      :ok = RawClient.get(client, "/again")
+      assert_receive {:called, second, _}
+      {:ok, _} = ControlHandler.run(second, &Crier.Conn.send_chunked(&1, 200, []))
+      iolist = List.duplicate(["abc", ?d, <<0>>], 100_000)
+      {:ok, _} = ControlHandler.run(second, &Crier.Conn.chunk(&1, iolist))
+      send(second, :return)
+      assert {:ok, data} = RawClient.read_until(client, "\r\n0\r\n\r\n", 5_000)
+      {200, _, chunked} = RawClient.parse_response(data)
+      assert RawClient.dechunk(chunked) == {IO.iodata_to_binary(iolist), true}
     end
 
     test "the handler returning ends the response and the connection serves the next request",

@@ -120,8 +120,11 @@ defmodule Crier.Conn do
   def send_resp(%__MODULE__{} = conn, status, headers, body) do
     check_head!(status, headers)
 
-    conn.resource
-    |> Native.conn_send_resp(status, headers, body)
+    if large?(body) do
+      Native.conn_send_resp_dirty(conn.resource, status, headers, body)
+    else
+      Native.conn_send_resp(conn.resource, status, headers, body)
+    end
     |> written(conn, :sent)
   end
 
@@ -173,7 +176,12 @@ defmodule Crier.Conn do
   end
 
   defp push_chunk(conn, data, deadline) do
-    case Native.conn_chunk(conn.resource, data) do
+    pushed =
+      if large?(data),
+        do: Native.conn_chunk_dirty(conn.resource, data),
+        else: Native.conn_chunk(conn.resource, data)
+
+    case pushed do
       :ok ->
         {:ok, conn}
 
@@ -308,6 +316,21 @@ defmodule Crier.Conn do
 
   defp closed_or_raise(other),
     do: raise(RuntimeError, "unexpected reply from Crier: #{inspect(other)}")
+
+  # Copying this much into Rust takes long enough (flattening an iolist more so) to hold a
+  # normal scheduler past the ~1 ms a NIF may take: such data goes through a dirty scheduler.
+  @dirty_bytes 256 * 1024
+
+  defp large?(data) when is_binary(data), do: byte_size(data) > @dirty_bytes
+
+  defp large?(data) when is_list(data) do
+    :erlang.iolist_size(data) > @dirty_bytes
+  rescue
+    # Not iodata: the NIF refuses it with a message that says so.
+    ArgumentError -> false
+  end
+
+  defp large?(_data), do: false
 
   defp check_head!(status, headers) do
     unless is_integer(status) do

@@ -89,6 +89,29 @@ fn conn_send_resp<'a>(
     headers: Term<'a>,
     body: Term<'a>,
 ) -> NifResult<Term<'a>> {
+    send_resp(env, conn, status, headers, body)
+}
+
+/// `conn_send_resp` on a dirty CPU scheduler, for bodies large enough that copying them could
+/// hold a normal scheduler for more than about a millisecond.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn conn_send_resp_dirty<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    status: i64,
+    headers: Term<'a>,
+    body: Term<'a>,
+) -> NifResult<Term<'a>> {
+    send_resp(env, conn, status, headers, body)
+}
+
+fn send_resp<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    status: i64,
+    headers: Term<'a>,
+    body: Term<'a>,
+) -> NifResult<Term<'a>> {
     let headers = decode_headers(headers)?;
     let headers = header_slices(&headers);
     let body = decode_iodata(body, "body")?;
@@ -132,6 +155,16 @@ fn conn_inform<'a>(
 /// `:ok` when queued, `:full` when the caller must wait for `{:crier, ref, :writable}`.
 #[rustler::nif]
 fn conn_chunk<'a>(env: Env<'a>, conn: Conn, data: Term<'a>) -> NifResult<Term<'a>> {
+    chunk(env, conn, data)
+}
+
+/// `conn_chunk` on a dirty CPU scheduler, for large data (see `conn_send_resp_dirty`).
+#[rustler::nif(schedule = "DirtyCpu")]
+fn conn_chunk_dirty<'a>(env: Env<'a>, conn: Conn, data: Term<'a>) -> NifResult<Term<'a>> {
+    chunk(env, conn, data)
+}
+
+fn chunk<'a>(env: Env<'a>, conn: Conn, data: Term<'a>) -> NifResult<Term<'a>> {
     let data = decode_iodata(data, "chunk data")?;
     match conn.stream.chunk(conn.exchange, data.as_slice()) {
         Ok(Push::Queued) => Ok(atoms::ok().encode(env)),
