@@ -188,6 +188,37 @@ defmodule CrierTest do
     end
   end
 
+  describe "a handler that fails" do
+    test "raising before any response gives a 500", %{port: port} do
+      client = RawClient.connect(port)
+      :ok = RawClient.get(client, "/")
+      assert_receive {:called, handler, _}
+      send(handler, {:run, fn _conn -> raise "boom" end})
+      assert {:ok, data} = RawClient.read_until(client, "Internal Server Error")
+      assert {500, _, "Internal Server Error"} = RawClient.parse_response(data)
+    end
+
+    test "returning without a response gives a 500", %{port: port} do
+      client = RawClient.connect(port)
+      :ok = RawClient.get(client, "/")
+      assert_receive {:called, handler, _}
+      send(handler, :return)
+      assert {:ok, data} = RawClient.read_until(client, "Internal Server Error")
+      assert {500, _, _} = RawClient.parse_response(data)
+    end
+
+    test "raising mid-stream cuts the stream: what was sent arrives, the last chunk never", %{
+      port: port
+    } do
+      {client, handler, _conn} = open_stream(port)
+      {:ok, _} = ControlHandler.run(handler, &Crier.Conn.chunk(&1, "partial"))
+      send(handler, {:run, fn _conn -> raise "boom" end})
+      assert {:closed, body} = RawClient.read_to_close(client)
+      assert body =~ "7\r\npartial\r\n"
+      refute body =~ "0\r\n\r\n"
+    end
+  end
+
   describe "close detection" do
     test "a client FIN on an idle stream sends {:crier, ref, {:error, :closed}} without a write",
          %{port: port, server: server} do

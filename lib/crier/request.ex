@@ -32,8 +32,8 @@ defmodule Crier.Request do
       error -> handler_failed(conn, error, __STACKTRACE__)
     catch
       kind, reason -> handler_failed(conn, {kind, reason}, __STACKTRACE__)
-    after
-      finish(conn)
+    else
+      _ -> finish(conn)
     end
   end
 
@@ -63,15 +63,18 @@ defmodule Crier.Request do
     end
   end
 
-  @doc false
-  # An exception before any response gives a 500; after one, the stream is cut.
-  def handler_failed(conn, error, stacktrace) do
+  # An exception before any response gives a 500. After one, the stream is cut: this process
+  # exits, and a dead owner's stream is flushed and closed without its last chunk, so the
+  # client sees the truncation instead of a clean end.
+  defp handler_failed(conn, error, stacktrace) do
     Logger.error(
       "Crier: handler crashed on #{conn.method} #{conn.path}: " <>
         Exception.format(:error, error, stacktrace)
     )
 
-    unless Native.conn_response_started(conn.resource) do
+    if Native.conn_response_started(conn.resource) do
+      exit({:shutdown, :handler_crashed})
+    else
       respond_500(conn)
     end
   end
