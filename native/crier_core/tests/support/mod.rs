@@ -89,7 +89,8 @@ impl TestServer {
             .expect("runtime");
         config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
         let (tx, rx) = mpsc::unbounded_channel();
-        let server = Server::start(config, ChannelNotify { events: tx }, runtime.handle(), 0).expect("bind");
+        let server =
+            Server::start(config, ChannelNotify { events: tx }, runtime.handle(), 0).expect("bind");
         TestServer {
             server,
             events: Mutex::new(rx),
@@ -128,7 +129,9 @@ impl TestServer {
     /// Connects a blocking client with a read timeout.
     pub fn connect(&self) -> TcpStream {
         let client = TcpStream::connect(self.addr()).expect("connect");
-        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         client
     }
 }
@@ -144,7 +147,12 @@ pub fn read_until(client: &mut TcpStream, needle: &[u8]) -> Vec<u8> {
     let mut buf = [0u8; 4096];
     while !got.windows(needle.len()).any(|w| w == needle) {
         let n = client.read(&mut buf).expect("read");
-        assert!(n > 0, "closed before {:?}; got {:?}", String::from_utf8_lossy(needle), String::from_utf8_lossy(&got));
+        assert!(
+            n > 0,
+            "closed before {:?}; got {:?}",
+            String::from_utf8_lossy(needle),
+            String::from_utf8_lossy(&got)
+        );
         got.extend_from_slice(&buf[..n]);
     }
     got
