@@ -42,7 +42,8 @@ pub struct OwnedEvent {
 }
 
 impl OwnedEvent {
-    fn as_event(&self) -> Event<'_> {
+    /// The event borrowed as the encoder takes it.
+    pub fn as_event(&self) -> Event<'_> {
         Event {
             id: self.id.as_deref(),
             event: self.event.as_deref(),

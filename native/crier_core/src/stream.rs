@@ -137,6 +137,9 @@ pub(crate) struct State<O> {
     draining: bool,
 }
 
+/// The locked state of a stream.
+type Locked<'a, N> = MutexGuard<'a, State<<N as Notify>::Owner>>;
+
 /// One connection's shared half. See the module docs.
 pub struct Stream<N: Notify> {
     /// Unique per server, for registries and logs.
@@ -260,12 +263,7 @@ impl<N: Notify> Stream<N> {
         headers: &[(K, V)],
         sse: bool,
     ) -> Result<(), StreamError> {
-        let status = check_head(status, headers)?;
-        let mut st = self.lock();
-        Self::check_open(&st, exchange)?;
-        if st.response != Response::NotStarted {
-            return Err(StreamError::AlreadySent);
-        }
+        let (status, mut st) = self.begin_response(exchange, status, headers)?;
         let no_body = st.is_head || response::status_has_no_body(status);
         let chunked = st.version == Version::Http11 && !no_body;
         let framing = match (no_body, chunked) {
@@ -304,12 +302,7 @@ impl<N: Notify> Stream<N> {
         headers: &[(K, V)],
         body: &[u8],
     ) -> Result<(), StreamError> {
-        let status = check_head(status, headers)?;
-        let mut st = self.lock();
-        Self::check_open(&st, exchange)?;
-        if st.response != Response::NotStarted {
-            return Err(StreamError::AlreadySent);
-        }
+        let (status, mut st) = self.begin_response(exchange, status, headers)?;
         let framing = if response::status_has_no_body(status) {
             Framing::NoBody
         } else {
@@ -345,12 +338,7 @@ impl<N: Notify> Stream<N> {
         headers: &[(K, V)],
         length: u64,
     ) -> Result<(), StreamError> {
-        let status = check_head(status, headers)?;
-        let mut st = self.lock();
-        Self::check_open(&st, exchange)?;
-        if st.response != Response::NotStarted {
-            return Err(StreamError::AlreadySent);
-        }
+        let (status, mut st) = self.begin_response(exchange, status, headers)?;
         let no_body = response::status_has_no_body(status);
         let framing = if no_body {
             Framing::NoBody
@@ -382,17 +370,12 @@ impl<N: Notify> Stream<N> {
         status: i64,
         headers: &[(K, V)],
     ) -> Result<(), StreamError> {
-        let status = check_head(status, headers)?;
         if !(100..200).contains(&status) || status == 101 {
             return Err(StreamError::Invalid(format!(
                 "inform needs an informational status (100, 102..199), got: {status}"
             )));
         }
-        let mut st = self.lock();
-        Self::check_open(&st, exchange)?;
-        if st.response != Response::NotStarted {
-            return Err(StreamError::AlreadySent);
-        }
+        let (status, mut st) = self.begin_response(exchange, status, headers)?;
         if st.version == Version::Http10 {
             return Ok(());
         }
@@ -586,6 +569,23 @@ impl<N: Notify> Stream<N> {
     pub fn response_started(&self, exchange: u64) -> bool {
         let st = self.lock();
         st.exchange == exchange && st.response != Response::NotStarted
+    }
+
+    /// Checks a head's values, then locks the stream and checks that `exchange` is open and
+    /// has sent no response yet: the common start of every call that writes a head.
+    fn begin_response<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        exchange: u64,
+        status: i64,
+        headers: &[(K, V)],
+    ) -> Result<(u16, Locked<'_, N>), StreamError> {
+        let status = check_head(status, headers)?;
+        let st = self.lock();
+        Self::check_open(&st, exchange)?;
+        if st.response != Response::NotStarted {
+            return Err(StreamError::AlreadySent);
+        }
+        Ok((status, st))
     }
 
     fn check_open(st: &State<N::Owner>, exchange: u64) -> Result<(), StreamError> {

@@ -19,6 +19,17 @@ fn header_slices<'a>(headers: &[(Binary<'a>, Binary<'a>)]) -> Vec<(&'a [u8], &'a
         .collect()
 }
 
+/// Decodes a head's header list and replies with what `send` made of it, as every NIF that
+/// writes a head does.
+fn with_headers<'a>(
+    env: Env<'a>,
+    headers: Term<'a>,
+    send: impl FnOnce(&[(&[u8], &[u8])]) -> Result<(), StreamError>,
+) -> NifResult<Term<'a>> {
+    let headers = decode_headers(headers)?;
+    reply(env, send(&header_slices(&headers)))
+}
+
 fn reply<'a>(env: Env<'a>, result: Result<(), StreamError>) -> NifResult<Term<'a>> {
     match result {
         Ok(()) => Ok(atoms::ok().encode(env)),
@@ -72,13 +83,10 @@ fn conn_send_chunked<'a>(
     headers: Term<'a>,
     sse: bool,
 ) -> NifResult<Term<'a>> {
-    let headers = decode_headers(headers)?;
-    let headers = header_slices(&headers);
-    reply(
-        env,
+    with_headers(env, headers, |headers| {
         conn.stream
-            .send_chunked(conn.exchange, status, &headers, sse),
-    )
+            .send_chunked(conn.exchange, status, headers, sse)
+    })
 }
 
 #[rustler::nif]
@@ -112,14 +120,11 @@ fn send_resp<'a>(
     headers: Term<'a>,
     body: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let headers = decode_headers(headers)?;
-    let headers = header_slices(&headers);
     let body = decode_iodata(body, "body")?;
-    reply(
-        env,
+    with_headers(env, headers, |headers| {
         conn.stream
-            .send_resp(conn.exchange, status, &headers, body.as_slice()),
-    )
+            .send_resp(conn.exchange, status, headers, body.as_slice())
+    })
 }
 
 /// A head with `content-length: length`; the body follows through `conn_chunk`, unframed.
@@ -131,13 +136,10 @@ fn conn_send_sized<'a>(
     headers: Term<'a>,
     length: u64,
 ) -> NifResult<Term<'a>> {
-    let headers = decode_headers(headers)?;
-    let headers = header_slices(&headers);
-    reply(
-        env,
+    with_headers(env, headers, |headers| {
         conn.stream
-            .send_sized(conn.exchange, status, &headers, length),
-    )
+            .send_sized(conn.exchange, status, headers, length)
+    })
 }
 
 #[rustler::nif]
@@ -147,9 +149,9 @@ fn conn_inform<'a>(
     status: i64,
     headers: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let headers = decode_headers(headers)?;
-    let headers = header_slices(&headers);
-    reply(env, conn.stream.inform(conn.exchange, status, &headers))
+    with_headers(env, headers, |headers| {
+        conn.stream.inform(conn.exchange, status, headers)
+    })
 }
 
 /// `:ok` when queued, `:full` when the caller must wait for `{:crier, ref, :writable}`.

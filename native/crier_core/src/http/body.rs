@@ -79,12 +79,8 @@ impl BodyDecoder {
             match self.state {
                 State::Done => break,
                 State::Length { remaining } => {
-                    let take = rest
-                        .len()
-                        .min(usize::try_from(remaining).unwrap_or(usize::MAX));
-                    out.extend_from_slice(&rest[..take]);
-                    at += take;
-                    let remaining = remaining - take as u64;
+                    let (taken, remaining) = take_body(rest, remaining, out);
+                    at += taken;
                     self.state = if remaining == 0 {
                         State::Done
                     } else {
@@ -114,12 +110,8 @@ impl BodyDecoder {
                     };
                 }
                 State::ChunkData { remaining } => {
-                    let take = rest
-                        .len()
-                        .min(usize::try_from(remaining).unwrap_or(usize::MAX));
-                    out.extend_from_slice(&rest[..take]);
-                    at += take;
-                    let remaining = remaining - take as u64;
+                    let (taken, remaining) = take_body(rest, remaining, out);
+                    at += taken;
                     self.state = if remaining == 0 {
                         State::ChunkDataEnd
                     } else {
@@ -171,6 +163,16 @@ impl BodyDecoder {
         }
         Ok(at)
     }
+}
+
+/// Moves up to `remaining` body bytes from `input` to `out`; returns how many it took and how
+/// many are still to come.
+fn take_body(input: &[u8], remaining: u64, out: &mut Vec<u8>) -> (usize, u64) {
+    let take = input
+        .len()
+        .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+    out.extend_from_slice(&input[..take]);
+    (take, remaining - take as u64)
 }
 
 /// Parses `1*HEXDIG [ chunk-ext ] CRLF`; the line includes its LF.
