@@ -119,31 +119,14 @@ defmodule Crier.HTTP.ConnTest do
     @tag server_opts: [max_body: 1000], handler_opts: [fun: &__MODULE__.read_and_report/2]
     test "a chunked body past max_body gives {:error, :too_large} and the client 413",
          %{port: port} do
-      client = RawClient.connect(port)
-
-      :ok =
-        :gen_tcp.send(client, "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n")
-
-      assert_receive {:handled, _, _}, 5_000
-      :ok = :gen_tcp.send(client, ["3e8\r\n", :binary.copy("x", 1000), "\r\n1\r\nx\r\n0\r\n\r\n"])
-      assert_receive {:read, {:error, :too_large}}, 5_000
-      assert {413, _, _} = read_response(client)
-      assert_closed(client)
+      body = ["3e8\r\n", :binary.copy("x", 1000), "\r\n1\r\nx\r\n0\r\n\r\n"]
+      assert_chunked_body_refused(port, body, :too_large, 413)
     end
 
     @tag handler_opts: [fun: &__MODULE__.read_and_report/2]
     test "broken chunked framing gives {:error, :bad_request} and the client 400",
          %{port: port} do
-      client = RawClient.connect(port)
-
-      :ok =
-        :gen_tcp.send(client, "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n")
-
-      assert_receive {:handled, _, _}, 5_000
-      :ok = :gen_tcp.send(client, "5\r\nhelloNOCRLF")
-      assert_receive {:read, {:error, :bad_request}}, 5_000
-      assert {400, _, _} = read_response(client)
-      assert_closed(client)
+      assert_chunked_body_refused(port, "5\r\nhelloNOCRLF", :bad_request, 400)
     end
 
     @tag handler_opts: [fun: &__MODULE__.read_and_report/2]
@@ -244,6 +227,22 @@ defmodule Crier.HTTP.ConnTest do
     send(test, {:read, result})
     send(test, {:read, Conn.read_body(conn, read_timeout: 100)})
     Conn.send_resp(conn, 408, [], "slow")
+  end
+
+  # Sends the head of a chunked POST, waits for the handler (`read_and_report/2`) to take it,
+  # then sends `body`: the handler's read must fail with `reason`, the client get `status`
+  # and a close.
+  defp assert_chunked_body_refused(port, body, reason, status) do
+    client = RawClient.connect(port)
+
+    :ok =
+      :gen_tcp.send(client, "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n")
+
+    assert_receive {:handled, _, _}, 5_000
+    :ok = :gen_tcp.send(client, body)
+    assert_receive {:read, {:error, ^reason}}, 5_000
+    assert {^status, _, _} = read_response(client)
+    assert_closed(client)
   end
 
   @doc false

@@ -24,32 +24,13 @@ defmodule Crier.HTTP.CurlTest do
     assert length(Enum.uniq(peers)) == 1, "curl opened #{length(Enum.uniq(peers))} connections"
   end
 
-  test "an upload by Content-Length arrives whole", %{base: base, dir: dir} do
-    file = write_file(dir, 3_000_000)
-    {out, 0} = curl(["--http1.1", "--data-binary", "@" <> file, "-H", "Expect:", base <> "/echo"])
-    assert out == File.read!(file)
-    assert_receive {:handled, _, conn}, 5_000
-    assert Crier.Conn.get_req_header(conn, "content-length") == ["3000000"]
+  test "an upload by Content-Length arrives whole", context do
+    assert_echoed_upload(context, 3_000_000, [], {"content-length", "3000000"})
   end
 
-  test "a chunked upload arrives whole", %{base: base, dir: dir} do
-    file = write_file(dir, 1_500_000)
-
-    {out, 0} =
-      curl([
-        "--http1.1",
-        "-H",
-        "Transfer-Encoding: chunked",
-        "-H",
-        "Expect:",
-        "--data-binary",
-        "@" <> file,
-        base <> "/echo"
-      ])
-
-    assert out == File.read!(file)
-    assert_receive {:handled, _, conn}, 5_000
-    assert Crier.Conn.get_req_header(conn, "transfer-encoding") == ["chunked"]
+  test "a chunked upload arrives whole", context do
+    headers = ["-H", "Transfer-Encoding: chunked"]
+    assert_echoed_upload(context, 1_500_000, headers, {"transfer-encoding", "chunked"})
   end
 
   test "curl waits for 100 Continue and then sends its body", %{base: base, dir: dir} do
@@ -129,6 +110,18 @@ defmodule Crier.HTTP.CurlTest do
 
   defp curl(args) do
     System.cmd("curl", ["-sS", "--max-time", "20" | args], stderr_to_stdout: true)
+  end
+
+  # Uploads `size` random bytes to /echo (no Expect: 100-continue) with the curl arguments
+  # `args`: curl must get them back whole, and the server must have seen the request field
+  # `name` with `value`.
+  defp assert_echoed_upload(%{base: base, dir: dir}, size, args, {name, value}) do
+    file = write_file(dir, size)
+    upload = ["-H", "Expect:", "--data-binary", "@" <> file, base <> "/echo"]
+    {out, 0} = curl(["--http1.1" | args] ++ upload)
+    assert out == File.read!(file)
+    assert_receive {:handled, _, conn}, 5_000
+    assert Crier.Conn.get_req_header(conn, name) == [value]
   end
 
   defp write_file(dir, size) do

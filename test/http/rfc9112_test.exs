@@ -3,31 +3,29 @@ defmodule Crier.HTTP.RFC9112Test do
   HTTP/1.1 message syntax and connection management, one test per rule of RFC 9112, in the
   order of its sections. Each sends raw bytes over `:gen_tcp` and asserts the exact status;
   a refused request must never reach the handler.
+
+  Rules that only refuse a request are tables of `{rule, status, requests}`: each row is a
+  test named after its rule that sends every one of `requests` on a fresh connection and
+  asserts `status`, a close and an untouched handler (`assert_refused/3`).
   """
   use Crier.Test.HttpCase, async: true
 
   @get "GET / HTTP/1.1\r\nhost: localhost\r\n\r\n"
 
   describe "2.2 message parsing" do
-    test "a bare CR in the request line is rejected with 400", %{port: port, server: server} do
-      assert {400, _, _} = refused(port, "GET / HTTP/1.1\rhost: localhost\r\n\r\n")
-      assert_not_handled(server)
-    end
-
-    test "a bare CR inside a field value is rejected with 400", %{port: port, server: server} do
-      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: localhost\r\nx: a\rb\r\n\r\n")
-      assert_not_handled(server)
-    end
-
-    test "a CR ending a field line without LF is rejected with 400", %{port: port, server: server} do
-      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: localhost\rx: b\r\n\r\n")
-      assert_not_handled(server)
-    end
-
-    test "whitespace between the start-line and the first field is rejected with 400",
-         %{port: port, server: server} do
-      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\n host: localhost\r\n\r\n")
-      assert_not_handled(server)
+    for {rule, status, requests} <- [
+          {"a bare CR in the request line is rejected with 400", 400,
+           ["GET / HTTP/1.1\rhost: localhost\r\n\r\n"]},
+          {"a bare CR inside a field value is rejected with 400", 400,
+           ["GET / HTTP/1.1\r\nhost: localhost\r\nx: a\rb\r\n\r\n"]},
+          {"a CR ending a field line without LF is rejected with 400", 400,
+           ["GET / HTTP/1.1\r\nhost: localhost\rx: b\r\n\r\n"]},
+          {"whitespace between the start-line and the first field is rejected with 400", 400,
+           ["GET / HTTP/1.1\r\n host: localhost\r\n\r\n"]},
+          {"a flood of empty lines before the request line is rejected with 400", 400,
+           [String.duplicate("\r\n", 100)]}
+        ] do
+      test(rule, context, do: assert_refused(context, unquote(status), unquote(requests)))
     end
 
     test "empty lines before the request line are ignored", %{port: port} do
@@ -40,52 +38,37 @@ defmodule Crier.HTTP.RFC9112Test do
       client = RawClient.connect(port)
       assert {200, _, "GET /lf"} = request(client, "GET /lf HTTP/1.1\nhost: localhost\n\n")
     end
-
-    test "a flood of empty lines before the request line is rejected with 400",
-         %{port: port, server: server} do
-      assert {400, _, _} = refused(port, String.duplicate("\r\n", 100))
-      assert_not_handled(server)
-    end
   end
 
   describe "2.3 HTTP version" do
-    test "a well-formed version other than 1.0 and 1.1 gets 505", %{port: port, server: server} do
-      for version <- ["HTTP/2.0", "HTTP/1.2", "HTTP/0.9", "HTTP/3.0"] do
-        assert {505, _, _} = refused(port, "GET / #{version}\r\nhost: localhost\r\n\r\n")
-      end
-
-      assert_not_handled(server)
-    end
-
-    test "the HTTP/2 connection preface gets 505", %{port: port, server: server} do
-      assert {505, _, _} = refused(port, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-      assert_not_handled(server)
-    end
-
-    test "a malformed version gets 400", %{port: port, server: server} do
-      for version <- ["HTTP/1.1x", "http/1.1", "HTTP/11", "FOO/1.1", "HTTP/1.1 extra"] do
-        assert {400, _, _} = refused(port, "GET / #{version}\r\nhost: localhost\r\n\r\n")
-      end
-
-      assert_not_handled(server)
-    end
-
-    test "an HTTP/0.9 request line (no version) gets 400", %{port: port, server: server} do
-      assert {400, _, _} = refused(port, "GET /\r\n\r\n")
-      assert_not_handled(server)
+    for {rule, status, requests} <- [
+          {"a well-formed version other than 1.0 and 1.1 gets 505", 505,
+           for(
+             version <- ["HTTP/2.0", "HTTP/1.2", "HTTP/0.9", "HTTP/3.0"],
+             do: "GET / #{version}\r\nhost: localhost\r\n\r\n"
+           )},
+          {"the HTTP/2 connection preface gets 505", 505, ["PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]},
+          {"a malformed version gets 400", 400,
+           for(
+             version <- ["HTTP/1.1x", "http/1.1", "HTTP/11", "FOO/1.1", "HTTP/1.1 extra"],
+             do: "GET / #{version}\r\nhost: localhost\r\n\r\n"
+           )},
+          {"an HTTP/0.9 request line (no version) gets 400", 400, ["GET /\r\n\r\n"]}
+        ] do
+      test(rule, context, do: assert_refused(context, unquote(status), unquote(requests)))
     end
   end
 
   describe "3 request line" do
-    test "more than one space between the parts is rejected with 400",
-         %{port: port, server: server} do
-      assert {400, _, _} = refused(port, "GET  / HTTP/1.1\r\nhost: localhost\r\n\r\n")
-      assert_not_handled(server)
-    end
-
-    test "a method that is not a token is rejected with 400", %{port: port, server: server} do
-      assert {400, _, _} = refused(port, "G(T / HTTP/1.1\r\nhost: localhost\r\n\r\n")
-      assert_not_handled(server)
+    for {rule, status, requests} <- [
+          {"more than one space between the parts is rejected with 400", 400,
+           ["GET  / HTTP/1.1\r\nhost: localhost\r\n\r\n"]},
+          {"a method that is not a token is rejected with 400", 400,
+           ["G(T / HTTP/1.1\r\nhost: localhost\r\n\r\n"]},
+          {"a request line over the default 8 KiB gets 414 before its end arrives", 414,
+           ["GET /" <> String.duplicate("a", 9000)]}
+        ] do
+      test(rule, context, do: assert_refused(context, unquote(status), unquote(requests)))
     end
 
     @tag server_opts: [max_request_line: 64]
@@ -98,25 +81,27 @@ defmodule Crier.HTTP.RFC9112Test do
     end
 
     @tag server_opts: [max_request_line: 64]
-    test "a request line one byte over max_request_line gets 414",
-         %{port: port, server: server} do
+    test "a request line one byte over max_request_line gets 414", context do
       path = "/" <> String.duplicate("a", 65 - byte_size("GET / HTTP/1.1"))
-      assert {414, _, _} = refused(port, "GET #{path} HTTP/1.1\r\nhost: localhost\r\n\r\n")
-      assert_not_handled(server)
-    end
-
-    test "a request line over the default 8 KiB gets 414 before its end arrives",
-         %{port: port, server: server} do
-      assert {414, _, _} = refused(port, "GET /" <> String.duplicate("a", 9000))
-      assert_not_handled(server)
+      assert_refused(context, 414, ["GET #{path} HTTP/1.1\r\nhost: localhost\r\n\r\n"])
     end
   end
 
   describe "3.2 request target" do
-    test "a target in none of the four forms is rejected with 400",
-         %{port: port, server: server} do
-      assert {400, _, _} = refused(port, "GET foo HTTP/1.1\r\nhost: localhost\r\n\r\n")
-      assert_not_handled(server)
+    for {rule, status, requests} <- [
+          {"a target in none of the four forms is rejected with 400", 400,
+           ["GET foo HTTP/1.1\r\nhost: localhost\r\n\r\n"]},
+          {"an HTTP/1.1 request without Host is rejected with 400", 400,
+           ["GET / HTTP/1.1\r\n\r\n"]},
+          {"a Host that is not a host and port is rejected with 400", 400,
+           for(
+             host <- ["a b", "a/b", "user@a", "a?b"],
+             do: "GET / HTTP/1.1\r\nhost: #{host}\r\n\r\n"
+           )},
+          {"a request with two Host fields is rejected with 400", 400,
+           ["GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n"]}
+        ] do
+      test(rule, context, do: assert_refused(context, unquote(status), unquote(requests)))
     end
 
     test "an absolute-form target is accepted and split into path and query", %{port: port} do
@@ -125,51 +110,34 @@ defmodule Crier.HTTP.RFC9112Test do
       assert {200, _, "GET /a/b"} = request(client, raw)
       assert_received {:handled, _, %{path: "/a/b", query: "c=d"}}
     end
-
-    test "an HTTP/1.1 request without Host is rejected with 400", %{port: port, server: server} do
-      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\n\r\n")
-      assert_not_handled(server)
-    end
-
-    test "a Host that is not a host and port is rejected with 400",
-         %{port: port, server: server} do
-      for host <- ["a b", "a/b", "user@a", "a?b"] do
-        assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: #{host}\r\n\r\n")
-      end
-
-      assert_not_handled(server)
-    end
-
-    test "a request with two Host fields is rejected with 400", %{port: port, server: server} do
-      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n")
-      assert_not_handled(server)
-    end
   end
 
   describe "5 field syntax" do
-    test "5.1 whitespace between a field name and the colon is rejected with 400",
-         %{port: port, server: server} do
-      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost : localhost\r\n\r\n")
-      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost\t: localhost\r\n\r\n")
-      assert_not_handled(server)
-    end
-
-    test "5.1 a field name with a separator is rejected with 400", %{port: port, server: server} do
-      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: a\r\nx(y): 1\r\n\r\n")
-      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: a\r\n: empty\r\n\r\n")
-      assert_not_handled(server)
-    end
-
-    test "5.1 a field value with NUL or DEL is rejected with 400", %{port: port, server: server} do
-      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: a\r\nx: a\0b\r\n\r\n")
-      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: a\r\nx: a\x7Fb\r\n\r\n")
-      assert_not_handled(server)
-    end
-
-    test "5.2 obs-fold (a continuation line) is rejected with 400", %{port: port, server: server} do
-      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: a\r\nx: a\r\n folded\r\n\r\n")
-      assert {400, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: a\r\nx: a\r\n\tfolded\r\n\r\n")
-      assert_not_handled(server)
+    for {rule, status, requests} <- [
+          {"5.1 whitespace between a field name and the colon is rejected with 400", 400,
+           [
+             "GET / HTTP/1.1\r\nhost : localhost\r\n\r\n",
+             "GET / HTTP/1.1\r\nhost\t: localhost\r\n\r\n"
+           ]},
+          {"5.1 a field name with a separator is rejected with 400", 400,
+           [
+             "GET / HTTP/1.1\r\nhost: a\r\nx(y): 1\r\n\r\n",
+             "GET / HTTP/1.1\r\nhost: a\r\n: empty\r\n\r\n"
+           ]},
+          {"5.1 a field value with NUL or DEL is rejected with 400", 400,
+           [
+             "GET / HTTP/1.1\r\nhost: a\r\nx: a\0b\r\n\r\n",
+             "GET / HTTP/1.1\r\nhost: a\r\nx: a\x7Fb\r\n\r\n"
+           ]},
+          {"5.2 obs-fold (a continuation line) is rejected with 400", 400,
+           [
+             "GET / HTTP/1.1\r\nhost: a\r\nx: a\r\n folded\r\n\r\n",
+             "GET / HTTP/1.1\r\nhost: a\r\nx: a\r\n\tfolded\r\n\r\n"
+           ]},
+          {"a header block over the default 16 KiB gets 431 before it ends", 431,
+           ["GET / HTTP/1.1\r\nhost: a\r\nx: " <> String.duplicate("v", 20_000)]}
+        ] do
+      test(rule, context, do: assert_refused(context, unquote(status), unquote(requests)))
     end
 
     test "field names are case-insensitive and reach the handler lowercased", %{port: port} do
@@ -186,17 +154,8 @@ defmodule Crier.HTTP.RFC9112Test do
     end
 
     @tag server_opts: [max_header_bytes: 256]
-    test "a header block one byte over max_header_bytes gets 431",
-         %{port: port, server: server} do
-      assert {431, _, _} = refused(port, head_with_block(257))
-      assert_not_handled(server)
-    end
-
-    test "a header block over the default 16 KiB gets 431 before it ends",
-         %{port: port, server: server} do
-      raw = "GET / HTTP/1.1\r\nhost: a\r\nx: " <> String.duplicate("v", 20_000)
-      assert {431, _, _} = refused(port, raw)
-      assert_not_handled(server)
+    test "a header block one byte over max_header_bytes gets 431", context do
+      assert_refused(context, 431, [head_with_block(257)])
     end
 
     @tag server_opts: [max_headers: 10]
@@ -207,75 +166,58 @@ defmodule Crier.HTTP.RFC9112Test do
       assert Crier.stats(server).requests == 1
     end
 
-    test "more than the default 100 fields get 431", %{port: port, server: server} do
-      assert {431, _, _} = refused(port, head_with_fields(101))
-      assert_not_handled(server)
+    test "more than the default 100 fields get 431", context do
+      assert_refused(context, 431, [head_with_fields(101)])
     end
   end
 
   describe "6.1 transfer-encoding" do
-    test "Transfer-Encoding with Content-Length is rejected with 400 (smuggling)",
-         %{port: port, server: server} do
-      for fields <- [
-            "content-length: 5\r\ntransfer-encoding: chunked",
-            "transfer-encoding: chunked\r\ncontent-length: 5",
-            "Content-Length: 0\r\nTransfer-Encoding: CHUNKED"
-          ] do
-        raw = "POST / HTTP/1.1\r\nhost: a\r\n#{fields}\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
-        assert {400, _, _} = refused(port, raw)
-      end
-
-      assert_not_handled(server)
-    end
-
-    test "a transfer coding other than chunked gets 501", %{port: port, server: server} do
-      for coding <- ["gzip", "identity", "gzip, chunked", "xchunked"] do
-        raw = "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: #{coding}\r\n\r\n"
-        assert {501, _, _} = refused(port, raw)
-      end
-
-      assert_not_handled(server)
-    end
-
-    test "chunked that is not the final coding, or repeated, is rejected with 400",
-         %{port: port, server: server} do
-      for fields <- [
-            "transfer-encoding: chunked, gzip",
-            "transfer-encoding: chunked\r\ntransfer-encoding: chunked",
-            "transfer-encoding: chunked, chunked",
-            "transfer-encoding: "
-          ] do
-        assert {400, _, _} = refused(port, "POST / HTTP/1.1\r\nhost: a\r\n#{fields}\r\n\r\n")
-      end
-
-      assert_not_handled(server)
-    end
-
-    test "Transfer-Encoding in an HTTP/1.0 request is rejected with 400",
-         %{port: port, server: server} do
-      raw = "POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"
-      assert {400, _, _} = refused(port, raw)
-      assert_not_handled(server)
+    for {rule, status, requests} <- [
+          {"Transfer-Encoding with Content-Length is rejected with 400 (smuggling)", 400,
+           for(
+             fields <- [
+               "content-length: 5\r\ntransfer-encoding: chunked",
+               "transfer-encoding: chunked\r\ncontent-length: 5",
+               "Content-Length: 0\r\nTransfer-Encoding: CHUNKED"
+             ],
+             do: "POST / HTTP/1.1\r\nhost: a\r\n#{fields}\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+           )},
+          {"a transfer coding other than chunked gets 501", 501,
+           for(
+             coding <- ["gzip", "identity", "gzip, chunked", "xchunked"],
+             do: "POST / HTTP/1.1\r\nhost: a\r\ntransfer-encoding: #{coding}\r\n\r\n"
+           )},
+          {"chunked that is not the final coding, or repeated, is rejected with 400", 400,
+           for(
+             fields <- [
+               "transfer-encoding: chunked, gzip",
+               "transfer-encoding: chunked\r\ntransfer-encoding: chunked",
+               "transfer-encoding: chunked, chunked",
+               "transfer-encoding: "
+             ],
+             do: "POST / HTTP/1.1\r\nhost: a\r\n#{fields}\r\n\r\n"
+           )},
+          {"Transfer-Encoding in an HTTP/1.0 request is rejected with 400", 400,
+           ["POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"]}
+        ] do
+      test(rule, context, do: assert_refused(context, unquote(status), unquote(requests)))
     end
   end
 
   describe "6.2 content-length" do
-    test "differing Content-Length values are rejected with 400", %{port: port, server: server} do
-      for fields <- ["content-length: 3\r\ncontent-length: 4", "content-length: 3, 4"] do
-        assert {400, _, _} = refused(port, "POST / HTTP/1.1\r\nhost: a\r\n#{fields}\r\n\r\nabcd")
-      end
-
-      assert_not_handled(server)
-    end
-
-    test "a Content-Length that is not a decimal number is rejected with 400",
-         %{port: port, server: server} do
-      for value <- ["+3", "-3", "0x3", "3a", "", "99999999999999999999", "3 3"] do
-        raw = "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: #{value}\r\n\r\nabc"
-        assert {400, _, _} = refused(port, raw)
-      end
-
-      assert_not_handled(server)
+    for {rule, status, requests} <- [
+          {"differing Content-Length values are rejected with 400", 400,
+           for(
+             fields <- ["content-length: 3\r\ncontent-length: 4", "content-length: 3, 4"],
+             do: "POST / HTTP/1.1\r\nhost: a\r\n#{fields}\r\n\r\nabcd"
+           )},
+          {"a Content-Length that is not a decimal number is rejected with 400", 400,
+           for(
+             value <- ["+3", "-3", "0x3", "3a", "", "99999999999999999999", "3 3"],
+             do: "POST / HTTP/1.1\r\nhost: a\r\ncontent-length: #{value}\r\n\r\nabc"
+           )}
+        ] do
+      test(rule, context, do: assert_refused(context, unquote(status), unquote(requests)))
     end
 
     test "equal Content-Length values count as one", %{port: port} do
@@ -288,11 +230,9 @@ defmodule Crier.HTTP.RFC9112Test do
     end
 
     @tag server_opts: [max_body: 100]
-    test "a Content-Length over max_body gets 413 before the handler",
-         %{port: port, server: server} do
+    test "a Content-Length over max_body gets 413 before the handler", context do
       raw = "POST /echo HTTP/1.1\r\nhost: a\r\ncontent-length: 101\r\n\r\n"
-      assert {413, _, _} = refused(port, [raw, String.duplicate("x", 101)])
-      assert_not_handled(server)
+      assert_refused(context, 413, [[raw, String.duplicate("x", 101)]])
     end
 
     @tag server_opts: [max_body: 100]
@@ -324,23 +264,20 @@ defmodule Crier.HTTP.RFC9112Test do
       assert {200, _, "GET /"} = request(client, @get)
     end
 
-    test "a chunk size that overflows 64 bits gets 400 and a close", %{port: port} do
-      raw = chunked_post("/echo", "10000000000000005\r\nhello\r\n0\r\n\r\n")
-      assert {400, _, _} = refused(port, raw)
-    end
-
-    test "junk after a chunk size gets 400 and a close", %{port: port} do
-      for body <- ["5x\r\nhello\r\n0\r\n\r\n", "5 \r\nhello\r\n0\r\n\r\n", "\r\n", "-5\r\n"] do
-        assert {400, _, _} = refused(port, chunked_post("/echo", body))
+    # The head is valid, so these reach the handler; its read of the body fails.
+    for {rule, bodies} <- [
+          {"a chunk size that overflows 64 bits gets 400 and a close",
+           ["10000000000000005\r\nhello\r\n0\r\n\r\n"]},
+          {"junk after a chunk size gets 400 and a close",
+           ["5x\r\nhello\r\n0\r\n\r\n", "5 \r\nhello\r\n0\r\n\r\n", "\r\n", "-5\r\n"]},
+          {"chunk data not followed by CRLF gets 400 and a close", ["5\r\nhelloXX0\r\n\r\n"]},
+          {"a chunk size line ended by a bare LF gets 400", ["5\nhello\r\n0\r\n\r\n"]}
+        ] do
+      test rule, %{port: port} do
+        for body <- unquote(bodies) do
+          assert {400, _, _} = refused(port, chunked_post("/echo", body))
+        end
       end
-    end
-
-    test "chunk data not followed by CRLF gets 400 and a close", %{port: port} do
-      assert {400, _, _} = refused(port, chunked_post("/echo", "5\r\nhelloXX0\r\n\r\n"))
-    end
-
-    test "a chunk size line ended by a bare LF gets 400", %{port: port} do
-      assert {400, _, _} = refused(port, chunked_post("/echo", "5\nhello\r\n0\r\n\r\n"))
     end
 
     @tag server_opts: [max_body: 100]
@@ -386,18 +323,12 @@ defmodule Crier.HTTP.RFC9112Test do
     end
 
     test "Connection: close in a request closes after the response", %{port: port} do
-      client = RawClient.connect(port)
       raw = "GET / HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n"
-      assert {200, headers, "GET /"} = request(client, raw)
-      assert header(headers, "connection") == "close"
-      assert_closed(client)
+      assert {200, _, "GET /"} = request_then_close(port, raw)
     end
 
     test "HTTP/1.0 closes after the response unless keep-alive is asked", %{port: port} do
-      client = RawClient.connect(port)
-      assert {200, headers, "GET /"} = request(client, "GET / HTTP/1.0\r\n\r\n")
-      assert header(headers, "connection") == "close"
-      assert_closed(client)
+      assert {200, _, "GET /"} = request_then_close(port, "GET / HTTP/1.0\r\n\r\n")
 
       client = RawClient.connect(port)
       raw = "GET /1 HTTP/1.0\r\nconnection: keep-alive\r\n\r\n"
@@ -410,10 +341,7 @@ defmodule Crier.HTTP.RFC9112Test do
 
     @tag handler_opts: [fun: &__MODULE__.answer_and_close/1]
     test "Connection: close from the handler closes after the response", %{port: port} do
-      client = RawClient.connect(port)
-      assert {200, headers, "bye"} = request(client, @get)
-      assert header(headers, "connection") == "close"
-      assert_closed(client)
+      assert {200, _, "bye"} = request_then_close(port, @get)
     end
 
     test "an HTTP/1.0 stream is delimited by the close, without chunked coding", %{port: port} do
@@ -426,24 +354,19 @@ defmodule Crier.HTTP.RFC9112Test do
       assert body == "ab"
     end
 
-    test "pipelined requests are answered in order", %{port: port} do
-      client = RawClient.connect(port)
-      paths = for i <- 1..20, do: "/p#{i}"
-      :ok = :gen_tcp.send(client, for(p <- paths, do: "GET #{p} HTTP/1.1\r\nhost: a\r\n\r\n"))
+    # The deep one is about 60 KB of requests, past the head limits the server reads ahead.
+    for {rule, count, prefix} <- [
+          {"pipelined requests are answered in order", 20, "/p"},
+          {"a pipeline deeper than the read buffer is answered in order", 1_000, "/deep"}
+        ] do
+      test rule, %{port: port} do
+        client = RawClient.connect(port)
+        paths = for i <- 1..unquote(count), do: unquote(prefix) <> "#{i}"
+        :ok = :gen_tcp.send(client, for(p <- paths, do: "GET #{p} HTTP/1.1\r\nhost: a\r\n\r\n"))
 
-      for path <- paths do
-        assert {200, _, "GET " <> ^path} = read_response(client)
-      end
-    end
-
-    test "a pipeline deeper than the read buffer is answered in order", %{port: port} do
-      client = RawClient.connect(port)
-      # About 60 KB of requests, past the head limits the server reads ahead.
-      paths = for i <- 1..1_000, do: "/deep#{i}"
-      :ok = :gen_tcp.send(client, for(p <- paths, do: "GET #{p} HTTP/1.1\r\nhost: a\r\n\r\n"))
-
-      for path <- paths do
-        assert {200, _, "GET " <> ^path} = read_response(client)
+        for path <- paths do
+          assert {200, _, "GET " <> ^path} = read_response(client)
+        end
       end
     end
 
@@ -478,31 +401,22 @@ defmodule Crier.HTTP.RFC9112Test do
   describe "9.3 unread request bodies" do
     test "a small body the handler never reads is skipped before the next request",
          %{port: port} do
-      client = RawClient.connect(port)
       raw = "POST /ignored HTTP/1.1\r\nhost: a\r\ncontent-length: 10\r\n\r\n0123456789"
-      :ok = :gen_tcp.send(client, raw <> @get)
-      assert {200, _, "POST /ignored"} = read_response(client)
-      assert {200, _, "GET /"} = read_response(client)
+      assert_skipped_before_next(port, raw)
     end
 
     test "a large body the handler never reads is drained before the next request",
          %{port: port} do
-      client = RawClient.connect(port)
       body = :binary.copy("x", 500_000)
       head = "POST /ignored HTTP/1.1\r\nhost: a\r\ncontent-length: #{byte_size(body)}\r\n\r\n"
-      :ok = :gen_tcp.send(client, [head, body, @get])
-      assert {200, _, "POST /ignored"} = read_response(client)
-      assert {200, _, "GET /"} = read_response(client)
+      assert_skipped_before_next(port, [head, body])
     end
 
     test "a chunked body the handler never reads is drained before the next request",
          %{port: port} do
-      client = RawClient.connect(port)
       chunk = :binary.copy("y", 100_000)
       body = List.duplicate(["186A0\r\n", chunk, "\r\n"], 3) ++ ["0\r\n\r\n"]
-      :ok = :gen_tcp.send(client, [chunked_post("/ignored", body), @get])
-      assert {200, _, "POST /ignored"} = read_response(client)
-      assert {200, _, "GET /"} = read_response(client)
+      assert_skipped_before_next(port, chunked_post("/ignored", body))
     end
 
     test "a body too large to drain closes the connection after the response", %{port: port} do
@@ -518,9 +432,8 @@ defmodule Crier.HTTP.RFC9112Test do
 
   describe "9.5 failures and timeouts" do
     @tag server_opts: [header_timeout: 300]
-    test "a head not complete before header_timeout gets 408", %{port: port, server: server} do
-      assert {408, _, _} = refused(port, "GET / HTTP/1.1\r\nhost: a\r\n")
-      assert_not_handled(server)
+    test "a head not complete before header_timeout gets 408", context do
+      assert_refused(context, 408, ["GET / HTTP/1.1\r\nhost: a\r\n"])
     end
 
     @tag server_opts: [header_timeout: 500]
@@ -571,6 +484,15 @@ defmodule Crier.HTTP.RFC9112Test do
     receive do
       {:go, test} -> send(test, {:answered, Crier.Conn.send_resp(conn, 200, [], "late")})
     end
+  end
+
+  # Sends `post` (to /ignored, whose handler answers without reading the body) and a GET
+  # right behind it on one connection; both must be answered, in order.
+  defp assert_skipped_before_next(port, post) do
+    client = RawClient.connect(port)
+    :ok = :gen_tcp.send(client, [post, @get])
+    assert {200, _, "POST /ignored"} = read_response(client)
+    assert {200, _, "GET /"} = read_response(client)
   end
 
   # A head whose field lines (with CRLFs) add up to exactly `size` bytes.

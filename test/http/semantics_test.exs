@@ -24,7 +24,7 @@ defmodule Crier.HTTP.SemanticsTest do
     test "a streamed response to HEAD sends the head alone", %{port: port} do
       client = RawClient.connect(port)
       :ok = :gen_tcp.send(client, "HEAD /stream HTTP/1.1\r\nhost: a\r\n\r\n" <> @get)
-      assert {200, headers, ""} = read_response_no_body(client)
+      assert {200, headers, ""} = read_head_response(client)
       assert header(headers, "transfer-encoding") == nil
       assert {200, _, "GET /after"} = read_response(client)
     end
@@ -39,7 +39,7 @@ defmodule Crier.HTTP.SemanticsTest do
           "HEAD / HTTP/1.1\r\nhost: a\r\n\r\nGET / HTTP/1.1\r\nhost: a\r\n\r\n"
         )
 
-      assert {200, headers, ""} = read_response_no_body(client)
+      assert {200, headers, ""} = read_head_response(client)
       assert header(headers, "content-length") == "6"
       assert {200, _, "abcdef"} = read_response(client)
     end
@@ -59,11 +59,8 @@ defmodule Crier.HTTP.SemanticsTest do
 
     test "no 100 Continue when the handler answers without reading; the connection closes",
          %{port: port} do
-      client = RawClient.connect(port)
       head = "POST /x HTTP/1.1\r\nhost: a\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\n"
-      assert {200, headers, "POST /x"} = request(client, head)
-      assert header(headers, "connection") == "close"
-      assert_closed(client)
+      assert {200, _, "POST /x"} = request_then_close(port, head)
     end
 
     test "a client that sends its body without waiting for 100 is served", %{port: port} do
@@ -95,7 +92,7 @@ defmodule Crier.HTTP.SemanticsTest do
     test "a 103 goes out before the final response", %{port: port} do
       client = RawClient.connect(port)
       :ok = :gen_tcp.send(client, "GET / HTTP/1.1\r\nhost: a\r\n\r\n")
-      assert {103, headers, ""} = read_response_no_body(client)
+      assert {103, headers, ""} = read_head_response(client)
       assert header(headers, "link") == "</style.css>; rel=preload"
       assert {200, _, "final"} = read_response(client)
     end
@@ -107,7 +104,7 @@ defmodule Crier.HTTP.SemanticsTest do
 
       for status <- [204, 304] do
         :ok = :gen_tcp.send(client, "GET /status/#{status} HTTP/1.1\r\nhost: a\r\n\r\n")
-        assert {^status, headers, ""} = read_response_no_body(client)
+        assert {^status, headers, ""} = read_head_response(client)
         assert header(headers, "content-length") == nil
         assert header(headers, "transfer-encoding") == nil
       end
@@ -120,9 +117,9 @@ defmodule Crier.HTTP.SemanticsTest do
     test "a streamed 204 has no transfer-encoding and ends at once", %{port: port} do
       client = RawClient.connect(port)
       :ok = :gen_tcp.send(client, "GET / HTTP/1.1\r\nhost: a\r\n\r\n" <> @get)
-      assert {204, headers, ""} = read_response_no_body(client)
+      assert {204, headers, ""} = read_head_response(client)
       assert header(headers, "transfer-encoding") == nil
-      assert {204, _, ""} = read_response_no_body(client)
+      assert {204, _, ""} = read_head_response(client)
     end
   end
 
@@ -141,16 +138,6 @@ defmodule Crier.HTTP.SemanticsTest do
       assert date =~
                ~r/^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$/
     end
-  end
-
-  # A response whose head is all there is: 1xx, 204, 304 or any answer to HEAD.
-  defp read_response_no_body(client) do
-    key = {Crier.Test.HttpCase, client}
-    acc = Process.delete(key) || ""
-    {:ok, data} = RawClient.read_until(client, "\r\n\r\n", 5_000, acc)
-    [head, rest] = :binary.split(data, "\r\n\r\n")
-    if rest != "", do: Process.put(key, rest)
-    RawClient.parse_response(head <> "\r\n\r\n")
   end
 
   @doc false

@@ -45,6 +45,25 @@ defmodule Crier.Test.HttpCase do
   end
 
   @doc """
+  Sends each of `requests` on a fresh connection of its own (see `refused/2`) and asserts the
+  server answered each with `status` and closed, then that none reached a handler (see
+  `assert_not_handled/1`). `context` is the test's, with `:port` and `:server`.
+  """
+  @spec assert_refused(map(), pos_integer(), [iodata()]) :: true
+  def assert_refused(%{port: port, server: server}, status, requests) do
+    assert requests != [], "no request to send"
+
+    for raw <- requests do
+      {answered, _, _} = refused(port, raw)
+
+      assert answered == status,
+             "#{inspect(raw, printable_limit: 120)}: expected #{status}, got #{answered}"
+    end
+
+    assert_not_handled(server)
+  end
+
+  @doc """
   Asserts that no request reached a handler of `server`: its request counter, bumped before a
   head is handed over, is still zero, and no handler reported in.
   """
@@ -63,16 +82,27 @@ defmodule Crier.Test.HttpCase do
   end
 
   @doc """
+  Sends `raw` on a fresh connection to `port`, reads one response (see `read_response/1`) and
+  asserts that it says `connection: close` and that the server then closed. Returns the
+  response.
+  """
+  @spec request_then_close(:inet.port_number(), iodata()) :: {integer(), list(), binary()}
+  def request_then_close(port, raw) do
+    client = RawClient.connect(port)
+    {_, headers, _} = response = request(client, raw)
+    assert header(headers, "connection") == "close"
+    assert_closed(client)
+    response
+  end
+
+  @doc """
   Reads one response from `client`: the head, then a body framed by content-length or
   chunked (`{status, headers, body}`, body dechunked), or read to the close. Bytes past the
   response (pipelined answers) are kept for the next call on the same socket.
   """
   @spec read_response(:gen_tcp.socket()) :: {integer(), list(), binary()}
   def read_response(client) do
-    acc = Process.delete({__MODULE__, client}) || ""
-    {:ok, data} = RawClient.read_until(client, "\r\n\r\n", 5_000, acc)
-    [head, rest] = :binary.split(data, "\r\n\r\n")
-    {status, headers, ""} = RawClient.parse_response(head <> "\r\n\r\n")
+    {status, headers, rest} = read_head(client)
 
     {body, left} =
       cond do
@@ -94,6 +124,28 @@ defmodule Crier.Test.HttpCase do
 
     if left != "", do: Process.put({__MODULE__, client}, left)
     {status, headers, body}
+  end
+
+  @doc """
+  Reads one response that is a head alone, whatever its fields say (1xx, 204, 304, or any
+  answer to HEAD): `{status, headers, ""}`. Later bytes are kept as `read_response/1` keeps
+  them.
+  """
+  @spec read_head_response(:gen_tcp.socket()) :: {integer(), list(), binary()}
+  def read_head_response(client) do
+    {status, headers, rest} = read_head(client)
+    if rest != "", do: Process.put({__MODULE__, client}, rest)
+    {status, headers, ""}
+  end
+
+  # Reads up to the end of a head (with bytes kept from the last read first); returns its
+  # status and headers and the bytes after it.
+  defp read_head(client) do
+    acc = Process.delete({__MODULE__, client}) || ""
+    {:ok, data} = RawClient.read_until(client, "\r\n\r\n", 5_000, acc)
+    [head, rest] = :binary.split(data, "\r\n\r\n")
+    {status, headers, ""} = RawClient.parse_response(head <> "\r\n\r\n")
+    {status, headers, rest}
   end
 
   defp read_at_least(_client, n, acc) when byte_size(acc) >= n, do: acc
