@@ -2,17 +2,10 @@ defmodule CrierTest do
   @moduledoc "The foundation: a server starts, a request reaches its handler, chunks go out, closes come back."
   use ExUnit.Case, async: true
 
-  alias Crier.Test.{ControlHandler, RawClient, Wait}
+  alias Crier.Test.{ControlHandler, RawClient, Server, Wait}
 
   setup context do
-    name = :"crier_#{System.unique_integer([:positive])}"
-    opts = Map.get(context, :server_opts, [])
-
-    start_supervised!(
-      {Crier, [name: name, port: 0, handler: {ControlHandler, test: self()}] ++ opts}
-    )
-
-    %{server: name, port: Crier.port(name)}
+    Server.start!(context, handler: {ControlHandler, test: self()})
   end
 
   defp read_exactly(_client, size, acc) when byte_size(acc) >= size, do: {:ok, acc}

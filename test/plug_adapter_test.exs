@@ -7,7 +7,7 @@ defmodule Crier.PlugAdapterTest do
   use ExUnit.Case, async: true
 
   alias Crier.PlugAdapter.Impl
-  alias Crier.Test.{RawClient, Wait}
+  alias Crier.Test.{RawClient, Server, Wait}
 
   defmodule Runner do
     @moduledoc """
@@ -48,10 +48,8 @@ defmodule Crier.PlugAdapterTest do
     end
   end
 
-  setup do
-    name = :"crier_plug_adapter_#{System.unique_integer([:positive])}"
-    start_supervised!({Crier, name: name, port: 0, handler: {Runner, self()}, heartbeat: 50})
-    %{server: name, port: Crier.port(name)}
+  setup context do
+    Server.start!(context, handler: {Runner, self()}, heartbeat: 50)
   end
 
   # Sends `request` (raw bytes) and waits for its request process.

@@ -129,7 +129,7 @@ if Code.ensure_loaded?(Plug.Router) do
     use ExUnit.Case, async: true
 
     alias Crier.PlugRouterTest.Router
-    alias Crier.Test.{RawClient, Wait}
+    alias Crier.Test.{RawClient, Server, Wait}
 
     @moduletag :plug
 
@@ -141,10 +141,7 @@ if Code.ensure_loaded?(Plug.Router) do
     end
 
     setup context do
-      name = :"crier_plug_router_#{System.unique_integer([:positive])}"
-      opts = Map.get(context, :server_opts, [])
-      start_supervised!({Crier, [name: name, port: 0, plug: {Router, test: self()}] ++ opts})
-      %{server: name, port: Crier.port(name)}
+      Server.start!(context, plug: {Router, test: self()})
     end
 
     defp request(port, raw) do

@@ -7,18 +7,10 @@ defmodule Crier.ReplayTest do
   use ExUnit.Case, async: true
 
   alias Crier.Event
-  alias Crier.Test.{SseClient, TopicHandler, Wait}
+  alias Crier.Test.{Server, SseClient, TopicHandler, Wait}
 
   setup context do
-    name = :"replay_#{System.unique_integer([:positive])}"
-    opts = Map.get(context, :server_opts, [])
-
-    start_supervised!(
-      {Crier,
-       [name: name, port: 0, heartbeat: nil, handler: {TopicHandler, test: self()}] ++ opts}
-    )
-
-    %{server: name, port: Crier.port(name)}
+    Server.start!(context, heartbeat: nil, handler: {TopicHandler, test: self()})
   end
 
   defp subscribe(port, path, opts \\ []) do

@@ -7,18 +7,10 @@ defmodule Crier.SseTest do
   use ExUnit.Case, async: true
 
   alias Crier.Event
-  alias Crier.Test.{RawClient, SseClient, TopicHandler}
+  alias Crier.Test.{RawClient, Server, SseClient, TopicHandler}
 
   setup context do
-    name = :"sse_#{System.unique_integer([:positive])}"
-    opts = Map.get(context, :server_opts, [])
-    handler_opts = [test: self()] ++ Map.get(context, :handler_opts, [])
-
-    start_supervised!(
-      {Crier, [name: name, port: 0, handler: {TopicHandler, handler_opts}] ++ opts}
-    )
-
-    %{server: name, port: Crier.port(name)}
+    Server.start!(context, handler: {TopicHandler, test: self()})
   end
 
   defp open_plain(port, opts \\ []) do

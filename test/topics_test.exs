@@ -9,18 +9,10 @@ defmodule Crier.TopicsTest do
   use ExUnit.Case, async: false
 
   alias Crier.Event
-  alias Crier.Test.{SseClient, TopicHandler, Wait}
+  alias Crier.Test.{Server, SseClient, TopicHandler, Wait}
 
   setup context do
-    name = :"topics_#{System.unique_integer([:positive])}"
-    opts = Map.get(context, :server_opts, [])
-
-    start_supervised!(
-      {Crier,
-       [name: name, port: 0, heartbeat: nil, handler: {TopicHandler, test: self()}] ++ opts}
-    )
-
-    %{server: name, port: Crier.port(name)}
+    Server.start!(context, heartbeat: nil, handler: {TopicHandler, test: self()})
   end
 
   defp detached(port, path, opts \\ []) do

@@ -9,7 +9,7 @@ defmodule Crier.Test.HttpCase do
 
   use ExUnit.CaseTemplate
 
-  alias Crier.Test.{HttpHandler, RawClient}
+  alias Crier.Test.{HttpHandler, RawClient, Server}
 
   using do
     quote do
@@ -19,15 +19,7 @@ defmodule Crier.Test.HttpCase do
   end
 
   setup context do
-    name = :"crier_http_#{System.unique_integer([:positive])}"
-    handler_opts = [test: self()] ++ Map.get(context, :handler_opts, [])
-    opts = Map.get(context, :server_opts, [])
-
-    start_supervised!(
-      {Crier, [name: name, port: 0, handler: {HttpHandler, handler_opts}] ++ opts}
-    )
-
-    %{server: name, port: Crier.port(name)}
+    Server.start!(context, handler: {HttpHandler, test: self()})
   end
 
   @doc """
