@@ -143,7 +143,12 @@ def _cmd_out(cmd):
         return "?"
 
 
-def versions():
+def versions(crier_dir=ROOT):
+    try:
+        with open(os.path.join(crier_dir, "COMMIT")) as f:
+            crier = f.read().strip()
+    except OSError:
+        crier = _cmd_out(["git", "-C", crier_dir, "log", "-1", "--format=%h %cd", "--date=short"])
     otp = _cmd_out(["erl", "-noshell", "-eval",
                     'io:format("~s/~s", [erlang:system_info(otp_release), erlang:system_info(version)]), halt().'])
     ex = _cmd_out(["elixir", "--version"]).splitlines()
@@ -152,7 +157,7 @@ def versions():
         "elixir": ex[-1] if ex else "?",
         "rustc": _cmd_out(["rustc", "--version"]),
         "yaws": _cmd_out(["dpkg-query", "-W", "-f=${Version}", "erlang-yaws"]),
-        "crier": _cmd_out(["git", "-C", ROOT, "log", "-1", "--format=%h %cd", "--date=short"]),
+        "crier": crier,
     }
 
 
@@ -424,8 +429,9 @@ def make_targets(args):
     env = {"BENCH_MAX_SECS": max_secs}
     t = {}
     if "crier" in args.only:
-        t["crier"] = Managed("crier", "Crier", ["mix", "run", "--no-compile", "bench/crier_server.exs"],
-                             cwd=ROOT, env=dict(env, MIX_ENV=args.mix_env), startup=120)
+        t["crier"] = Managed("crier", "Crier",
+                             ["mix", "run", "--no-compile", os.path.join(BENCH, "crier_server.exs")],
+                             cwd=args.crier_dir, env=dict(env, MIX_ENV=args.mix_env), startup=120)
     if "raw" in args.only:
         t["raw"] = Managed("raw", "raw tokio", [RAW, "--listen", "127.0.0.1:0", "--max-secs", max_secs])
     if "baseline" in args.only:
@@ -697,6 +703,8 @@ def scen_percall(tgt, a):
 
 def main():
     global YAWS_EBIN
+    # On SIGTERM unwind normally, so every scenario's `finally` stops its server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--target", action="append", default=[],
@@ -710,6 +718,8 @@ def main():
                     help="managed targets to run (comma list)")
     ap.add_argument("--scenarios", default="idle,fanout,close,churn,percall")
     ap.add_argument("--mix-env", default="prod")
+    ap.add_argument("--crier-dir", default=ROOT,
+                    help="a compiled Crier checkout to run (bench/run builds a snapshot of HEAD)")
     ap.add_argument("--out", default=os.path.join(OUT, "results.json"))
     a = ap.parse_args()
     a.only = a.only.split(",")
@@ -751,7 +761,7 @@ def main():
     started = datetime.datetime.now(datetime.timezone.utc)
     results = {
         "quick": a.quick, "started": started.isoformat(timespec="seconds"),
-        "machine": machine(), "versions": versions(),
+        "machine": machine(), "versions": versions(a.crier_dir),
         "loadavg_start": os.getloadavg(),
         "notes": [n for n in a.version_note],
         "params": {"events": a.events, "interval_us": a.interval_us, "pace_us_per_sub": a.pace_us_per_sub, "idle_steps": a.idle_steps,

@@ -149,7 +149,7 @@ fn memory_plot(res: &Value, path: &Path) -> Result<bool, Box<dyn Error>> {
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0f64..max_x * 1.05, 0.0f64..max_y * 1.15)?;
+        .build_cartesian_2d(0.0f64..max_x * 1.05, 0.0f64..max_y * 1.9)?;
     chart
         .configure_mesh()
         .x_desc("open streams")
@@ -174,7 +174,7 @@ fn memory_plot(res: &Value, path: &Path) -> Result<bool, Box<dyn Error>> {
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::MiddleRight)
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;
