@@ -4,23 +4,25 @@ defmodule Crier.ReplayTest do
   or `set_replay/3`) gives a reconnecting client what it missed, exactly once and in order,
   then the live events, even while a publisher races the reconnects.
   """
-  use ExUnit.Case, async: true
+  use Crier.Test.TopicCase, async: true
 
-  alias Crier.Event
-  alias Crier.Test.{Server, SseClient, TopicHandler, Wait}
-
-  setup context do
-    Server.start!(context, heartbeat: nil, handler: {TopicHandler, test: self()})
-  end
-
-  defp subscribe(port, path, opts \\ []) do
-    client = SseClient.connect(port, path, opts)
-    assert_receive {:detached, _handler, _ref}
-    client
-  end
+  defp subscribe(port, path, opts), do: TopicHandler.connect_detached(port, path, opts)
 
   defp publish(server, topic, range) do
     for n <- range, do: :ok = Crier.broadcast(server, topic, %Event{data: "e#{n}"})
+  end
+
+  # Gives `topic` a ring of `size` events, then publishes e<n> for each n of `range` on it.
+  defp publish_with_ring(server, topic, size, range) do
+    :ok = Crier.set_replay(server, topic, size)
+    publish(server, topic, range)
+  end
+
+  # Subscribes to `path` with `opts` and takes its first `count` events; returns them as
+  # `{id, data}` pairs, and the client.
+  defp replayed(port, path, opts, count) do
+    {events, client} = SseClient.take(subscribe(port, path, opts), count)
+    {ids_and_data(events), client}
   end
 
   defp ids_and_data(events), do: Enum.map(events, &{&1.id, &1.data})
@@ -31,9 +33,8 @@ defmodule Crier.ReplayTest do
     port: port
   } do
     publish(server, "t", 1..5)
-    client = subscribe(port, "/topics/t", last_event_id: "2")
-    {events, client} = SseClient.take(client, 3)
-    assert ids_and_data(events) == [{"3", "e3"}, {"4", "e4"}, {"5", "e5"}]
+    {events, client} = replayed(port, "/topics/t", [last_event_id: "2"], 3)
+    assert events == [{"3", "e3"}, {"4", "e4"}, {"5", "e5"}]
     publish(server, "t", 6..6)
     assert {:ok, %{id: "6", data: "e6"}, _} = SseClient.next_event(client)
   end
@@ -42,23 +43,19 @@ defmodule Crier.ReplayTest do
     server: server,
     port: port
   } do
-    :ok = Crier.set_replay(server, "small", 2)
-    publish(server, "small", 1..5)
+    publish_with_ring(server, "small", 2, 1..5)
     # "1" is no longer held: the client gets the whole ring, the most it can still get.
-    client = subscribe(port, "/topics/small", last_event_id: "1")
-    {events, _} = SseClient.take(client, 2)
-    assert ids_and_data(events) == [{"4", "e4"}, {"5", "e5"}]
+    {events, _} = replayed(port, "/topics/small", [last_event_id: "1"], 2)
+    assert events == [{"4", "e4"}, {"5", "e5"}]
   end
 
   test "the :last_event_id option serves clients that pass the id in the query", %{
     server: server,
     port: port
   } do
-    :ok = Crier.set_replay(server, "q", 10)
-    publish(server, "q", 1..3)
-    client = subscribe(port, "/topics/q?last=1")
-    {events, _} = SseClient.take(client, 2)
-    assert ids_and_data(events) == [{"2", "e2"}, {"3", "e3"}]
+    publish_with_ring(server, "q", 10, 1..3)
+    {events, _} = replayed(port, "/topics/q?last=1", [], 2)
+    assert events == [{"2", "e2"}, {"3", "e3"}]
   end
 
   test "ids the application gives are kept and replayed after", %{server: server, port: port} do
@@ -67,14 +64,12 @@ defmodule Crier.ReplayTest do
     for id <- ~w(alpha beta gamma),
         do: :ok = Crier.broadcast(server, "named", %Event{id: id, data: id})
 
-    client = subscribe(port, "/topics/named", last_event_id: "alpha")
-    {events, _} = SseClient.take(client, 2)
-    assert ids_and_data(events) == [{"beta", "beta"}, {"gamma", "gamma"}]
+    {events, _} = replayed(port, "/topics/named", [last_event_id: "alpha"], 2)
+    assert events == [{"beta", "beta"}, {"gamma", "gamma"}]
   end
 
   test "an up-to-date client gets no replay, only live events", %{server: server, port: port} do
-    :ok = Crier.set_replay(server, "live", 10)
-    publish(server, "live", 1..3)
+    publish_with_ring(server, "live", 10, 1..3)
     client = subscribe(port, "/topics/live", last_event_id: "3")
     publish(server, "live", 4..4)
     assert {:ok, %{id: "4"}, _} = SseClient.next_event(client)
@@ -84,8 +79,7 @@ defmodule Crier.ReplayTest do
     server: server,
     port: port
   } do
-    :ok = Crier.set_replay(server, "off", 10)
-    publish(server, "off", 1..3)
+    publish_with_ring(server, "off", 10, 1..3)
     :ok = Crier.set_replay(server, "off", 0)
     client = subscribe(port, "/topics/off", last_event_id: "1")
     publish(server, "off", 4..4)

@@ -13,10 +13,15 @@ defmodule Crier.SseTest do
     Server.start!(context, handler: {TopicHandler, test: self()})
   end
 
-  defp open_plain(port, opts \\ []) do
-    client = SseClient.connect(port, "/plain", opts)
-    assert_receive {:plain, handler, conn}
-    {client, handler, conn}
+  defp open_plain(port, opts \\ []), do: TopicHandler.connect(port, "/plain", :plain, opts)
+
+  # Opens a stream to /plain with a raw socket, to read its exact bytes; returns the socket and
+  # the handler once it has started the stream.
+  defp open_plain_raw(port) do
+    raw = RawClient.connect(port)
+    :ok = RawClient.get(raw, "/plain")
+    assert_receive {:plain, handler, _conn}
+    {raw, handler}
   end
 
   defp run(handler, fun) do
@@ -95,9 +100,7 @@ defmodule Crier.SseTest do
 
     @tag handler_opts: [retry: 2500]
     test ":retry goes out as the first event", %{port: port} do
-      raw = RawClient.connect(port)
-      RawClient.get(raw, "/plain")
-      assert_receive {:plain, _handler, _conn}
+      {raw, _handler} = open_plain_raw(port)
       assert {:ok, data} = RawClient.read_until(raw, "retry: 2500\n\n")
       [_head, body] = :binary.split(data, "\r\n\r\n")
       assert RawClient.dechunk(body) == {"retry: 2500\n\n", false}
@@ -105,9 +108,7 @@ defmodule Crier.SseTest do
 
     @tag server_opts: [heartbeat: 50]
     test "an idle stream gets heartbeat comments", %{port: port} do
-      raw = RawClient.connect(port)
-      RawClient.get(raw, "/plain")
-      assert_receive {:plain, _handler, _conn}
+      {raw, _handler} = open_plain_raw(port)
       # One chunk holding ":\n\n", the comment line a client ignores.
       assert {:ok, _} = RawClient.read_until(raw, "3\r\n:\n\n\r\n")
     end
@@ -115,9 +116,7 @@ defmodule Crier.SseTest do
 
   describe "Crier.send_event/2" do
     test "writes one chunk per event, exactly the encoder's bytes", %{port: port} do
-      raw = RawClient.connect(port)
-      RawClient.get(raw, "/plain")
-      assert_receive {:plain, handler, _conn}
+      {raw, handler} = open_plain_raw(port)
 
       event = %Event{id: "1", event: "tick", data: "two\nlines ✓"}
       assert {:ok, _} = run(handler, &Crier.send_event(&1, event))

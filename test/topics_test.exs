@@ -6,28 +6,10 @@ defmodule Crier.TopicsTest do
   counts topics and subscribers as they come and go.
   """
   # Counts BEAM processes, so nothing else may start or end processes meanwhile.
-  use ExUnit.Case, async: false
+  use Crier.Test.TopicCase, async: false
 
-  alias Crier.Event
-  alias Crier.Test.{Server, SseClient, TopicHandler, Wait}
-
-  setup context do
-    Server.start!(context, heartbeat: nil, handler: {TopicHandler, test: self()})
-  end
-
-  defp detached(port, path, opts \\ []) do
-    client = SseClient.connect(port, path, opts)
-    assert_receive {:detached, handler, _ref}
-    ref = Process.monitor(handler)
-    assert_receive {:DOWN, ^ref, :process, ^handler, reason} when reason in [:normal, :noproc]
-    client
-  end
-
-  defp kept(port, path, opts \\ []) do
-    client = SseClient.connect(port, path, opts)
-    assert_receive {:subscribed, handler, conn}
-    {client, handler, conn}
-  end
+  defp detached(port, path, opts \\ []), do: TopicHandler.connect_detached(port, path, opts)
+  defp kept(port, path, opts \\ []), do: TopicHandler.connect(port, path, :subscribed, opts)
 
   defp stats(server), do: Crier.stats(server)
 

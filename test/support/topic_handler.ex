@@ -14,9 +14,41 @@ defmodule Crier.Test.TopicHandler do
   `{:unstarted, result}` of a subscribe before any `sse/2`. Start a server with
   `handler: {Crier.Test.TopicHandler, test: self()}`; `retry: ms` in the opts goes to
   `Crier.sse/2`.
+
+  `connect/4` and `connect_detached/3` open a stream from the test side and wait for the
+  handler's report.
   """
 
   @behaviour Crier.Handler
+
+  import ExUnit.Assertions
+
+  alias Crier.Test.SseClient
+
+  @doc """
+  Opens an SSE stream to `path` on `port` (`opts` go to `Crier.Test.SseClient.connect/3`) and
+  asserts the handler's report `report` (`:detached`, `:subscribed` or `:plain`, as the path
+  asks). Returns `{client, handler_pid, ref_or_conn}`.
+  """
+  @spec connect(:inet.port_number(), String.t(), :detached | :subscribed | :plain, keyword()) ::
+          {term(), pid(), term()}
+  def connect(port, path, report, opts \\ []) do
+    client = SseClient.connect(port, path, opts)
+    assert_receive {^report, handler, info}
+    {client, handler, info}
+  end
+
+  @doc """
+  Opens a stream to a `/topics/...` path that hands it to Rust (see `connect/4`) and waits
+  until its handler process has exited. Returns the client.
+  """
+  @spec connect_detached(:inet.port_number(), String.t(), keyword()) :: term()
+  def connect_detached(port, path, opts \\ []) do
+    {client, handler, _ref} = connect(port, path, :detached, opts)
+    ref = Process.monitor(handler)
+    assert_receive {:DOWN, ^ref, :process, ^handler, reason} when reason in [:normal, :noproc]
+    client
+  end
 
   @impl Crier.Handler
   def call(%Crier.Conn{path: "/topics/" <> names} = conn, opts) do
