@@ -74,6 +74,17 @@ defmodule Crier.PlugAdapterTest do
 
   defp finish(pid), do: send(pid, :return)
 
+  # Sends `GET /next` on `client`, kept alive after the response before it, and answers it
+  # 200 with `body`; returns all `client` read up to the end of that response.
+  defp answer_next(client, body) do
+    :ok = :gen_tcp.send(client, "GET /next HTTP/1.1\r\nhost: localhost\r\n\r\n")
+    assert_receive {:request, next, %Crier.Conn{path: "/next"}}, 5_000
+    run(next, &Impl.send_resp(&1, 200, [], body))
+    finish(next)
+    {:ok, data} = RawClient.read_until(client, "\r\n\r\n" <> body)
+    data
+  end
+
   # Reads a response head and then exactly `length` body bytes.
   defp read_sized(client, length) do
     {:ok, data} = RawClient.read_until(client, "\r\n\r\n")
@@ -105,12 +116,7 @@ defmodule Crier.PlugAdapterTest do
       finish(pid)
 
       # The connection goes on to the next request, so no body byte was written.
-      :ok = :gen_tcp.send(client, "GET /next HTTP/1.1\r\nhost: localhost\r\n\r\n")
-      assert_receive {:request, next, %Crier.Conn{path: "/next"}}, 5_000
-      run(next, &Impl.send_resp(&1, 200, [], "second"))
-      finish(next)
-
-      {:ok, data} = RawClient.read_until(client, "second")
+      data = answer_next(client, "second")
       [head, rest] = :binary.split(data, "\r\n\r\n")
       assert head =~ "content-length: 5"
       assert rest =~ ~r/\AHTTP\/1\.1 200 OK\r\n/
@@ -165,12 +171,7 @@ defmodule Crier.PlugAdapterTest do
       finish(pid)
 
       # The connection stays usable: the next response follows the slice exactly.
-      :ok = :gen_tcp.send(client, "GET /next HTTP/1.1\r\nhost: localhost\r\n\r\n")
-      assert_receive {:request, next, _}, 5_000
-      run(next, &Impl.send_resp(&1, 200, [], "after"))
-      finish(next)
-
-      {:ok, response} = RawClient.read_until(client, "\r\n\r\nafter")
+      response = answer_next(client, "after")
       {206, headers, rest} = RawClient.parse_response(response)
       assert {"content-length", Integer.to_string(length)} in headers
       assert binary_part(rest, 0, length) == binary_part(data, offset, length)
@@ -201,12 +202,7 @@ defmodule Crier.PlugAdapterTest do
       {client, pid, _conn} = request(port, "HEAD / HTTP/1.1\r\nhost: localhost\r\n\r\n")
       assert {{:ok, nil, _}, 1} = run(pid, &Impl.send_file(&1, 200, [], path, 0, :all))
       finish(pid)
-      :ok = :gen_tcp.send(client, "GET /next HTTP/1.1\r\nhost: localhost\r\n\r\n")
-      assert_receive {:request, next, _}, 5_000
-      run(next, &Impl.send_resp(&1, 200, [], "second"))
-      finish(next)
-
-      {:ok, response} = RawClient.read_until(client, "second")
+      response = answer_next(client, "second")
       [head, rest] = :binary.split(response, "\r\n\r\n")
       assert head =~ "content-length: #{byte_size(data)}"
       assert rest =~ ~r/\AHTTP\/1\.1 200 OK/
@@ -306,12 +302,7 @@ defmodule Crier.PlugAdapterTest do
       assert {{:ok, nil, _}, 1} = run(pid, &Impl.send_chunked(&1, 200, []))
       assert {:ok, 0} = run(pid, &Impl.chunk(&1, "invisible"))
       finish(pid)
-      :ok = :gen_tcp.send(client, "GET /next HTTP/1.1\r\nhost: localhost\r\n\r\n")
-      assert_receive {:request, next, _}, 5_000
-      run(next, &Impl.send_resp(&1, 200, [], "second"))
-      finish(next)
-
-      {:ok, response} = RawClient.read_until(client, "second")
+      response = answer_next(client, "second")
       [_head, rest] = :binary.split(response, "\r\n\r\n")
       assert rest =~ ~r/\AHTTP\/1\.1 200 OK/
       refute response =~ "invisible"
