@@ -150,6 +150,20 @@ if Code.ensure_loaded?(Plug.Router) do
       client
     end
 
+    defp get(port, path), do: request(port, "GET #{path} HTTP/1.1\r\nhost: x\r\n\r\n")
+
+    # Waits for the /events plug to report its process; returns it and a monitor on it.
+    defp monitor_sse_process do
+      assert_receive {:sse_process, plug_pid}, 5_000
+      {plug_pid, Process.monitor(plug_pid)}
+    end
+
+    # Waits until the server has no connection, then asserts no stream or task is left.
+    defp assert_nothing_open(server) do
+      Wait.until(fn -> Crier.stats(server).connections == 0 end)
+      assert %{streams: 0, tasks: 0} = Crier.stats(server)
+    end
+
     # Reads one response with a content-length body.
     defp response(client) do
       {:ok, data} = RawClient.read_until(client, "\r\n\r\n")
@@ -250,7 +264,7 @@ if Code.ensure_loaded?(Plug.Router) do
     end
 
     test "send_file streams the file with its length", %{port: port, file_data: data} do
-      client = request(port, "GET /file HTTP/1.1\r\nhost: x\r\n\r\n")
+      client = get(port, "/file")
       {200, headers, body} = response(client)
       assert {"content-length", "300000"} in headers
       assert {"content-type", "application/octet-stream; charset=utf-8"} in headers
@@ -258,7 +272,7 @@ if Code.ensure_loaded?(Plug.Router) do
     end
 
     test "inform/3 sends 103 Early Hints before the response", %{port: port} do
-      client = request(port, "GET /early-hints HTTP/1.1\r\nhost: x\r\n\r\n")
+      client = get(port, "/early-hints")
       {:ok, data} = RawClient.read_until(client, "hinted")
 
       assert data =~
@@ -276,7 +290,7 @@ if Code.ensure_loaded?(Plug.Router) do
     end
 
     test "an unknown route gets the router's 404", %{port: port} do
-      client = request(port, "GET /nowhere HTTP/1.1\r\nhost: x\r\n\r\n")
+      client = get(port, "/nowhere")
       assert {404, _, "no route"} = response(client)
     end
 
@@ -295,13 +309,13 @@ if Code.ensure_loaded?(Plug.Router) do
     end
 
     test "an exception with a Plug.Exception status gives that status", %{port: port} do
-      client = request(port, "GET /bad HTTP/1.1\r\nhost: x\r\n\r\n")
+      client = get(port, "/bad")
       assert {400, _, "Bad Request"} = response(client)
     end
 
     test "an exception mid-stream cuts the connection instead of ending the body cleanly",
          %{port: port} do
-      client = request(port, "GET /crash-mid-stream HTTP/1.1\r\nhost: x\r\n\r\n")
+      client = get(port, "/crash-mid-stream")
       {:closed, data} = RawClient.read_to_close(client)
       {200, headers, body} = RawClient.parse_response(data)
       assert {"transfer-encoding", "chunked"} in headers
@@ -315,8 +329,7 @@ if Code.ensure_loaded?(Plug.Router) do
         client =
           request(port, "GET /events HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n")
 
-        assert_receive {:sse_process, plug_pid}, 5_000
-        monitor = Process.monitor(plug_pid)
+        {plug_pid, monitor} = monitor_sse_process()
 
         send(plug_pid, {:event, "one"})
         send(plug_pid, {:event, "two"})
@@ -330,14 +343,12 @@ if Code.ensure_loaded?(Plug.Router) do
         :gen_tcp.close(client)
         assert_receive {:DOWN, ^monitor, :process, ^plug_pid, {:shutdown, :closed}}, 100
 
-        Wait.until(fn -> Crier.stats(server).connections == 0 end)
-        assert %{streams: 0, tasks: 0} = Crier.stats(server)
+        assert_nothing_open(server)
       end
 
       test "a reset (RST) ends it the same way", %{port: port, server: server} do
-        client = request(port, "GET /events HTTP/1.1\r\nhost: x\r\n\r\n")
-        assert_receive {:sse_process, plug_pid}, 5_000
-        monitor = Process.monitor(plug_pid)
+        client = get(port, "/events")
+        {plug_pid, monitor} = monitor_sse_process()
         # The event follows the monitor signal, so once it is on the wire the monitor is in
         # place (signals from different processes have no order: the close could beat it).
         send(plug_pid, {:event, "one"})
@@ -345,17 +356,15 @@ if Code.ensure_loaded?(Plug.Router) do
 
         RawClient.reset(client)
         assert_receive {:DOWN, ^monitor, :process, ^plug_pid, {:shutdown, :closed}}, 100
-        Wait.until(fn -> Crier.stats(server).connections == 0 end)
-        assert %{streams: 0, tasks: 0} = Crier.stats(server)
+        assert_nothing_open(server)
       end
 
       @tag server_opts: [on_close: :message]
       test "with on_close: :message the plug's next chunk/2 returns {:error, :closed} and it " <>
              "returns normally",
            %{port: port, server: server} do
-        client = request(port, "GET /events HTTP/1.1\r\nhost: x\r\n\r\n")
-        assert_receive {:sse_process, plug_pid}, 5_000
-        monitor = Process.monitor(plug_pid)
+        client = get(port, "/events")
+        {plug_pid, monitor} = monitor_sse_process()
         {:ok, _} = RawClient.read_until(client, "\r\n\r\n")
 
         :gen_tcp.close(client)
