@@ -42,18 +42,15 @@ defmodule Crier.ClusterTest do
       end
     end)
 
-    %{port_a: port_a, port_b: port_b}
+    # Every test starts with one client of each node subscribed to "room".
+    %{client_a: subscribe(port_a, a), client_b: subscribe(port_b, b)}
   end
 
   test "an event published on node A with cluster: true reaches a client of node B", %{
     a: a,
-    b: b,
-    port_a: port_a,
-    port_b: port_b
+    client_a: client_a,
+    client_b: client_b
   } do
-    client_a = subscribe(port_a, a)
-    client_b = subscribe(port_b, b)
-
     event = %Event{id: "c1", event: "news", data: "from A\nto everyone ✓"}
     :ok = :erpc.call(a, Crier, :broadcast, [@server, "room", event, [cluster: true]])
 
@@ -66,11 +63,9 @@ defmodule Crier.ClusterTest do
   test "without cluster: true an event stays on its node; with it, each node gets it once", %{
     a: a,
     b: b,
-    port_a: port_a,
-    port_b: port_b
+    client_a: client_a,
+    client_b: client_b
   } do
-    client_a = subscribe(port_a, a)
-    client_b = subscribe(port_b, b)
     :ok = :erpc.call(a, Crier, :broadcast, [@server, "room", %Event{data: "local"}])
 
     :ok =
