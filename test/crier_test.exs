@@ -38,10 +38,17 @@ defmodule CrierTest do
     :ok
   end
 
-  defp open_stream(port, path \\ "/events") do
+  # Sends a GET for `path` on a new connection and waits for its handler; returns the client,
+  # the handler and the conn it got.
+  defp request(port, path \\ "/") do
     client = RawClient.connect(port)
     :ok = RawClient.get(client, path)
     assert_receive {:called, handler, conn}
+    {client, handler, conn}
+  end
+
+  defp open_stream(port, path \\ "/events") do
+    {client, handler, conn} = request(port, path)
 
     {:ok, _} =
       ControlHandler.run(
@@ -124,9 +131,7 @@ defmodule CrierTest do
 
   describe "streaming" do
     test "send_chunked writes a chunked head and chunks arrive byte-exact", %{port: port} do
-      client = RawClient.connect(port)
-      :ok = RawClient.get(client, "/")
-      assert_receive {:called, handler, _conn}
+      {client, handler, _} = request(port)
 
       {:ok, _} =
         ControlHandler.run(
@@ -146,9 +151,7 @@ defmodule CrierTest do
     end
 
     test "large bodies and chunks (copied on a dirty scheduler) arrive whole", %{port: port} do
-      client = RawClient.connect(port)
-      :ok = RawClient.get(client, "/")
-      assert_receive {:called, handler, _}
+      {client, handler, _} = request(port)
       big = :crypto.strong_rand_bytes(2 * 1024 * 1024)
       {:ok, _} = ControlHandler.run(handler, &Crier.Conn.send_resp(&1, 200, [], big))
       assert {:ok, data} = RawClient.read_until(client, "content-length: 2097152", 5_000)
@@ -170,9 +173,7 @@ defmodule CrierTest do
 
     test "the handler returning ends the response and the connection serves the next request",
          %{port: port} do
-      client = RawClient.connect(port)
-      :ok = RawClient.get(client, "/one")
-      assert_receive {:called, handler, _}
+      {client, handler, _} = request(port, "/one")
       {:ok, _} = ControlHandler.run(handler, &Crier.Conn.send_resp(&1, 200, [], "first"))
       send(handler, :return)
       assert {:ok, _} = RawClient.read_until(client, "first")
@@ -183,18 +184,14 @@ defmodule CrierTest do
 
   describe "a handler that fails" do
     test "raising before any response gives a 500", %{port: port} do
-      client = RawClient.connect(port)
-      :ok = RawClient.get(client, "/")
-      assert_receive {:called, handler, _}
+      {client, handler, _} = request(port)
       send(handler, {:run, fn _conn -> raise "boom" end})
       assert {:ok, data} = RawClient.read_until(client, "Internal Server Error")
       assert {500, _, "Internal Server Error"} = RawClient.parse_response(data)
     end
 
     test "returning without a response gives a 500", %{port: port} do
-      client = RawClient.connect(port)
-      :ok = RawClient.get(client, "/")
-      assert_receive {:called, handler, _}
+      {client, handler, _} = request(port)
       send(handler, :return)
       assert {:ok, data} = RawClient.read_until(client, "Internal Server Error")
       assert {500, _, _} = RawClient.parse_response(data)
