@@ -9,6 +9,8 @@ defmodule Crier.Test.SseClient do
   follows the same rules so Elixir tests read real streams the way a browser would.
   """
 
+  alias Crier.Test.RawClient
+
   defstruct [
     :socket,
     :status,
@@ -134,18 +136,10 @@ defmodule Crier.Test.SseClient do
   defp read_head(client, deadline) do
     case :binary.split(client.raw, "\r\n\r\n") do
       [head, rest] ->
-        [status_line | lines] = String.split(head, "\r\n")
-        [_version, status | _] = String.split(status_line, " ", parts: 3)
-
-        headers =
-          for line <- lines do
-            [k, v] = String.split(line, ":", parts: 2)
-            {String.downcase(k), String.trim(v)}
-          end
-
+        {status, headers, ""} = RawClient.parse_response(head <> "\r\n\r\n")
         chunked = {"transfer-encoding", "chunked"} in headers
 
-        %{client | status: String.to_integer(status), headers: headers, chunked: chunked, raw: ""}
+        %{client | status: status, headers: headers, chunked: chunked, raw: ""}
         |> feed_raw(rest)
 
       [_] ->
