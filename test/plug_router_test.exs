@@ -289,9 +289,14 @@ if Code.ensure_loaded?(Plug.Router) do
                  "http://example.com:8080/peer?a=b"
     end
 
-    test "an unknown route gets the router's 404", %{port: port} do
-      client = get(port, "/nowhere")
-      assert {404, _, "no route"} = response(client)
+    for {rule, path, status, body} <- [
+          {"an unknown route gets the router's 404", "/nowhere", 404, "no route"},
+          {"an exception with a Plug.Exception status gives that status", "/bad", 400,
+           "Bad Request"}
+        ] do
+      test rule, %{port: port} do
+        assert {unquote(status), _, unquote(body)} = response(get(port, unquote(path)))
+      end
     end
 
     test "an exception before any response gives a 500, and the connection stays usable",
@@ -306,11 +311,6 @@ if Code.ensure_loaded?(Plug.Router) do
 
       assert data =~
                ~r/\AHTTP\/1\.1 500 [^\r]*\r\n.*\r\n\r\nInternal Server ErrorHTTP\/1\.1 404 .*\r\n\r\nno route\z/s
-    end
-
-    test "an exception with a Plug.Exception status gives that status", %{port: port} do
-      client = get(port, "/bad")
-      assert {400, _, "Bad Request"} = response(client)
     end
 
     test "an exception mid-stream cuts the connection instead of ending the body cleanly",
