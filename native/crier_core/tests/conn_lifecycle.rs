@@ -14,6 +14,7 @@ use crier_core::stream::StreamError;
 use support::{read_to_end, read_until, send, Event, TestServer};
 
 const HEADERS: &[(&str, &str)] = &[("content-type", "text/event-stream")];
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
 
 fn quiet_config() -> ServerConfig {
     ServerConfig {
@@ -47,12 +48,10 @@ fn wait_for_no_tasks(server: &TestServer) {
 #[test]
 fn request_reaches_the_owner_with_its_fields() {
     let server = TestServer::start(quiet_config());
-    let mut client = server.connect();
-    send(
-        &mut client,
+    let (client, stream, _exchange, head) = server.request(
         b"GET /room/1?since=5 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 4\r\n\r\n",
+        1,
     );
-    let (stream, _exchange, head) = server.next_request(1);
     assert_eq!(head.method, "GET");
     assert_eq!(head.path, "/room/1");
     assert_eq!(head.query, "since=5");
@@ -64,9 +63,7 @@ fn request_reaches_the_owner_with_its_fields() {
 #[test]
 fn chunks_are_framed_to_the_byte_and_finish_ends_the_body() {
     let server = TestServer::start(quiet_config());
-    let mut client = server.connect();
-    send(&mut client, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    let (stream, exchange, _) = server.next_request(1);
+    let (mut client, stream, exchange, _) = server.request(GET, 1);
     stream.send_chunked(exchange, 200, HEADERS, true).unwrap();
     stream.chunk(exchange, b"data: a\n\n").unwrap();
     stream.chunk(exchange, b"").unwrap();
@@ -85,9 +82,7 @@ fn chunks_are_framed_to_the_byte_and_finish_ends_the_body() {
 #[test]
 fn idle_client_fin_is_reported_without_any_write() {
     let server = TestServer::start(quiet_config());
-    let mut client = server.connect();
-    send(&mut client, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    let (stream, exchange, _) = server.next_request(7);
+    let (mut client, stream, exchange, _) = server.request(GET, 7);
     stream.send_chunked(exchange, 200, HEADERS, true).unwrap();
     let head = read_until(&mut client, b"\r\n\r\n");
     // The counter moves just after the write the client already read: wait for it.
@@ -113,10 +108,8 @@ fn idle_client_fin_is_reported_without_any_write() {
 #[test]
 fn client_rst_is_reported() {
     let server = TestServer::start(quiet_config());
-    let client = server.connect();
-    let mut writer = client.try_clone().unwrap();
-    send(&mut writer, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    let (stream, exchange, _) = server.next_request(3);
+    let (client, stream, exchange, _) = server.request(GET, 3);
+    let writer = client.try_clone().unwrap();
     stream.send_chunked(exchange, 200, HEADERS, true).unwrap();
     // SO_LINGER 0 turns the close into an RST.
     socket2::SockRef::from(&client)
@@ -131,9 +124,7 @@ fn client_rst_is_reported() {
 #[test]
 fn owner_gone_closes_the_socket_without_a_report() {
     let server = TestServer::start(quiet_config());
-    let mut client = server.connect();
-    send(&mut client, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    let (stream, exchange, _) = server.next_request(1);
+    let (mut client, stream, exchange, _) = server.request(GET, 1);
     stream.send_chunked(exchange, 200, HEADERS, false).unwrap();
     stream.owner_gone(exchange);
     let got = read_to_end(&mut client);
@@ -148,9 +139,7 @@ fn owner_gone_closes_the_socket_without_a_report() {
 #[test]
 fn keep_alive_serves_the_next_request_on_the_same_connection() {
     let server = TestServer::start(quiet_config());
-    let mut client = server.connect();
-    send(&mut client, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
-    let (stream, first, _) = server.next_request(1);
+    let (mut client, stream, first, _) = server.request(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 1);
     stream
         .send_resp(first, 200, &[("x-a", "1")], b"one")
         .unwrap();
@@ -176,9 +165,7 @@ fn many_streams_closed_at_once_are_each_reported_once() {
     let mut clients = Vec::new();
     let mut exchanges = std::collections::HashSet::new();
     for i in 0..200u32 {
-        let mut client = server.connect();
-        send(&mut client, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-        let (stream, exchange, _) = server.next_request(i);
+        let (client, stream, exchange, _) = server.request(GET, i);
         stream.send_chunked(exchange, 200, HEADERS, true).unwrap();
         exchanges.insert(exchange);
         clients.push(client);

@@ -617,51 +617,50 @@ fn driven_subscriber() -> Driven {
     }
 }
 
+impl Driven {
+    /// Broadcasts `count` events with data `0`, `1`, ... on topic `t`. The runtime does not
+    /// run meanwhile, so nothing is fanned out yet.
+    fn broadcast_numbered(&self, count: u32) {
+        for n in 0..count {
+            self.server
+                .shared()
+                .hub
+                .broadcast("t", data(&n.to_string()))
+                .unwrap();
+        }
+    }
+
+    /// Runs the runtime until the subscriber has read `needle`.
+    fn run_until_read(&mut self, needle: &[u8]) {
+        let Driven {
+            runtime,
+            socket,
+            got,
+            ..
+        } = self;
+        runtime.block_on(read_until_driven(socket, got, needle));
+    }
+}
+
 #[test]
 fn broadcast_returns_before_any_fan_out_has_run() {
     let mut driven = driven_subscriber();
     let written = driven.server.stats().bytes_written;
-    for n in 0..1_000 {
-        driven
-            .server
-            .shared()
-            .hub
-            .broadcast("t", data(&n.to_string()))
-            .unwrap();
-    }
+    driven.broadcast_numbered(1_000);
     assert_eq!(
         driven.server.stats().bytes_written,
         written,
         "nothing ran yet"
     );
-    let Driven {
-        runtime,
-        socket,
-        got,
-        ..
-    } = &mut driven;
-    runtime.block_on(read_until_driven(socket, got, b"data: 999\n\n"));
+    driven.run_until_read(b"data: 999\n\n");
 }
 
 #[test]
 fn queued_broadcasts_reach_a_subscriber_in_one_write() {
     let mut driven = driven_subscriber();
     let writes = driven.server.stats().writes;
-    for n in 0..200 {
-        driven
-            .server
-            .shared()
-            .hub
-            .broadcast("t", data(&n.to_string()))
-            .unwrap();
-    }
-    let Driven {
-        runtime,
-        socket,
-        got,
-        ..
-    } = &mut driven;
-    runtime.block_on(read_until_driven(socket, got, b"data: 199\n\n"));
+    driven.broadcast_numbered(200);
+    driven.run_until_read(b"data: 199\n\n");
     assert_eq!(
         driven.server.stats().writes - writes,
         1,

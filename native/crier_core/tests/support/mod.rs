@@ -72,6 +72,9 @@ impl Notify for ChannelNotify {
     }
 }
 
+/// A stream as the core hands it to the tests.
+pub type TestStream = Arc<Stream<ChannelNotify>>;
+
 /// A server on 127.0.0.1 with a port of its own, and the receiving end of its reports.
 pub struct TestServer {
     pub server: Server<ChannelNotify>,
@@ -112,7 +115,7 @@ impl TestServer {
     }
 
     /// The next request, taken by owner `owner`.
-    pub fn next_request(&self, owner: u32) -> (Arc<Stream<ChannelNotify>>, u64, RequestHead) {
+    pub fn next_request(&self, owner: u32) -> (TestStream, u64, RequestHead) {
         match self.next_event(Duration::from_secs(5)) {
             Event::Request {
                 stream,
@@ -124,6 +127,14 @@ impl TestServer {
             }
             _ => panic!("expected a request"),
         }
+    }
+
+    /// Connects a client, sends `raw` on it and takes the request that comes, as owner `owner`.
+    pub fn request(&self, raw: &[u8], owner: u32) -> (TcpStream, TestStream, u64, RequestHead) {
+        let mut client = self.connect();
+        send(&mut client, raw);
+        let (stream, exchange, head) = self.next_request(owner);
+        (client, stream, exchange, head)
     }
 
     /// Connects a blocking client with a read timeout.
