@@ -28,6 +28,14 @@ fn config() -> ServerConfig {
     }
 }
 
+/// `config()` with a 16 KiB write queue, which a test fills quickly.
+fn small_queue_config() -> ServerConfig {
+    ServerConfig {
+        write_queue_bytes: 16 * 1024,
+        ..config()
+    }
+}
+
 fn data(text: &str) -> OwnedEvent {
     OwnedEvent {
         data: Some(text.to_string()),
@@ -178,10 +186,7 @@ fn an_event_that_cannot_be_encoded_is_refused_before_it_is_queued() {
 
 #[test]
 fn a_slow_subscriber_is_dropped_with_overflow_and_the_others_go_on() {
-    let server = TestServer::start(ServerConfig {
-        write_queue_bytes: 16 * 1024,
-        ..config()
-    });
+    let server = TestServer::start(small_queue_config());
     let hub = &server.server.shared().hub;
     with_owner(&server, |seen| {
         // The slow client keeps its owner (as the demo handler does), so the owner is told.
@@ -413,10 +418,7 @@ fn replay_across_topics_is_merged_in_publish_order() {
 fn a_replay_larger_than_the_write_queue_is_delivered_whole() {
     // 2,000 events of about 1 KiB replayed into a 16 KiB queue: replay is bounded by the ring,
     // not by the room live events get, so the reconnecting client is not dropped.
-    let server = TestServer::start(ServerConfig {
-        write_queue_bytes: 16 * 1024,
-        ..config()
-    });
+    let server = TestServer::start(small_queue_config());
     let hub = &server.server.shared().hub;
     hub.set_replay("big", 2_000);
     let payload = "p".repeat(1000);
