@@ -85,9 +85,7 @@ defmodule Crier.HTTP.ConnTest do
     test ":length bounds each call, which gives {:more, partial, conn} until the end",
          %{port: port} do
       body = :crypto.strong_rand_bytes(300_000)
-      client = RawClient.connect(port)
-      head = "POST /length=70000 HTTP/1.1\r\nhost: a\r\ncontent-length: 300000\r\n\r\n"
-      :ok = :gen_tcp.send(client, [head, body])
+      client = post_sized(port, "/length=70000", body)
       assert_receive {:pieces, pieces}, 5_000
       assert {:ok, _} = List.last(pieces)
       assert Enum.all?(Enum.drop(pieces, -1), &match?({:more, _}, &1))
@@ -141,9 +139,7 @@ defmodule Crier.HTTP.ConnTest do
     @tag handler_opts: [fun: &__MODULE__.read_in_pieces/2]
     test "a body larger than the read-ahead window arrives whole and in order", %{port: port} do
       body = :crypto.strong_rand_bytes(2_000_000)
-      client = RawClient.connect(port)
-      head = "POST /length=8000000 HTTP/1.1\r\nhost: a\r\ncontent-length: 2000000\r\n\r\n"
-      :ok = :gen_tcp.send(client, [head, body])
+      post_sized(port, "/length=8000000", body)
       assert_receive {:pieces, [{:ok, ^body}]}, 10_000
     end
   end
@@ -243,6 +239,15 @@ defmodule Crier.HTTP.ConnTest do
     assert_receive {:read, {:error, ^reason}}, 5_000
     assert {^status, _, _} = read_response(client)
     assert_closed(client)
+  end
+
+  # POSTs `body` with a content-length to `path` (which carries read_in_pieces/2's options) on
+  # a new connection; returns the client.
+  defp post_sized(port, path, body) do
+    client = RawClient.connect(port)
+    head = "POST #{path} HTTP/1.1\r\nhost: a\r\ncontent-length: #{byte_size(body)}\r\n\r\n"
+    :ok = :gen_tcp.send(client, [head, body])
+    client
   end
 
   @doc false
