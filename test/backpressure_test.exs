@@ -6,7 +6,8 @@ defmodule Crier.BackpressureTest do
   once while `chunk/2` returns `{:error, :closed}`. Nothing but that one close message is
   left in the owner's mailbox.
   """
-  use ExUnit.Case, async: true
+  # Not async: megabytes cross loopback here, which would slow other modules' tests.
+  use ExUnit.Case, async: false
 
   alias Crier.Conn
   alias Crier.Test.{FunHandler, RawClient, Wait}
@@ -78,7 +79,7 @@ defmodule Crier.BackpressureTest do
       )
 
     {client, _} = stalled_client(port)
-    assert_receive {:owner, owner}
+    assert_receive {:owner, owner}, 5_000
 
     stalled(owner, name)
     queued = Crier.stats(name).queued_bytes
@@ -114,7 +115,7 @@ defmodule Crier.BackpressureTest do
       )
 
     {client, body_start} = stalled_client(port)
-    assert_receive {:owner, owner}
+    assert_receive {:owner, owner}, 5_000
     stalled(owner, name)
     send(owner, :stop)
 
@@ -182,7 +183,7 @@ defmodule Crier.BackpressureTest do
       )
 
     {client, body_start} = stalled_client(port)
-    assert_receive {:queued, before}
+    assert_receive {:queued, before}, 5_000
     assert before.queued_bytes > 500 * 100
 
     body = read_body(client, body_start)
@@ -236,7 +237,7 @@ defmodule Crier.BackpressureTest do
       )
 
     {client, _} = stalled_client(port)
-    assert_receive {:owner, owner}
+    assert_receive {:owner, owner}, 5_000
     stalled(owner, name)
     RawClient.reset(client)
 

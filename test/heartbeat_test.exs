@@ -4,7 +4,8 @@ defmodule Crier.HeartbeatTest do
   a stream that is written to often enough gets none, `heartbeat: nil` turns them off, and
   only SSE streams get them.
   """
-  use ExUnit.Case, async: true
+  # Not async: run alone, so neither timing-sensitive tests here nor elsewhere share the cores.
+  use ExUnit.Case, async: false
 
   alias Crier.Conn
   alias Crier.Test.{FunHandler, RawClient}
@@ -43,7 +44,7 @@ defmodule Crier.HeartbeatTest do
   test "an idle SSE stream gets heartbeat comment lines, and nothing else, on the wire" do
     port = idle_stream(&Crier.sse/1, heartbeat: 50)
     {client, body} = open(port)
-    assert_receive :streaming
+    assert_receive :streaming, 5_000
 
     expected = String.duplicate(@framed_heartbeat, 3)
     {:ok, body} = RawClient.read_until(client, expected, 5_000, body)
@@ -55,7 +56,7 @@ defmodule Crier.HeartbeatTest do
   test "an HTTP/1.0 SSE stream gets bare heartbeat lines (no chunk framing)" do
     port = idle_stream(&Crier.sse/1, heartbeat: 50)
     {client, body} = open(port, "GET / HTTP/1.0\r\n\r\n")
-    assert_receive :streaming
+    assert_receive :streaming, 5_000
 
     {:ok, body} = RawClient.read_until(client, ":\n\n:\n\n", 5_000, body)
     assert String.replace(body, ":\n\n", "") == ""
@@ -100,7 +101,7 @@ defmodule Crier.HeartbeatTest do
   test "heartbeat: nil sends none" do
     port = idle_stream(&Crier.sse/1, heartbeat: nil)
     {client, body} = open(port)
-    assert_receive :streaming
+    assert_receive :streaming, 5_000
     assert body == ""
     # Several of the intervals the other tests use pass in silence.
     assert {:timeout, ""} = RawClient.read_until(client, ":", 300)
@@ -126,7 +127,7 @@ defmodule Crier.HeartbeatTest do
   test "a chunked response that is not SSE gets no heartbeat" do
     port = idle_stream(&Conn.send_chunked(&1, 200, []), heartbeat: 50)
     {client, body} = open(port)
-    assert_receive :streaming
+    assert_receive :streaming, 5_000
     assert body == ""
     assert {:timeout, ""} = RawClient.read_until(client, ":", 300)
     :gen_tcp.close(client)

@@ -8,7 +8,8 @@ defmodule Crier.NifFuzzTest do
   connection resources (with real clients behind them), headers, events, option maps,
   iodata, pids, the atoms the NIFs know, and integers at the edges of every width.
   """
-  use ExUnit.Case, async: true
+  # Not async: run alone, so neither timing-sensitive tests here nor elsewhere share the cores.
+  use ExUnit.Case, async: false
 
   alias Crier.Native
   alias Crier.Test.RawClient

@@ -4,7 +4,8 @@ defmodule Crier.OwnersTest do
   server and per stream), and what their death does to their streams (closes them, unless
   they are subscribed to a topic).
   """
-  use ExUnit.Case, async: true
+  # Not async: run alone, so neither timing-sensitive tests here nor elsewhere share the cores.
+  use ExUnit.Case, async: false
 
   alias Crier.Conn
   alias Crier.Test.{FunHandler, RawClient, Wait}
@@ -17,8 +18,29 @@ defmodule Crier.OwnersTest do
     fn conn ->
       {:ok, conn} = Crier.sse(conn, sse_opts)
       conn = before_wait.(conn)
+      watch_owner(test)
       send(test, {:owner, self(), conn.ref})
       forward(conn.ref, test)
+    end
+  end
+
+  # Reports how the calling process ends as {:owner_down, pid, reason}; the monitor is in
+  # place before this returns, so no end goes unseen.
+  defp watch_owner(test) do
+    owner = self()
+
+    watcher =
+      spawn(fn ->
+        ref = Process.monitor(owner)
+        send(owner, {:watching, self()})
+
+        receive do
+          {:DOWN, ^ref, :process, ^owner, reason} -> send(test, {:owner_down, owner, reason})
+        end
+      end)
+
+    receive do
+      {:watching, ^watcher} -> :ok
     end
   end
 
@@ -41,25 +63,23 @@ defmodule Crier.OwnersTest do
     test "is the handler default: the owner gets {:error, :closed} once when the client leaves" do
       {_name, port} = FunHandler.start_server(waiting_owner())
       client = open_stream(port)
-      assert_receive {:owner, owner, _ref}
-      ref = Process.monitor(owner)
+      assert_receive {:owner, owner, _ref}, 5_000
 
       :gen_tcp.close(client)
-      assert_receive {:owner_got, {:error, :closed}}
+      assert_receive {:owner_got, {:error, :closed}}, 5_000
       refute_receive {:owner_got, _}, 200
-      refute_received {:DOWN, ^ref, _, _, _}
+      refute_received {:owner_down, ^owner, _}
     end
 
     test "chosen for one stream on an :exit server" do
       {_name, port} = FunHandler.start_server(waiting_owner(on_close: :message), on_close: :exit)
 
       client = open_stream(port)
-      assert_receive {:owner, owner, _ref}
-      ref = Process.monitor(owner)
+      assert_receive {:owner, owner, _ref}, 5_000
 
       :gen_tcp.close(client)
-      assert_receive {:owner_got, {:error, :closed}}
-      refute_received {:DOWN, ^ref, _, _, _}
+      assert_receive {:owner_got, {:error, :closed}}, 5_000
+      refute_received {:owner_down, ^owner, _}
     end
   end
 
@@ -67,21 +87,19 @@ defmodule Crier.OwnersTest do
     test "per server: the owner ends with {:shutdown, :closed}" do
       {_name, port} = FunHandler.start_server(waiting_owner(), on_close: :exit)
       client = open_stream(port)
-      assert_receive {:owner, owner, _ref}
-      ref = Process.monitor(owner)
+      assert_receive {:owner, owner, _ref}, 5_000
 
       RawClient.reset(client)
-      assert_receive {:DOWN, ^ref, :process, ^owner, {:shutdown, :closed}}
+      assert_receive {:owner_down, ^owner, {:shutdown, :closed}}, 5_000
       refute_received {:owner_got, _}
     end
 
     test "per stream, with Crier.sse/2's option or Crier.Conn.on_close/2" do
       {_name, port} = FunHandler.start_server(waiting_owner(on_close: :exit))
       client = open_stream(port)
-      assert_receive {:owner, owner, _ref}
-      ref = Process.monitor(owner)
+      assert_receive {:owner, owner, _ref}, 5_000
       :gen_tcp.close(client)
-      assert_receive {:DOWN, ^ref, :process, ^owner, {:shutdown, :closed}}
+      assert_receive {:owner_down, ^owner, {:shutdown, :closed}}, 5_000
 
       {_name, port} =
         FunHandler.start_server(
@@ -92,10 +110,9 @@ defmodule Crier.OwnersTest do
         )
 
       client = open_stream(port)
-      assert_receive {:owner, owner, _ref}
-      ref = Process.monitor(owner)
+      assert_receive {:owner, owner, _ref}, 5_000
       :gen_tcp.close(client)
-      assert_receive {:DOWN, ^ref, :process, ^owner, {:shutdown, :closed}}
+      assert_receive {:owner_down, ^owner, {:shutdown, :closed}}, 5_000
     end
 
     test "anything but :message or :exit is refused" do
@@ -108,7 +125,11 @@ defmodule Crier.OwnersTest do
         end)
 
       client = open_stream(port)
-      assert_receive {:raised, %ArgumentError{message: "on_close must be :message or :exit" <> _}}
+
+      assert_receive {:raised,
+                      %ArgumentError{message: "on_close must be :message or :exit" <> _}},
+                     5_000
+
       :gen_tcp.close(client)
     end
 
@@ -118,6 +139,7 @@ defmodule Crier.OwnersTest do
       {_name, port} =
         FunHandler.start_server(fn conn ->
           {:ok, conn} = Crier.sse(conn, on_close: :exit)
+          watch_owner(test)
           send(test, {:owner, self()})
 
           receive do
@@ -131,10 +153,9 @@ defmodule Crier.OwnersTest do
         end)
 
       client = open_stream(port)
-      assert_receive {:owner, owner}
-      ref = Process.monitor(owner)
+      assert_receive {:owner, owner}, 5_000
       send(owner, :close)
-      assert_receive {:DOWN, ^ref, :process, ^owner, {:shutdown, :closed}}
+      assert_receive {:owner_down, ^owner, {:shutdown, :closed}}, 5_000
       assert {:closed, _} = RawClient.read_to_close(client)
     end
   end
@@ -151,7 +172,7 @@ defmodule Crier.OwnersTest do
 
       client = RawClient.connect(port)
       :ok = RawClient.get(client, "/")
-      assert_receive {:owner, owner, _ref}
+      assert_receive {:owner, owner, _ref}, 5_000
       Process.exit(owner, :kill)
 
       {:closed, response} = RawClient.read_to_close(client)
@@ -174,10 +195,9 @@ defmodule Crier.OwnersTest do
         )
 
       client = open_stream(port)
-      assert_receive {:owner, owner, _ref}
-      ref = Process.monitor(owner)
+      assert_receive {:owner, owner, _ref}, 5_000
       Process.exit(owner, :kill)
-      assert_receive {:DOWN, ^ref, :process, ^owner, :killed}
+      assert_receive {:owner_down, ^owner, :killed}, 5_000
 
       :ok = Crier.broadcast(name, topic, %Crier.Event{data: "still here"})
       assert {:ok, _} = RawClient.read_until(client, "data: still here\n\n")

@@ -4,7 +4,8 @@ defmodule Crier.ShutdownTest do
   SSE streams the optional final event, lets queues drain for `:shutdown_timeout`, closes
   what is left, and tells owners `{:error, :shutdown}`.
   """
-  use ExUnit.Case, async: true
+  # Not async: megabytes cross loopback here, which would slow other modules' tests.
+  use ExUnit.Case, async: false
 
   alias Crier.Test.{FunHandler, RawClient}
 
@@ -73,7 +74,7 @@ defmodule Crier.ShutdownTest do
     assert byte_size(events) == byte_size(expected)
     assert events == expected
     assert complete?, "the chunked body lacks its last chunk"
-    assert_receive {:owner_told, :shutdown}
+    assert_receive {:owner_told, :shutdown}, 5_000
 
     assert {:error, :econnrefused} =
              :gen_tcp.connect({127, 0, 0, 1}, port, [:binary, active: false], 1_000)
@@ -99,8 +100,8 @@ defmodule Crier.ShutdownTest do
     assert_receive :queued, 10_000
     stop_supervised!({Crier, name})
 
-    assert_receive {:chunk_after_stop, {:error, :closed}}
-    assert_receive {:owner_told, :shutdown}
+    assert_receive {:chunk_after_stop, {:error, :closed}}, 5_000
+    assert_receive {:owner_told, :shutdown}, 5_000
     :gen_tcp.close(client)
   end
 
@@ -133,7 +134,7 @@ defmodule Crier.ShutdownTest do
       )
 
     client = slow_client(port)
-    assert_receive :subscribed
+    assert_receive :subscribed, 5_000
     :ok = Crier.broadcast(name, topic, %Crier.Event{data: "live"})
     {:ok, before} = RawClient.read_until(client, "data: live\n\n\r\n")
     stop_supervised!({Crier, name})
@@ -165,14 +166,14 @@ defmodule Crier.ShutdownTest do
 
     owners =
       for _ <- 1..3 do
-        assert_receive {:owner, owner}
+        assert_receive {:owner, owner}, 5_000
         {owner, Process.monitor(owner)}
       end
 
     stop_supervised!({Crier, name})
 
     for {owner, ref} <- owners do
-      assert_receive {:DOWN, ^ref, :process, ^owner, {:shutdown, :shutdown}}
+      assert_receive {:DOWN, ^ref, :process, ^owner, {:shutdown, :shutdown}}, 5_000
     end
 
     Enum.each(clients, &:gen_tcp.close/1)
@@ -199,11 +200,11 @@ defmodule Crier.ShutdownTest do
     :ok = RawClient.get(idle, "/plain")
     {:ok, _} = RawClient.read_until(idle, "\r\n\r\nok")
     streams = for _ <- 1..3, do: slow_client(port)
-    for _ <- 1..3, do: assert_receive(:streaming)
+    for _ <- 1..3, do: assert_receive(:streaming, 5_000)
 
     stop_supervised!({Crier, name})
 
-    for _ <- 1..3, do: assert_receive({:owner_told, :shutdown})
+    for _ <- 1..3, do: assert_receive({:owner_told, :shutdown}, 5_000)
     assert {:closed, ""} = RawClient.read_to_close(idle)
 
     for client <- streams do

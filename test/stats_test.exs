@@ -3,7 +3,8 @@ defmodule Crier.StatsTest do
   `Crier.stats/1`: gauges (connections, streams, subscribers, queued bytes), totals
   (requests, bytes written) and closes counted by reason, read from Rust counters.
   """
-  use ExUnit.Case, async: true
+  # Not async: megabytes cross loopback here, which would slow other modules' tests.
+  use ExUnit.Case, async: false
 
   alias Crier.Test.{FunHandler, RawClient, Wait}
 
@@ -78,9 +79,9 @@ defmodule Crier.StatsTest do
     plain = request(port, "/plain")
     {:ok, plain_data} = RawClient.read_until(plain, "\r\n\r\nplain")
     streams = for _ <- 1..2, do: request(port, "/stream")
-    for _ <- 1..2, do: assert_receive({:streaming, _})
+    for _ <- 1..2, do: assert_receive({:streaming, _}, 5_000)
     subscriber = request(port, "/subscribe?#{topic}")
-    assert_receive :subscribed
+    assert_receive :subscribed, 5_000
 
     # The topic is counted by the hub's task, a moment after the subscription.
     stats = stats_when(name, &(&1.streams == 3 and &1.topics == 1 and &1.queued_bytes == 0))
@@ -120,24 +121,24 @@ defmodule Crier.StatsTest do
 
     # closed: the client leaves.
     client = request(port, "/stream")
-    assert_receive {:streaming, _}
+    assert_receive {:streaming, _}, 5_000
     :gen_tcp.close(client)
-    assert_receive {:owner_told, :closed}
+    assert_receive {:owner_told, :closed}, 5_000
 
     # timeout: nothing moves for send_timeout.
     stalled = request(port, "/big", recbuf: 4096)
-    assert_receive :big_queued
+    assert_receive :big_queued, 5_000
     assert_receive {:owner_told, :timeout}, 5_000
 
     # owner_gone: the owner dies.
     orphan = request(port, "/stream")
-    assert_receive {:streaming, owner}
+    assert_receive {:streaming, owner}, 5_000
     Process.exit(owner, :kill)
     assert {:closed, _} = RawClient.read_to_close(orphan)
 
     # overflow: a subscriber that does not read falls behind a broadcast.
     slow = request(port, "/subscribe?#{topic}", recbuf: 4096)
-    assert_receive :subscribed
+    assert_receive :subscribed, 5_000
     big = %Crier.Event{data: String.duplicate("o", 32 * 1024)}
 
     Wait.until(fn ->
@@ -147,9 +148,9 @@ defmodule Crier.StatsTest do
 
     # shutdown: the server stops with a stream open.
     last = request(port, "/stream")
-    assert_receive {:streaming, _}
+    assert_receive {:streaming, _}, 5_000
     stop_supervised!({Crier, name})
-    assert_receive {:owner_told, :shutdown}
+    assert_receive {:owner_told, :shutdown}, 5_000
 
     assert %{closed: 1, timeout: 1, owner_gone: 1, overflow: 1, shutdown: 1} =
              Crier.Native.server_stats(resource).closes
