@@ -39,19 +39,35 @@ defmodule Crier.DeadPeerTest do
   end
 
   # A namespace with one end of a veth pair; the other end, in ours, is 10.213.n.1.
+  # The namespace's number also names its interfaces and subnet; one that exists already
+  # (another test run on this machine) is skipped, never taken over.
   setup do
-    n = rem(System.unique_integer([:positive]), 250) + 1
-    ns = "crier_dp#{n}"
+    {n, ns} = new_namespace(rem(:erlang.phash2({System.pid(), self()}), 250) + 1, 250)
     {host_if, peer_if} = {"crdp#{n}a", "crdp#{n}b"}
-    System.cmd("ip", ["netns", "del", ns], stderr_to_stdout: true)
-    ip!(["netns", "add", ns])
-    on_exit(fn -> System.cmd("ip", ["netns", "del", ns], stderr_to_stdout: true) end)
+    # A socket of the vanished client may keep the namespace alive for minutes after it is
+    # deleted: delete the host's end of the link too, which takes the pair with it.
+    on_exit(fn ->
+      System.cmd("ip", ["link", "del", host_if], stderr_to_stdout: true)
+      System.cmd("ip", ["netns", "del", ns], stderr_to_stdout: true)
+    end)
+
     ip!(["link", "add", host_if, "type", "veth", "peer", "name", peer_if, "netns", ns])
     ip!(["addr", "add", "10.213.#{n}.1/30", "dev", host_if])
     ip!(["link", "set", host_if, "up"])
     ip!(["-n", ns, "addr", "add", "10.213.#{n}.2/30", "dev", peer_if])
     ip!(["-n", ns, "link", "set", peer_if, "up"])
     %{ns: ns, peer_if: peer_if, server_ip: {10, 213, n, 1}}
+  end
+
+  defp new_namespace(_n, 0), do: flunk("no free network namespace number")
+
+  defp new_namespace(n, tries) do
+    ns = "crier_dp#{n}"
+
+    case System.cmd("ip", ["netns", "add", ns], stderr_to_stdout: true) do
+      {_, 0} -> {n, ns}
+      _ -> new_namespace(rem(n, 250) + 1, tries - 1)
+    end
   end
 
   defp serve(ctx, opts) do
@@ -112,6 +128,7 @@ defmodule Crier.DeadPeerTest do
     bound = heartbeat + user_timeout + 2_000
     assert_receive {:told, :timeout, told_at}, bound
     assert told_at > gone_at
+    RawClient.reset(client)
   end
 
   test "an idle peer that vanishes is found by keepalive and reported :timeout", ctx do
@@ -130,5 +147,6 @@ defmodule Crier.DeadPeerTest do
     bound = keepalive + user_timeout + 2_000
     assert_receive {:told, :timeout, told_at}, bound
     assert told_at > gone_at
+    RawClient.reset(client)
   end
 end
