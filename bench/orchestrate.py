@@ -778,6 +778,7 @@ def main():
 
     for name, tgt in targets.items():
         r = results["targets"].setdefault(name, {"label": tgt.label})
+        r["loadavg_at_start"] = os.getloadavg()
         log(f"== {tgt.label}")
 
         def attempt(key, fn, *args):
