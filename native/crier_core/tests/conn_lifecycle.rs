@@ -187,3 +187,72 @@ fn many_streams_closed_at_once_are_each_reported_once() {
     }
     wait_for_no_tasks(&server);
 }
+
+/// Finding 2 of issue 10: a client that sends more pipelined bytes than the read buffer takes
+/// must not switch close detection off. The read-side wait holds in every state.
+#[test]
+fn a_fin_after_many_pipelined_bytes_is_still_reported() {
+    let server = TestServer::start(quiet_config());
+    let (mut client, stream, exchange, _) = server.request(GET, 5);
+    // Not SSE: no heartbeat will ever write and find the close that way.
+    stream.send_chunked(exchange, 200, HEADERS, false).unwrap();
+    read_until(&mut client, b"\r\n\r\n");
+    // Far past the request line and header limits (24 KiB together).
+    send(&mut client, &vec![b'x'; 64 * 1024]);
+    client.shutdown(Shutdown::Write).unwrap();
+    expect_closed(&server, 5, exchange, CloseReason::Closed);
+    drop(client);
+    wait_for_no_tasks(&server);
+}
+
+/// Finding 2 of issue 10, while a request body waits: the owner has not asked for the body of
+/// an `Expect: 100-continue` request, so nothing is read, and a client that leaves is still
+/// seen at once.
+#[test]
+fn a_client_that_leaves_while_its_body_is_unread_is_reported() {
+    let server = TestServer::start(quiet_config());
+    let (client, stream, exchange, _) = server.request(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n",
+        6,
+    );
+    stream.send_chunked(exchange, 200, HEADERS, false).unwrap();
+    client.shutdown(Shutdown::Both).unwrap();
+    expect_closed(&server, 6, exchange, CloseReason::Closed);
+    wait_for_no_tasks(&server);
+}
+
+/// Finding 3 of issue 10: `send_chunked` answered with a head alone (HEAD, 204, 304) opens no
+/// stream, so the `streams` gauge comes back to 0 after any mix of requests.
+#[test]
+fn head_and_bodiless_answers_to_send_chunked_leave_no_stream_counted() {
+    let server = TestServer::start(quiet_config());
+    let mut client = server.connect();
+    let requests: [(&[u8], i64); 4] = [
+        (b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", 200),
+        (GET, 204),
+        (GET, 304),
+        (GET, 200),
+    ];
+    for (n, (raw, status)) in requests.into_iter().enumerate() {
+        send(&mut client, raw);
+        let (stream, exchange, _) = server.next_request(n as u32);
+        stream.send_chunked(exchange, status, HEADERS, true).unwrap();
+        if status == 200 {
+            // A HEAD answer takes the chunk and sends nothing of it.
+            stream.chunk(exchange, b"data: x\n\n").unwrap();
+        }
+        assert!(stream.finish(exchange));
+        // A HEAD, 204 or 304 answer ends with its head; the GET's body with its last chunk.
+        let end: &[u8] = if n == 3 { b"0\r\n\r\n" } else { b"\r\n\r\n" };
+        read_until(&mut client, end);
+    }
+    for _ in 0..500 {
+        if server.server.stats().streams == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.server.stats().streams, 0, "{:?}", server.server.stats());
+    drop(client);
+    wait_for_no_tasks(&server);
+}

@@ -669,3 +669,142 @@ fn queued_broadcasts_reach_a_subscriber_in_one_write() {
         "200 queued events, one writev"
     );
 }
+
+/// Finding 1 of issue 10, deterministic: broadcasts that returned before the stop, still
+/// queued for the hub when it comes, all reach the subscriber ahead of the final event.
+#[test]
+fn shutdown_delivers_every_broadcast_that_returned_before_the_final_event() {
+    let mut driven = driven_subscriber();
+    driven.broadcast_numbered(200);
+    driven
+        .server
+        .shutdown(Some(bytes::Bytes::from_static(b"event: bye\ndata: stop\n\n")));
+    driven.run_until_read(b"0\r\n\r\n");
+    let mut parser = Parser::new();
+    let body_at = driven.got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    parser.feed(&dechunk(&driven.got[body_at..]));
+    let events: Vec<String> = parser
+        .take()
+        .into_iter()
+        .map(|e| format!("{}:{}", e.kind, e.data))
+        .collect();
+    let mut want: Vec<String> = (0..200).map(|n| format!("message:{n}")).collect();
+    want.push("bye:stop".to_string());
+    assert_eq!(events, want);
+}
+
+/// Finding 1 of issue 10, as it was found: many subscribers, broadcasts that returned, an
+/// immediate stop. Every client gets every event, then the final one, then the last chunk.
+#[test]
+fn shutdown_right_after_broadcasts_loses_none_of_them() {
+    let server = TestServer::start(config());
+    let hub = &server.server.shared().hub;
+    with_owner(&server, |seen| {
+        let clients: Vec<SseClient> = (0..100)
+            .map(|_| SseClient::connect(server.addr(), "/all", None))
+            .collect();
+        for _ in 0..100 {
+            detached(seen);
+        }
+        wait_for_stats(&server, "100 subscribers", |_| hub.subscriber_count("all") == 100);
+        for n in 0..200 {
+            hub.broadcast("all", data(&n.to_string())).unwrap();
+        }
+        server
+            .server
+            .shutdown(Some(bytes::Bytes::from_static(b"event: bye\ndata: stop\n\n")));
+        let readers: Vec<_> = clients
+            .into_iter()
+            .map(|mut client| {
+                std::thread::spawn(move || {
+                    let events = client.read_to_end();
+                    (events, client.ended)
+                })
+            })
+            .collect();
+        for reader in readers {
+            let (events, ended) = reader.join().unwrap();
+            let got: Vec<String> = events.iter().map(|e| e.data.clone()).collect();
+            let mut want: Vec<String> = (0..200).map(|n| n.to_string()).collect();
+            want.push("stop".to_string());
+            assert_eq!(got, want);
+            assert_eq!(events.last().unwrap().kind, "bye");
+            assert!(ended);
+        }
+    });
+}
+
+/// Finding 5 of issue 10: bursts twice the size of the write queue, to clients that read as
+/// fast as loopback allows, drop none of them: overflow is measured against what the socket
+/// has not taken, and the writers get their turn between batches.
+#[test]
+fn bursts_larger_than_the_queue_do_not_drop_fast_readers() {
+    let server = TestServer::start(config());
+    let hub = &server.server.shared().hub;
+    const CLIENTS: usize = 4;
+    const BURSTS: usize = 10;
+    const PER_BURST: usize = 8;
+    // 8 events of 64 KiB: twice the default 256 KiB write queue.
+    let payload = "p".repeat(64 * 1024);
+    with_owner(&server, |seen| {
+        let clients: Vec<SseClient> = (0..CLIENTS)
+            .map(|_| SseClient::connect(server.addr(), "/burst", None))
+            .collect();
+        for _ in 0..CLIENTS {
+            detached(seen);
+        }
+        wait_for_stats(&server, "4 subscribers", |_| {
+            hub.subscriber_count("burst") == CLIENTS
+        });
+        let (read_tx, read_rx) = mpsc::channel();
+        let readers: Vec<_> = clients
+            .into_iter()
+            .map(|mut client| {
+                let read_tx = read_tx.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..BURSTS * PER_BURST {
+                        match client.next_event() {
+                            Some(event) => read_tx.send(Some(event.data.len())).unwrap(),
+                            None => return read_tx.send(None).unwrap(),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for burst in 0..BURSTS {
+            for _ in 0..PER_BURST {
+                hub.broadcast("burst", data(&payload)).unwrap();
+            }
+            for _ in 0..CLIENTS * PER_BURST {
+                let got = read_rx
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("a client read nothing in time");
+                assert_eq!(
+                    got,
+                    Some(payload.len()),
+                    "a client was dropped in burst {burst}: {:?}",
+                    server.server.stats()
+                );
+            }
+        }
+        for reader in readers {
+            reader.join().unwrap();
+        }
+        assert_eq!(close_count(&server, CloseReason::Overflow), 0);
+    });
+}
+
+/// The body of a chunked response, its framing removed.
+fn dechunk(mut framed: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = framed.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&framed[..line_end]).unwrap(), 16)
+            .unwrap();
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&framed[line_end + 2..line_end + 2 + size]);
+        framed = &framed[line_end + 2 + size + 2..];
+    }
+}
