@@ -39,7 +39,7 @@ defmodule Crier.Native do
   def conn_send_chunked(_conn, _status, _headers, _sse), do: nif_error()
   def conn_send_resp(_conn, _status, _headers, _body), do: nif_error()
   def conn_send_resp_dirty(_conn, _status, _headers, _body), do: nif_error()
-  def conn_send_sized(_conn, _status, _headers, _length), do: nif_error()
+  def conn_send_head(_conn, _status, _headers, _length), do: nif_error()
   def conn_inform(_conn, _status, _headers), do: nif_error()
   def conn_chunk(_conn, _data), do: nif_error()
   def conn_chunk_dirty(_conn, _data), do: nif_error()

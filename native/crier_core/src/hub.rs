@@ -14,16 +14,17 @@
 //! are the ones after that point, replayed in that order.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
 
-use crate::notify::Notify;
-use crate::server::Shared;
-use crate::sse::{self, Event, InvalidEvent};
-use crate::stream::{Stream, StreamError, WireEvent};
+use crate::exchange::CallError;
+use crate::membership::Subscriber;
+use crate::sse::{self, Event, InvalidEvent, WireEvent};
+use crate::stats::Stats;
 
 /// An event owned by a command, checked before it is queued.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,15 +54,6 @@ impl OwnedEvent {
         }
     }
 
-    /// Checks the event can be encoded, so errors reach the caller, not the hub task.
-    ///
-    /// # Errors
-    ///
-    /// As [`sse::encode`].
-    pub fn validate(&self) -> Result<(), InvalidEvent> {
-        sse::encode_into(&self.as_event(), &mut BytesMut::new())
-    }
-
     /// Encodes the event to its wire bytes.
     ///
     /// # Errors
@@ -72,33 +64,45 @@ impl OwnedEvent {
     }
 }
 
-enum Command<N: Notify> {
+/// A subscriber as topics hold it.
+type SubscriberRef = Arc<dyn Subscriber>;
+
+enum Command {
     Publish {
         topic: String,
-        event: OwnedEvent,
+        event: Encoded,
     },
     Subscribe {
         topics: Vec<String>,
-        stream: Arc<Stream<N>>,
+        subscriber: SubscriberRef,
         last_event_id: Option<String>,
     },
     Unsubscribe {
         topic: String,
-        stream_id: u64,
+        subscriber_id: u64,
     },
-    StreamClosed {
-        stream_id: u64,
+    SubscriberClosed {
+        subscriber_id: u64,
         topics: Vec<String>,
     },
     SetReplay {
         topic: String,
         size: usize,
     },
+    /// Answered once every command queued before it was handled.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// An event encoded where it was broadcast (which is also where it was checked), with its id
+/// when the application gave one; the hub numbers the others in front of these bytes.
+struct Encoded {
+    id: Option<String>,
+    bytes: Bytes,
 }
 
 /// The owner-facing handle of the hub task.
-pub struct Hub<N: Notify> {
-    commands: mpsc::UnboundedSender<Command<N>>,
+pub struct Hub {
+    commands: mpsc::UnboundedSender<Command>,
     subscriber_counts: SubscriberCounts,
 }
 
@@ -127,13 +131,13 @@ struct Stored {
     wire: WireEvent,
 }
 
-struct Topic<N: Notify> {
-    subscribers: HashMap<u64, Arc<Stream<N>>>,
+struct Topic {
+    subscribers: HashMap<u64, SubscriberRef>,
     ring: VecDeque<Stored>,
     ring_size: usize,
 }
 
-impl<N: Notify> Topic<N> {
+impl Topic {
     fn new(ring_size: usize) -> Self {
         Topic {
             subscribers: HashMap::new(),
@@ -147,16 +151,24 @@ impl<N: Notify> Topic<N> {
     }
 }
 
-impl<N: Notify> Hub<N> {
+impl Hub {
     /// Starts the hub task on the current runtime. `default_replay` is the ring size of a
-    /// topic with no size of its own.
-    pub(crate) fn start(shared: Weak<Shared<N>>, default_replay: usize) -> Self {
+    /// topic with no size of its own; `write_queue_bytes` sizes the batches it fans out
+    /// between two turns of the writers.
+    pub(crate) fn start(
+        stats: Arc<Stats>,
+        default_replay: usize,
+        write_queue_bytes: usize,
+    ) -> Self {
         let (commands, receiver) = mpsc::unbounded_channel();
         let subscriber_counts = SubscriberCounts::default();
         tokio::spawn(run(
-            shared,
+            stats,
             receiver,
-            default_replay,
+            HubLimits {
+                default_replay,
+                batch_bytes: (write_queue_bytes / 2).max(1),
+            },
             subscriber_counts.clone(),
         ));
         Hub {
@@ -175,38 +187,54 @@ impl<N: Notify> Hub<N> {
         counts.get(topic).copied().unwrap_or(0)
     }
 
-    /// Queues `event` for every subscriber of `topic`.
+    /// Queues `event` for every subscriber of `topic`. It is encoded here, once: that checks
+    /// it, and its bytes are what every subscriber gets.
     ///
     /// # Errors
     ///
     /// The event cannot be encoded (nothing is queued).
     pub fn broadcast(&self, topic: &str, event: OwnedEvent) -> Result<(), InvalidEvent> {
-        event.validate()?;
+        let bytes = event.encode()?;
         let _ = self.commands.send(Command::Publish {
             topic: topic.to_string(),
-            event,
+            event: Encoded {
+                id: event.id,
+                bytes,
+            },
         });
         Ok(())
     }
 
-    /// Hands `stream` (exchange `exchange`) to `topics`: it lives on in Rust after its owner
-    /// returns. With `last_event_id`, the events of all `topics` published after it come
-    /// first, merged in publish order (see the module docs and `replay`).
+    /// Resolves once every command queued before this call was handled: every broadcast
+    /// that returned before it has been fanned out. The barrier is queued at the call, not
+    /// when the future is first polled.
+    pub(crate) fn barrier(&self) -> impl Future<Output = ()> + Send + 'static {
+        let (done, handled) = oneshot::channel();
+        let _ = self.commands.send(Command::Barrier(done));
+        async move {
+            // An error means the hub task is gone, with nothing left to wait for.
+            let _ = handled.await;
+        }
+    }
+
+    /// Hands `subscriber`'s stream (exchange `exchange`) to `topics`: it lives on in Rust
+    /// after its owner returns. With `last_event_id`, the events of all `topics` published
+    /// after it come first, merged in publish order (see the module docs and `replay`).
     ///
     /// # Errors
     ///
-    /// [`StreamError::Closed`] or [`StreamError::NotStreaming`] when there is no open stream to
+    /// [`CallError::Closed`] or [`CallError::NotStreaming`] when there is no open stream to
     /// subscribe.
-    pub fn subscribe(
+    pub fn subscribe<S: Subscriber>(
         &self,
-        stream: &Arc<Stream<N>>,
+        subscriber: &Arc<S>,
         exchange: u64,
         topics: &[String],
         last_event_id: Option<&str>,
-    ) -> Result<(), StreamError> {
+    ) -> Result<(), CallError> {
         let mut added = Vec::with_capacity(topics.len());
         for topic in topics {
-            if stream.attach_topic(exchange, topic)? {
+            if subscriber.attach_topic(exchange, topic)? {
                 added.push(topic.clone());
             }
         }
@@ -215,20 +243,32 @@ impl<N: Notify> Hub<N> {
         if !added.is_empty() {
             let _ = self.commands.send(Command::Subscribe {
                 topics: added,
-                stream: stream.clone(),
+                subscriber: subscriber.clone(),
                 last_event_id: last_event_id.map(str::to_string),
             });
         }
         Ok(())
     }
 
-    /// Removes `stream` from `topic`. A stream left with no topic and no owner ends.
-    pub fn unsubscribe(&self, stream: &Stream<N>, topic: &str) {
-        stream.detach_topic(topic);
+    /// Removes exchange `exchange`'s stream from `topic`. A stream left with no topic and no
+    /// owner ends.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Closed`] when `exchange` is not the subscriber's current exchange (a
+    /// stale handle): nothing changes.
+    pub fn unsubscribe<S: Subscriber>(
+        &self,
+        subscriber: &S,
+        exchange: u64,
+        topic: &str,
+    ) -> Result<(), CallError> {
+        subscriber.detach_topic(exchange, topic)?;
         let _ = self.commands.send(Command::Unsubscribe {
             topic: topic.to_string(),
-            stream_id: stream.id,
+            subscriber_id: subscriber.subscriber_id(),
         });
+        Ok(())
     }
 
     /// Sets how many events `topic` keeps for replay (0 turns replay off).
@@ -239,25 +279,36 @@ impl<N: Notify> Hub<N> {
         });
     }
 
-    pub(crate) fn stream_closed(&self, stream_id: u64, topics: Vec<String>) {
+    pub(crate) fn subscriber_closed(&self, subscriber_id: u64, topics: Vec<String>) {
         if !topics.is_empty() {
-            let _ = self
-                .commands
-                .send(Command::StreamClosed { stream_id, topics });
+            let _ = self.commands.send(Command::SubscriberClosed {
+                subscriber_id,
+                topics,
+            });
         }
     }
 }
 
-async fn run<N: Notify>(
-    shared: Weak<Shared<N>>,
-    mut commands: mpsc::UnboundedReceiver<Command<N>>,
+/// How the hub task sizes things.
+struct HubLimits {
+    /// Ring size of a topic with none of its own.
     default_replay: usize,
+    /// Most encoded bytes fanned out in one batch before the writers get a turn: half a
+    /// write queue, so a subscriber that keeps reading never meets a backlog the size of its
+    /// queue that it had no chance to take.
+    batch_bytes: usize,
+}
+
+async fn run(
+    stats: Arc<Stats>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    limits: HubLimits,
     counts: SubscriberCounts,
 ) {
-    let mut topics: HashMap<String, Topic<N>> = HashMap::new();
+    let mut topics: HashMap<String, Topic> = HashMap::new();
     let mut replay_sizes: HashMap<String, usize> = HashMap::new();
     let mut next_seq: u64 = 1;
-    let mut held: Option<Command<N>> = None;
+    let mut held: Option<Command> = None;
     loop {
         let command = match held.take() {
             Some(command) => command,
@@ -266,18 +317,19 @@ async fn run<N: Notify>(
                 None => return,
             },
         };
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
+        let default_replay = limits.default_replay;
         let ring_size_of = |name: &str| replay_sizes.get(name).copied().unwrap_or(default_replay);
         match command {
             Command::Publish { topic, event } => {
                 // Publishes to the same topic that are already queued go out together: one
-                // lock and one wake-up per subscriber, and one write for the whole run.
+                // lock and one wake-up per subscriber, and one write for the whole run, up to
+                // a batch's bytes.
+                let mut batch_bytes = event.bytes.len();
                 let mut events = vec![event];
-                while events.len() < MAX_BATCH {
+                while events.len() < MAX_BATCH && batch_bytes < limits.batch_bytes {
                     match commands.try_recv() {
                         Ok(Command::Publish { topic: next, event }) if next == topic => {
+                            batch_bytes += event.bytes.len();
                             events.push(event)
                         }
                         Ok(other) => {
@@ -299,23 +351,29 @@ async fn run<N: Notify>(
                     continue;
                 };
                 let before = entry.subscribers.len();
-                publish(entry, events, &mut next_seq);
+                let reached = publish(entry, events, &mut next_seq);
                 // Subscribers that overflowed or left are gone from the topic now.
                 if entry.subscribers.len() != before {
                     set_count(&counts, &topic, entry.subscribers.len());
                     drop_if_idle(&mut topics, &topic);
                 }
+                if reached {
+                    // The writers' turn: the connection tasks just woken take what they can
+                    // before the next batch lands on their queues.
+                    stats.topics.store(topics.len() as u64, Relaxed);
+                    tokio::task::yield_now().await;
+                }
             }
             Command::Subscribe {
                 topics: names,
-                stream,
+                subscriber,
                 last_event_id,
             } => {
                 // A stream that closed or unsubscribed while this command was queued has
                 // told (or will tell) the hub already: adding it now would leak it.
                 let names: Vec<String> = names
                     .into_iter()
-                    .filter(|name| stream.holds_topic(name))
+                    .filter(|name| subscriber.holds_topic(name))
                     .collect();
                 for name in &names {
                     let size = ring_size_of(name);
@@ -324,29 +382,34 @@ async fn run<N: Notify>(
                         .or_insert_with(|| Topic::new(size));
                 }
                 if let Some(last) = last_event_id {
-                    replay(&topics, &names, &stream, &last);
+                    replay(&topics, &names, subscriber.as_ref(), &last);
                 }
                 for name in names {
                     if let Some(entry) = topics.get_mut(&name) {
-                        entry.subscribers.insert(stream.id, stream.clone());
+                        entry
+                            .subscribers
+                            .insert(subscriber.subscriber_id(), subscriber.clone());
                         set_count(&counts, &name, entry.subscribers.len());
                     }
                 }
             }
-            Command::Unsubscribe { topic, stream_id } => {
+            Command::Unsubscribe {
+                topic,
+                subscriber_id,
+            } => {
                 if let Some(entry) = topics.get_mut(&topic) {
-                    entry.subscribers.remove(&stream_id);
+                    entry.subscribers.remove(&subscriber_id);
                     set_count(&counts, &topic, entry.subscribers.len());
                 }
                 drop_if_idle(&mut topics, &topic);
             }
-            Command::StreamClosed {
-                stream_id,
+            Command::SubscriberClosed {
+                subscriber_id,
                 topics: names,
             } => {
                 for name in names {
                     if let Some(entry) = topics.get_mut(&name) {
-                        entry.subscribers.remove(&stream_id);
+                        entry.subscribers.remove(&subscriber_id);
                         set_count(&counts, &name, entry.subscribers.len());
                     }
                     drop_if_idle(&mut topics, &name);
@@ -362,37 +425,47 @@ async fn run<N: Notify>(
                 replay_sizes.insert(topic.clone(), size);
                 drop_if_idle(&mut topics, &topic);
             }
+            Command::Barrier(done) => {
+                let _ = done.send(());
+            }
         }
-        shared.stats.topics.store(topics.len() as u64, Relaxed);
+        stats.topics.store(topics.len() as u64, Relaxed);
     }
 }
 
-fn drop_if_idle<N: Notify>(topics: &mut HashMap<String, Topic<N>>, name: &str) {
+fn drop_if_idle(topics: &mut HashMap<String, Topic>, name: &str) {
     if topics.get(name).is_some_and(Topic::is_idle) {
         topics.remove(name);
     }
 }
 
-/// Encodes once, keeps it in the ring, queues the same bytes on every subscriber, and forgets
-/// subscribers that are gone or overflowed. `seq` is the event's place in the hub's order.
-fn publish<N: Notify>(topic: &mut Topic<N>, events: Vec<OwnedEvent>, next_seq: &mut u64) {
-    let mut encoded = Vec::with_capacity(events.len());
-    for mut event in events {
+/// Frames each event once (numbering those that need it), keeps it in the ring, queues the
+/// same bytes on every subscriber, and forgets subscribers that are gone or overflowed. `seq`
+/// is the event's place in the hub's order. Returns whether any subscriber got the events.
+fn publish(topic: &mut Topic, events: Vec<Encoded>, next_seq: &mut u64) -> bool {
+    let mut framed = Vec::with_capacity(events.len());
+    for event in events {
         let seq = *next_seq;
         *next_seq += 1;
-        if event.id.is_none() && topic.ring_size > 0 {
-            event.id = Some(seq.to_string());
-        }
-        // Broadcast validated the event before queueing it, so this does not fail.
-        if let Ok(bytes) = event.encode() {
-            encoded.push((seq, event.id, WireEvent::new(&bytes)));
-        }
+        let (id, wire) = match event.id {
+            Some(id) => (Some(id), WireEvent::new(&event.bytes)),
+            None if topic.ring_size > 0 => {
+                let id = seq.to_string();
+                let wire = WireEvent::with_id(Some(&id), &event.bytes);
+                (Some(id), wire)
+            }
+            None => (None, WireEvent::new(&event.bytes)),
+        };
+        framed.push((seq, id, wire));
     }
+    let wires: Vec<&WireEvent> = framed.iter().map(|(_, _, wire)| wire).collect();
     topic
         .subscribers
-        .retain(|_, stream| stream.push_shared(encoded.iter().map(|(_, _, wire)| wire), false));
+        .retain(|_, subscriber| subscriber.push_events(&wires, false));
+    drop(wires);
+    let reached = !topic.subscribers.is_empty();
     if topic.ring_size > 0 {
-        for (seq, id, wire) in encoded {
+        for (seq, id, wire) in framed {
             if let Some(id) = id {
                 topic.ring.push_back(Stored { seq, id, wire });
             }
@@ -401,6 +474,7 @@ fn publish<N: Notify>(topic: &mut Topic<N>, events: Vec<OwnedEvent>, next_seq: &
             topic.ring.pop_front();
         }
     }
+    reached
 }
 
 /// Queues the events of `names` published after `last_event_id`, merged in the hub's order.
@@ -410,10 +484,10 @@ fn publish<N: Notify>(topic: &mut Topic<N>, events: Vec<OwnedEvent>, next_seq: &
 /// gets what is left after it. Any other id gets the whole rings, the most a reconnecting
 /// client can still be given. Ids restart at 1 with the server, so a client coming back from
 /// an earlier run with a higher number gets nothing replayed.
-fn replay<N: Notify>(
-    topics: &HashMap<String, Topic<N>>,
+fn replay(
+    topics: &HashMap<String, Topic>,
     names: &[String],
-    stream: &Stream<N>,
+    subscriber: &dyn Subscriber,
     last_event_id: &str,
 ) {
     let rings = || {
@@ -437,5 +511,6 @@ fn replay<N: Notify>(
         })
         .collect();
     missed.sort_unstable_by_key(|stored| stored.seq);
-    stream.push_shared(missed.into_iter().map(|stored| &stored.wire), true);
+    let wires: Vec<&WireEvent> = missed.into_iter().map(|stored| &stored.wire).collect();
+    subscriber.push_events(&wires, true);
 }

@@ -8,9 +8,9 @@ use std::net::Shutdown;
 use std::time::Duration;
 
 use crier_core::config::ServerConfig;
+use crier_core::connection::CallError;
 use crier_core::http::Version;
-use crier_core::notify::CloseReason;
-use crier_core::stream::StreamError;
+use crier_core::report::CloseReason;
 use support::{read_to_end, read_until, send, Event, TestServer};
 
 const HEADERS: &[(&str, &str)] = &[("content-type", "text/event-stream")];
@@ -76,7 +76,7 @@ fn chunks_are_framed_to_the_byte_and_finish_ends_the_body() {
     expected.extend_from_slice(b"\r\n0\r\n\r\n");
     assert_eq!(&got[body_at..], &expected[..]);
     // The exchange is over: a stale handle can no longer write.
-    assert_eq!(stream.chunk(exchange, b"late"), Err(StreamError::Closed));
+    assert_eq!(stream.chunk(exchange, b"late"), Err(CallError::Closed));
 }
 
 #[test]
@@ -101,7 +101,7 @@ fn idle_client_fin_is_reported_without_any_write() {
         written,
         "detection must not need a write"
     );
-    assert_eq!(stream.chunk(exchange, b"x"), Err(StreamError::Closed));
+    assert_eq!(stream.chunk(exchange, b"x"), Err(CallError::Closed));
     wait_for_no_tasks(&server);
 }
 
@@ -152,7 +152,7 @@ fn keep_alive_serves_the_next_request_on_the_same_connection() {
     assert_ne!(first, second);
     assert_eq!(
         stream.send_resp(first, 200, &[("a", "b")], b"stale"),
-        Err(StreamError::Closed)
+        Err(CallError::Closed)
     );
     same.send_resp(second, 200, &[("x-b", "2")], b"two")
         .unwrap();
@@ -236,7 +236,9 @@ fn head_and_bodiless_answers_to_send_chunked_leave_no_stream_counted() {
     for (n, (raw, status)) in requests.into_iter().enumerate() {
         send(&mut client, raw);
         let (stream, exchange, _) = server.next_request(n as u32);
-        stream.send_chunked(exchange, status, HEADERS, true).unwrap();
+        stream
+            .send_chunked(exchange, status, HEADERS, true)
+            .unwrap();
         if status == 200 {
             // A HEAD answer takes the chunk and sends nothing of it.
             stream.chunk(exchange, b"data: x\n\n").unwrap();
@@ -252,7 +254,12 @@ fn head_and_bodiless_answers_to_send_chunked_leave_no_stream_counted() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(server.server.stats().streams, 0, "{:?}", server.server.stats());
+    assert_eq!(
+        server.server.stats().streams,
+        0,
+        "{:?}",
+        server.server.stats()
+    );
     drop(client);
     wait_for_no_tasks(&server);
 }

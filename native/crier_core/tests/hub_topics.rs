@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crier_core::config::ServerConfig;
 use crier_core::hub::OwnedEvent;
-use crier_core::notify::CloseReason;
+use crier_core::report::CloseReason;
 use event_stream::Parser;
 use sse_client::{serve_subscribers, Seen, SseClient};
 use support::TestServer;
@@ -109,10 +109,13 @@ fn a_broadcast_reaches_every_subscriber_after_its_owner_is_gone() {
         for _ in 0..3 {
             detached(seen);
         }
+        // The hub counts a subscriber when it takes the subscribe, after the stats gauge.
         wait_for_stats(&server, "three subscribers, one topic", |s| {
-            s.subscribers == 3 && s.topics == 1 && s.streams == 3
+            s.subscribers == 3
+                && s.topics == 1
+                && s.streams == 3
+                && hub.subscriber_count("news") == 3
         });
-        assert_eq!(hub.subscriber_count("news"), 3);
         assert_eq!(hub.subscriber_count("elsewhere"), 0);
         for client in &clients {
             assert!(
@@ -250,7 +253,8 @@ fn unsubscribe_stops_delivery_and_the_last_one_ends_an_ownerless_stream() {
         // The owner hands the stream over and goes away.
         kept.stream.finish(kept.exchange);
         kept.stream.owner_gone(kept.exchange);
-        hub.unsubscribe(&kept.stream, "a");
+        hub.unsubscribe(kept.stream.as_ref(), kept.exchange, "a")
+            .unwrap();
         hub.broadcast("a", data("to a")).unwrap();
         hub.broadcast("b", data("to b")).unwrap();
         assert_eq!(client.next_event().unwrap().data, "to b");
@@ -259,7 +263,8 @@ fn unsubscribe_stops_delivery_and_the_last_one_ends_an_ownerless_stream() {
             (hub.subscriber_count("a"), hub.subscriber_count("b")),
             (0, 1)
         );
-        hub.unsubscribe(&kept.stream, "b");
+        hub.unsubscribe(kept.stream.as_ref(), kept.exchange, "b")
+            .unwrap();
         // Nobody can feed it any more: the response ends with its last chunk.
         assert_eq!(client.read_to_end(), []);
         assert!(client.ended);
@@ -519,14 +524,19 @@ fn replay_is_exactly_once_and_in_order_while_broadcasts_race_reconnects() {
 
 /// Reports requests to a std channel; owners are `()`. For a server on a runtime that only
 /// runs when the test drives it.
-struct Inbox(mpsc::Sender<(std::sync::Arc<crier_core::stream::Stream<Inbox>>, u64)>);
+struct Inbox(
+    mpsc::Sender<(
+        std::sync::Arc<crier_core::connection::Connection<Inbox>>,
+        u64,
+    )>,
+);
 
-impl crier_core::notify::Notify for Inbox {
+impl crier_core::reporter::Reporter for Inbox {
     type Owner = ();
 
     fn request(
         &self,
-        stream: &std::sync::Arc<crier_core::stream::Stream<Self>>,
+        stream: &std::sync::Arc<crier_core::connection::Connection<Self>>,
         exchange: u64,
         _head: crier_core::http::RequestHead,
     ) {
@@ -535,7 +545,7 @@ impl crier_core::notify::Notify for Inbox {
 
     fn closed(&self, _owner: &(), _exchange: u64, _reason: CloseReason) {}
 
-    fn wake(&self, _owner: &(), _exchange: u64, _what: crier_core::notify::Wake) {}
+    fn wake(&self, _owner: &(), _exchange: u64, _what: crier_core::report::Wake) {}
 }
 
 async fn read_until_driven(socket: &mut tokio::net::TcpStream, got: &mut Vec<u8>, needle: &[u8]) {
@@ -676,12 +686,17 @@ fn queued_broadcasts_reach_a_subscriber_in_one_write() {
 fn shutdown_delivers_every_broadcast_that_returned_before_the_final_event() {
     let mut driven = driven_subscriber();
     driven.broadcast_numbered(200);
-    driven
-        .server
-        .shutdown(Some(bytes::Bytes::from_static(b"event: bye\ndata: stop\n\n")));
+    driven.server.shutdown(Some(bytes::Bytes::from_static(
+        b"event: bye\ndata: stop\n\n",
+    )));
     driven.run_until_read(b"0\r\n\r\n");
     let mut parser = Parser::new();
-    let body_at = driven.got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let body_at = driven
+        .got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap()
+        + 4;
     parser.feed(&dechunk(&driven.got[body_at..]));
     let events: Vec<String> = parser
         .take()
@@ -706,13 +721,15 @@ fn shutdown_right_after_broadcasts_loses_none_of_them() {
         for _ in 0..100 {
             detached(seen);
         }
-        wait_for_stats(&server, "100 subscribers", |_| hub.subscriber_count("all") == 100);
+        wait_for_stats(&server, "100 subscribers", |_| {
+            hub.subscriber_count("all") == 100
+        });
         for n in 0..200 {
             hub.broadcast("all", data(&n.to_string())).unwrap();
         }
-        server
-            .server
-            .shutdown(Some(bytes::Bytes::from_static(b"event: bye\ndata: stop\n\n")));
+        server.server.shutdown(Some(bytes::Bytes::from_static(
+            b"event: bye\ndata: stop\n\n",
+        )));
         let readers: Vec<_> = clients
             .into_iter()
             .map(|mut client| {
@@ -799,8 +816,8 @@ fn dechunk(mut framed: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();
     loop {
         let line_end = framed.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size = usize::from_str_radix(std::str::from_utf8(&framed[..line_end]).unwrap(), 16)
-            .unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&framed[..line_end]).unwrap(), 16).unwrap();
         if size == 0 {
             return body;
         }

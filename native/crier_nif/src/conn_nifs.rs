@@ -1,11 +1,11 @@
 //! NIFs on one exchange: ownership, response, chunks, body, topics, close. Each takes a short
 //! lock and enqueues; none waits for the network.
 
-use crier_core::stream::{BodyRead, Push, StreamError};
+use crier_core::connection::{BodyRead, CallError, Push};
 use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
 use crate::atoms;
-use crate::beam_notify::{OnClose, Owner};
+use crate::beam_reporter::{OnClose, Owner};
 use crate::resources::ConnResource;
 use crate::server_nifs::topic_name;
 use crate::terms::{decode_close_reason, decode_headers, decode_iodata, encode_binary, Invalid};
@@ -24,26 +24,26 @@ fn header_slices<'a>(headers: &[(Binary<'a>, Binary<'a>)]) -> Vec<(&'a [u8], &'a
 fn with_headers<'a>(
     env: Env<'a>,
     headers: Term<'a>,
-    send: impl FnOnce(&[(&[u8], &[u8])]) -> Result<(), StreamError>,
+    send: impl FnOnce(&[(&[u8], &[u8])]) -> Result<(), CallError>,
 ) -> NifResult<Term<'a>> {
     let headers = decode_headers(headers)?;
     reply(env, send(&header_slices(&headers)))
 }
 
-fn reply<'a>(env: Env<'a>, result: Result<(), StreamError>) -> NifResult<Term<'a>> {
+fn reply<'a>(env: Env<'a>, result: Result<(), CallError>) -> NifResult<Term<'a>> {
     match result {
         Ok(()) => Ok(atoms::ok().encode(env)),
-        Err(error) => stream_error(env, error),
+        Err(error) => call_error(env, error),
     }
 }
 
-fn stream_error<'a, T>(env: Env<'a>, error: StreamError) -> NifResult<T> {
+fn call_error<'a, T>(env: Env<'a>, error: CallError) -> NifResult<T> {
     let _ = env;
     Err(match error {
-        StreamError::Closed => rustler::Error::Term(Box::new(atoms::closed())),
-        StreamError::AlreadySent => rustler::Error::Term(Box::new(atoms::already_sent())),
-        StreamError::NotStreaming => rustler::Error::Term(Box::new(atoms::not_streaming())),
-        StreamError::Invalid(message) => Invalid(message).into_error(),
+        CallError::Closed => rustler::Error::Term(Box::new(atoms::closed())),
+        CallError::AlreadySent => rustler::Error::Term(Box::new(atoms::already_sent())),
+        CallError::NotStreaming => rustler::Error::Term(Box::new(atoms::not_streaming())),
+        CallError::Invalid(message) => Invalid(message).into_error(),
     })
 }
 
@@ -63,7 +63,7 @@ fn conn_set_owner<'a>(
         return Err(Invalid("on_close must be :message or :exit".into()).into());
     };
     let result = conn
-        .stream
+        .connection
         .set_owner(conn.exchange, Owner { pid, on_close });
     if result.is_ok() {
         let mut monitor = conn.owner_monitor.lock().unwrap_or_else(|p| p.into_inner());
@@ -84,7 +84,7 @@ fn conn_send_chunked<'a>(
     sse: bool,
 ) -> NifResult<Term<'a>> {
     with_headers(env, headers, |headers| {
-        conn.stream
+        conn.connection
             .send_chunked(conn.exchange, status, headers, sse)
     })
 }
@@ -122,14 +122,14 @@ fn send_resp<'a>(
 ) -> NifResult<Term<'a>> {
     let body = decode_iodata(body, "body")?;
     with_headers(env, headers, |headers| {
-        conn.stream
+        conn.connection
             .send_resp(conn.exchange, status, headers, body.as_slice())
     })
 }
 
 /// A head with `content-length: length`; the body follows through `conn_chunk`, unframed.
 #[rustler::nif]
-fn conn_send_sized<'a>(
+fn conn_send_head<'a>(
     env: Env<'a>,
     conn: Conn,
     status: i64,
@@ -137,8 +137,8 @@ fn conn_send_sized<'a>(
     length: u64,
 ) -> NifResult<Term<'a>> {
     with_headers(env, headers, |headers| {
-        conn.stream
-            .send_sized(conn.exchange, status, headers, length)
+        conn.connection
+            .send_head(conn.exchange, status, headers, length)
     })
 }
 
@@ -150,7 +150,7 @@ fn conn_inform<'a>(
     headers: Term<'a>,
 ) -> NifResult<Term<'a>> {
     with_headers(env, headers, |headers| {
-        conn.stream.inform(conn.exchange, status, headers)
+        conn.connection.inform(conn.exchange, status, headers)
     })
 }
 
@@ -168,36 +168,41 @@ fn conn_chunk_dirty<'a>(env: Env<'a>, conn: Conn, data: Term<'a>) -> NifResult<T
 
 fn chunk<'a>(env: Env<'a>, conn: Conn, data: Term<'a>) -> NifResult<Term<'a>> {
     let data = decode_iodata(data, "chunk data")?;
-    match conn.stream.chunk(conn.exchange, data.as_slice()) {
+    match conn.connection.chunk(conn.exchange, data.as_slice()) {
         Ok(Push::Queued) => Ok(atoms::ok().encode(env)),
         Ok(Push::Full) => Ok(atoms::full().encode(env)),
-        Err(error) => stream_error(env, error),
+        Err(error) => call_error(env, error),
     }
 }
 
 /// The owner is done; returns whether a response had been sent.
 #[rustler::nif]
 fn conn_finish(conn: Conn) -> bool {
-    conn.stream.finish(conn.exchange)
+    conn.connection.finish(conn.exchange)
 }
 
 #[rustler::nif]
 fn conn_close(conn: Conn, reason: Term) -> NifResult<Atom> {
     let reason = decode_close_reason(reason)?;
-    conn.stream.close(conn.exchange, reason);
+    conn.connection.close(conn.exchange, reason);
     Ok(atoms::ok())
 }
 
+/// `:ok` when the wait was withdrawn, `:woken` when its wake-up was already sent (the caller
+/// takes it from its mailbox).
 #[rustler::nif]
 fn conn_cancel_wait(conn: Conn) -> Atom {
-    conn.stream.cancel_wait(conn.exchange);
-    atoms::ok()
+    if conn.connection.cancel_wait(conn.exchange) {
+        atoms::ok()
+    } else {
+        atoms::woken()
+    }
 }
 
 /// `{:ok, bytes, done?}`, `:wait` (a `{:crier, ref, :body}` follows), or `{:error, reason}`.
 #[rustler::nif]
 fn conn_read_body<'a>(env: Env<'a>, conn: Conn, max: usize) -> NifResult<Term<'a>> {
-    match conn.stream.read_body(conn.exchange, max) {
+    match conn.connection.read_body(conn.exchange, max) {
         Ok(BodyRead::Data { bytes, done }) => {
             Ok((atoms::ok(), encode_binary(env, &bytes), done).encode(env))
         }
@@ -210,7 +215,7 @@ fn conn_read_body<'a>(env: Env<'a>, conn: Conn, max: usize) -> NifResult<Term<'a
             };
             Ok((atoms::error(), reason).encode(env))
         }
-        Err(error) => stream_error(env, error),
+        Err(error) => call_error(env, error),
     }
 }
 
@@ -233,11 +238,11 @@ fn conn_subscribe<'a>(
             .map_err(|_| Invalid("last_event_id must be a string or nil".into()))?;
         Some(String::from_utf8_lossy(id.as_slice()).into_owned())
     };
-    let hub = &conn.stream.server().hub;
+    let hub = &conn.connection.server().hub;
     reply(
         env,
         hub.subscribe(
-            &conn.stream,
+            &conn.connection,
             conn.exchange,
             &topics,
             last_event_id.as_deref(),
@@ -245,14 +250,18 @@ fn conn_subscribe<'a>(
     )
 }
 
+/// `:ok`, or `{:error, :closed}` for a conn whose exchange is over (a stale handle).
 #[rustler::nif]
-fn conn_unsubscribe(conn: Conn, topic: Binary) -> NifResult<Atom> {
+fn conn_unsubscribe<'a>(env: Env<'a>, conn: Conn, topic: Binary<'a>) -> NifResult<Term<'a>> {
     let topic = topic_name(&topic)?;
-    conn.stream.server().hub.unsubscribe(&conn.stream, &topic);
-    Ok(atoms::ok())
+    let hub = &conn.connection.server().hub;
+    reply(
+        env,
+        hub.unsubscribe(conn.connection.as_ref(), conn.exchange, &topic),
+    )
 }
 
 #[rustler::nif]
 fn conn_response_started(conn: Conn) -> bool {
-    conn.stream.response_started(conn.exchange)
+    conn.connection.response_started(conn.exchange)
 }

@@ -2,7 +2,7 @@
 //! [`crier_core::notify::Notify`] over `enif_send`. No protocol logic lives here.
 
 mod atoms;
-mod beam_notify;
+mod beam_reporter;
 mod conn_nifs;
 mod resources;
 mod runtime;

@@ -3,16 +3,16 @@
 
 use std::sync::{Arc, Mutex};
 
+use crier_core::connection::Connection;
 use crier_core::server::Server;
-use crier_core::stream::Stream;
 use rustler::{Env, LocalPid, Monitor, Resource};
 
-use crate::beam_notify::BeamNotify;
+use crate::beam_reporter::BeamReporter;
 
 /// A running server. Dropping the last reference does not stop it: `Crier.Server` stops it
 /// when it terminates.
 pub struct ServerResource {
-    pub server: Server<BeamNotify>,
+    pub server: Server<BeamReporter>,
 }
 
 #[rustler::resource_impl]
@@ -22,7 +22,7 @@ impl Resource for ServerResource {}
 /// (tasks never hold the resource), so when the owner dies or drops its last reference the
 /// stream learns it and closes, unless it is subscribed to a topic.
 pub struct ConnResource {
-    pub stream: Arc<Stream<BeamNotify>>,
+    pub connection: Arc<Connection<BeamReporter>>,
     pub exchange: u64,
     /// The monitor on the current owner; a new owner replaces it, so only the current owner's
     /// death counts.
@@ -30,9 +30,9 @@ pub struct ConnResource {
 }
 
 impl ConnResource {
-    pub fn new(stream: Arc<Stream<BeamNotify>>, exchange: u64) -> Self {
+    pub fn new(connection: Arc<Connection<BeamReporter>>, exchange: u64) -> Self {
         ConnResource {
-            stream,
+            connection,
             exchange,
             owner_monitor: Mutex::new(None),
         }
@@ -46,13 +46,13 @@ impl Resource for ConnResource {
     fn down<'a>(&'a self, _env: Env<'a>, _pid: LocalPid, monitor: Monitor) {
         let current = *self.owner_monitor.lock().unwrap_or_else(|p| p.into_inner());
         if current == Some(monitor) {
-            self.stream.owner_gone(self.exchange);
+            self.connection.owner_gone(self.exchange);
         }
     }
 }
 
 impl Drop for ConnResource {
     fn drop(&mut self) {
-        self.stream.owner_gone(self.exchange);
+        self.connection.owner_gone(self.exchange);
     }
 }

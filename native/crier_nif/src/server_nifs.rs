@@ -4,7 +4,7 @@ use crier_core::server::Server;
 use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
 use crate::atoms;
-use crate::beam_notify::BeamNotify;
+use crate::beam_reporter::BeamReporter;
 use crate::resources::ServerResource;
 use crate::terms::{decode_config, decode_event, encode_binary, encode_stats, Invalid};
 
@@ -13,8 +13,8 @@ use crate::terms::{decode_config, decode_event, encode_binary, encode_stats, Inv
 #[rustler::nif]
 fn server_start<'a>(env: Env<'a>, options: Term<'a>, server_pid: LocalPid) -> NifResult<Term<'a>> {
     let (config, replay) = decode_config(options)?;
-    let notify = BeamNotify { server_pid };
-    match Server::start(config, notify, crate::runtime::handle(), replay) {
+    let reporter = BeamReporter { server_pid };
+    match Server::start(config, reporter, crate::runtime::handle(), replay) {
         Ok(server) => {
             let resource = ResourceArc::new(ServerResource { server });
             Ok((atoms::ok(), resource).encode(env))

@@ -9,16 +9,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crier_core::config::ServerConfig;
+use crier_core::connection::Connection;
 use crier_core::http::RequestHead;
-use crier_core::notify::{CloseReason, Notify, Wake};
+use crier_core::report::{CloseReason, Wake};
+use crier_core::reporter::Reporter;
 use crier_core::server::Server;
-use crier_core::stream::Stream;
 use tokio::sync::mpsc;
 
 /// Everything the core reports, in order.
 pub enum Event {
     Request {
-        stream: Arc<Stream<ChannelNotify>>,
+        stream: Arc<Connection<ChannelNotify>>,
         exchange: u64,
         head: RequestHead,
     },
@@ -40,10 +41,10 @@ pub struct ChannelNotify {
     events: mpsc::UnboundedSender<Event>,
 }
 
-impl Notify for ChannelNotify {
+impl Reporter for ChannelNotify {
     type Owner = u32;
 
-    fn request(&self, stream: &Arc<Stream<Self>>, exchange: u64, head: RequestHead) {
+    fn request(&self, stream: &Arc<Connection<Self>>, exchange: u64, head: RequestHead) {
         let _ = self.events.send(Event::Request {
             stream: stream.clone(),
             exchange,
@@ -73,7 +74,7 @@ impl Notify for ChannelNotify {
 }
 
 /// A stream as the core hands it to the tests.
-pub type TestStream = Arc<Stream<ChannelNotify>>;
+pub type TestStream = Arc<Connection<ChannelNotify>>;
 
 /// A server on 127.0.0.1 with a port of its own, and the receiving end of its reports.
 pub struct TestServer {

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use crier_core::notify::CloseReason;
-use crier_core::stream::Stream;
+use crier_core::connection::Connection;
+use crier_core::report::CloseReason;
 
 use crate::event_stream::{Dispatched, Parser};
 use crate::support::{ChannelNotify, Event, TestServer};
@@ -177,7 +177,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// A stream an owner kept (query `keep`): the test may write to it or drop it.
 pub struct Kept {
-    pub stream: Arc<Stream<ChannelNotify>>,
+    pub stream: Arc<Connection<ChannelNotify>>,
     pub exchange: u64,
     pub owner: u32,
 }

@@ -1,12 +1,9 @@
-//! How the core tells its owner something. The core never sees a BEAM term: the NIF crate
-//! implements [`Notify`] with `enif_send`, cargo tests with channels.
+//! What the core reports to an owner besides a request: why a connection's exchange closed,
+//! and what a waiting call is woken for. A leaf: it imports nothing of the crate, so every
+//! other module may name these values without importing one another.
 
-use std::sync::Arc;
-
-use crate::http::RequestHead;
-use crate::stream::Stream;
-
-/// Why a stream ended; each has its own message and its own counter in the stats.
+/// Why an exchange ended before its response did; each has its own message and its own
+/// counter in the stats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CloseReason {
     /// The client closed (FIN, RST) or a write failed.
@@ -58,23 +55,19 @@ pub enum Wake {
     Body,
 }
 
-/// The owner side of a server, implemented by the NIF crate and by tests.
-///
-/// Every method is called from a tokio worker thread and must not block.
-pub trait Notify: Send + Sync + Sized + 'static {
-    /// Identifies the process that owns a stream, with whatever it needs to be told things.
-    type Owner: Clone + Send + Sync + 'static;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// A request head arrived on `stream` as exchange `exchange`. The implementation hands it
-    /// to a fresh owner, which takes the stream with [`Stream::set_owner`].
-    fn request(&self, stream: &Arc<Stream<Self>>, exchange: u64, head: RequestHead);
-
-    /// The stream of `exchange` closed for `reason`; sent at most once per exchange.
-    fn closed(&self, owner: &Self::Owner, exchange: u64, reason: CloseReason);
-
-    /// A call of `owner` that waits for `what` on `exchange` may go on.
-    fn wake(&self, owner: &Self::Owner, exchange: u64, what: Wake);
-
-    /// The server finished shutting down; every stream is closed.
-    fn stopped(&self) {}
+    #[test]
+    fn indexes_are_dense_and_names_are_the_elixir_atoms() {
+        for (i, reason) in CloseReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i);
+        }
+        let names: Vec<&str> = CloseReason::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(
+            names,
+            ["closed", "timeout", "overflow", "shutdown", "owner_gone"]
+        );
+    }
 }

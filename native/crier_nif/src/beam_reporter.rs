@@ -7,9 +7,10 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crier_core::connection::Connection;
 use crier_core::http::{RequestHead, Version};
-use crier_core::notify::{CloseReason, Notify, Wake};
-use crier_core::stream::Stream;
+use crier_core::report::{CloseReason, Wake};
+use crier_core::reporter::Reporter;
 use rustler::types::tuple::make_tuple;
 use rustler::{Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
 
@@ -35,7 +36,7 @@ pub struct Owner {
 
 /// Reports of one server, sent to its `Crier.Server` process (requests, exits to carry out)
 /// and to owners (closes, wake-ups).
-pub struct BeamNotify {
+pub struct BeamReporter {
     pub server_pid: LocalPid,
 }
 
@@ -50,7 +51,7 @@ where
     if rustler::thread::is_scheduler_thread() {
         // The core only reports from tokio threads; a scheduler thread here is a bug, and
         // send_and_clear would panic, so drop the message instead of the VM.
-        debug_assert!(false, "Notify called on a scheduler thread");
+        debug_assert!(false, "Reporter called on a scheduler thread");
         return;
     }
     MESSAGE_ENV.with(|env| {
@@ -58,12 +59,12 @@ where
     });
 }
 
-impl Notify for BeamNotify {
+impl Reporter for BeamReporter {
     type Owner = Owner;
 
-    fn request(&self, stream: &Arc<Stream<Self>>, exchange: u64, head: RequestHead) {
-        let resource = ResourceArc::new(ConnResource::new(stream.clone(), exchange));
-        let (peer, local) = (stream.peer, stream.local);
+    fn request(&self, connection: &Arc<Connection<Self>>, exchange: u64, head: RequestHead) {
+        let resource = ResourceArc::new(ConnResource::new(connection.clone(), exchange));
+        let (peer, local) = (connection.peer, connection.local);
         send(&self.server_pid, move |env| {
             let request = encode_request(env, exchange, &head, peer, local);
             make_tuple(
