@@ -263,3 +263,63 @@ fn head_and_bodiless_answers_to_send_chunked_leave_no_stream_counted() {
     drop(client);
     wait_for_no_tasks(&server);
 }
+
+/// `heartbeat: None` sends none, told apart from the default by the default's own interval:
+/// on a runtime whose clock is paused (and runs ahead whenever every task waits), an idle SSE
+/// stream with the default heartbeat gets one, and a stream with none gets nothing for an
+/// hour of that clock, in milliseconds of real time.
+#[test]
+fn no_heartbeat_means_none_ever_and_the_default_sends_one() {
+    let idle_hour = |heartbeat: Option<Duration>| -> Vec<u8> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let (reporter, mut events) = support::ChannelNotify::channel();
+        let config = ServerConfig {
+            heartbeat,
+            // Only the heartbeat may write: no other timer of the hour may end the stream.
+            tcp_keepalive: None,
+            tcp_user_timeout: None,
+            ..ServerConfig::default()
+        };
+        let server =
+            crier_core::server::Server::start(config, reporter, runtime.handle(), 0).expect("bind");
+        runtime.block_on(async {
+            let mut client = tokio::net::TcpStream::connect(server.local_addr())
+                .await
+                .unwrap();
+            client.write_all(GET).await.unwrap();
+            let Some(Event::Request {
+                stream, exchange, ..
+            }) = events.recv().await
+            else {
+                panic!("expected a request");
+            };
+            stream.set_owner(exchange, 1).unwrap();
+            stream.send_chunked(exchange, 200, HEADERS, true).unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 1024];
+            let _ = tokio::time::timeout(Duration::from_secs(3600), async {
+                loop {
+                    let n = client.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "closed");
+                    got.extend_from_slice(&buf[..n]);
+                    if got.ends_with(b"\r\n:\n\n\r\n") {
+                        return;
+                    }
+                }
+            })
+            .await;
+            let body_at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            got.split_off(body_at)
+        })
+    };
+    assert_eq!(
+        idle_hour(ServerConfig::default().heartbeat),
+        b"3\r\n:\n\n\r\n"
+    );
+    assert_eq!(idle_hour(None), b"");
+}

@@ -41,6 +41,14 @@ pub struct ChannelNotify {
     events: mpsc::UnboundedSender<Event>,
 }
 
+impl ChannelNotify {
+    /// A reporter and the receiving end of its reports, for a runtime a test builds itself.
+    pub fn channel() -> (Self, mpsc::UnboundedReceiver<Event>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        (ChannelNotify { events }, rx)
+    }
+}
+
 impl Reporter for ChannelNotify {
     type Owner = u32;
 
