@@ -27,7 +27,7 @@ use crate::membership::{Detached, Membership, Subscriber};
 use crate::report::{CloseReason, Wake};
 use crate::reporter::Reporter;
 use crate::request_body::RequestBody;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::sse::WireEvent;
 use crate::write_queue::{WriteQueue, CHUNK_FRAMING};
 

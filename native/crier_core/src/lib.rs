@@ -23,6 +23,7 @@ pub mod report;
 pub mod reporter;
 mod request_body;
 pub mod server;
+pub mod shared;
 pub mod sse;
 pub mod stats;
 mod task;

@@ -12,7 +12,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,69 +24,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
-use crate::connection::Connection;
 use crate::http::response;
 use crate::hub::Hub;
 use crate::report::CloseReason;
 use crate::reporter::Reporter;
+use crate::shared::Shared;
 use crate::stats::{Snapshot, Stats};
 use crate::task;
 
 /// How long connections closed at the end of a drain get to finish their tasks.
 const FORCED_CLOSE_WAIT: Duration = Duration::from_secs(5);
-
-/// What every connection of one server shares.
-pub struct Shared<N: Reporter> {
-    /// The configuration the server started with.
-    pub config: ServerConfig,
-    /// Where requests and closes are reported.
-    pub reporter: N,
-    /// Live counters, shared with the hub.
-    pub stats: Arc<Stats>,
-    /// Topics of this server.
-    pub hub: Hub,
-    /// The live connections, so shutdown can reach each one. Touched on connect and close
-    /// only: a per-connection cancellation future would cost every connection a waiter
-    /// polled on each of its wake-ups.
-    registry: Mutex<HashMap<u64, Weak<Connection<N>>>>,
-    /// Cancelled when shutdown begins: the accept loop stops, idle connections close.
-    stopping: CancellationToken,
-    /// Every connection task, so shutdown can wait for them without polling.
-    tasks: TaskTracker,
-    next_conn: AtomicU64,
-    next_exchange: AtomicU64,
-}
-
-impl<N: Reporter> Shared<N> {
-    pub(crate) fn register(&self, connection: &Arc<Connection<N>>) {
-        self.lock_registry()
-            .insert(connection.id, Arc::downgrade(connection));
-    }
-
-    pub(crate) fn unregister(&self, id: u64) {
-        self.lock_registry().remove(&id);
-    }
-
-    fn lock_registry(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Weak<Connection<N>>>> {
-        self.registry.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn live_connections(&self) -> Vec<Arc<Connection<N>>> {
-        self.lock_registry()
-            .values()
-            .filter_map(Weak::upgrade)
-            .collect()
-    }
-
-    pub(crate) fn next_exchange(&self) -> u64 {
-        self.next_exchange.fetch_add(1, Relaxed)
-    }
-
-    /// Whether shutdown has begun.
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.is_cancelled()
-    }
-}
 
 /// A running server. Dropping it does not stop it: call [`Server::shutdown`].
 pub struct Server<N: Reporter> {

@@ -18,7 +18,7 @@ use crate::http::request::{parse_head, HeadProgress};
 use crate::http::{response, HttpError, RequestHead};
 use crate::report::CloseReason;
 use crate::reporter::Reporter;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stats::{GaugeGuard, Spread};
 
 /// Most buffers handed to one `writev`; Linux's `IOV_MAX` is 1024.
