@@ -221,18 +221,15 @@ impl<N: Reporter> Connection<N> {
         headers: &[(K, V)],
         sse: bool,
     ) -> Result<(), CallError> {
-        let status = response::check_head(status, headers)?;
         let stats = &self.server.stats;
-        self.with_state(|st, fx| {
-            st.check_open(exchange)?;
-            let held_back = st.body.held_back();
-            let head = st
-                .exchange
-                .start_stream(exchange, status, headers, sse, held_back, stats)?;
-            st.queue.push(head);
-            fx.wake_task = true;
-            Ok(())
-        })
+        self.queue_response(
+            exchange,
+            status,
+            headers,
+            |exchange_state, status, held_back| {
+                exchange_state.start_stream(exchange, status, headers, sse, held_back, stats)
+            },
+        )
     }
 
     /// Sends a complete response with a content-length. HEAD requests and 204/304 get the
@@ -248,17 +245,14 @@ impl<N: Reporter> Connection<N> {
         headers: &[(K, V)],
         body: &[u8],
     ) -> Result<(), CallError> {
-        let status = response::check_head(status, headers)?;
-        self.with_state(|st, fx| {
-            st.check_open(exchange)?;
-            let held_back = st.body.held_back();
-            let out = st
-                .exchange
-                .respond(exchange, status, headers, body, held_back)?;
-            st.queue.push(out);
-            fx.wake_task = true;
-            Ok(())
-        })
+        self.queue_response(
+            exchange,
+            status,
+            headers,
+            |exchange_state, status, held_back| {
+                exchange_state.respond(exchange, status, headers, body, held_back)
+            },
+        )
     }
 
     /// Sends a head with `content-length: length`; the body follows through
@@ -276,14 +270,32 @@ impl<N: Reporter> Connection<N> {
         headers: &[(K, V)],
         length: u64,
     ) -> Result<(), CallError> {
+        self.queue_response(
+            exchange,
+            status,
+            headers,
+            |exchange_state, status, held_back| {
+                exchange_state.start_sized(exchange, status, headers, length, held_back)
+            },
+        )
+    }
+
+    /// The common path of the calls that send a final head: the head's values are checked
+    /// before the lock, then `encode` runs the exchange's transition (told whether the client
+    /// holds back a body for a `100 Continue`) and its bytes are queued.
+    fn queue_response<K: AsRef<[u8]>, V: AsRef<[u8]>>(
+        &self,
+        exchange: u64,
+        status: i64,
+        headers: &[(K, V)],
+        encode: impl FnOnce(&mut Exchange, u16, bool) -> Result<Bytes, CallError>,
+    ) -> Result<(), CallError> {
         let status = response::check_head(status, headers)?;
         self.with_state(|st, fx| {
             st.check_open(exchange)?;
             let held_back = st.body.held_back();
-            let head = st
-                .exchange
-                .start_sized(exchange, status, headers, length, held_back)?;
-            st.queue.push(head);
+            let bytes = encode(&mut st.exchange, status, held_back)?;
+            st.queue.push(bytes);
             fx.wake_task = true;
             Ok(())
         })

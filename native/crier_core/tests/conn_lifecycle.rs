@@ -48,7 +48,7 @@ fn wait_for_no_tasks(server: &TestServer) {
 #[test]
 fn request_reaches_the_owner_with_its_fields() {
     let server = TestServer::start(quiet_config());
-    let (client, stream, _exchange, head) = server.request(
+    let (client, connection, _exchange, head) = server.request(
         b"GET /room/1?since=5 HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 4\r\n\r\n",
         1,
     );
@@ -57,18 +57,20 @@ fn request_reaches_the_owner_with_its_fields() {
     assert_eq!(head.query, "since=5");
     assert_eq!(head.version, Version::Http11);
     assert_eq!(head.header("last-event-id"), Some(&b"4"[..]));
-    assert_eq!(stream.peer, client.local_addr().unwrap());
+    assert_eq!(connection.peer, client.local_addr().unwrap());
 }
 
 #[test]
 fn chunks_are_framed_to_the_byte_and_finish_ends_the_body() {
     let server = TestServer::start(quiet_config());
-    let (mut client, stream, exchange, _) = server.request(GET, 1);
-    stream.send_chunked(exchange, 200, HEADERS, true).unwrap();
-    stream.chunk(exchange, b"data: a\n\n").unwrap();
-    stream.chunk(exchange, b"").unwrap();
-    stream.chunk(exchange, &[b'x'; 300]).unwrap();
-    assert!(stream.finish(exchange));
+    let (mut client, connection, exchange, _) = server.request(GET, 1);
+    connection
+        .send_chunked(exchange, 200, HEADERS, true)
+        .unwrap();
+    connection.chunk(exchange, b"data: a\n\n").unwrap();
+    connection.chunk(exchange, b"").unwrap();
+    connection.chunk(exchange, &[b'x'; 300]).unwrap();
+    assert!(connection.finish(exchange));
     let got = read_until(&mut client, b"0\r\n\r\n");
     let body_at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     let mut expected = b"9\r\ndata: a\n\n\r\n12c\r\n".to_vec();
@@ -76,14 +78,16 @@ fn chunks_are_framed_to_the_byte_and_finish_ends_the_body() {
     expected.extend_from_slice(b"\r\n0\r\n\r\n");
     assert_eq!(&got[body_at..], &expected[..]);
     // The exchange is over: a stale handle can no longer write.
-    assert_eq!(stream.chunk(exchange, b"late"), Err(CallError::Closed));
+    assert_eq!(connection.chunk(exchange, b"late"), Err(CallError::Closed));
 }
 
 #[test]
 fn idle_client_fin_is_reported_without_any_write() {
     let server = TestServer::start(quiet_config());
-    let (mut client, stream, exchange, _) = server.request(GET, 7);
-    stream.send_chunked(exchange, 200, HEADERS, true).unwrap();
+    let (mut client, connection, exchange, _) = server.request(GET, 7);
+    connection
+        .send_chunked(exchange, 200, HEADERS, true)
+        .unwrap();
     let head = read_until(&mut client, b"\r\n\r\n");
     // The counter moves just after the write the client already read: wait for it.
     let written = head.len() as u64;
@@ -101,16 +105,18 @@ fn idle_client_fin_is_reported_without_any_write() {
         written,
         "detection must not need a write"
     );
-    assert_eq!(stream.chunk(exchange, b"x"), Err(CallError::Closed));
+    assert_eq!(connection.chunk(exchange, b"x"), Err(CallError::Closed));
     wait_for_no_tasks(&server);
 }
 
 #[test]
 fn client_rst_is_reported() {
     let server = TestServer::start(quiet_config());
-    let (client, stream, exchange, _) = server.request(GET, 3);
+    let (client, connection, exchange, _) = server.request(GET, 3);
     let writer = client.try_clone().unwrap();
-    stream.send_chunked(exchange, 200, HEADERS, true).unwrap();
+    connection
+        .send_chunked(exchange, 200, HEADERS, true)
+        .unwrap();
     // SO_LINGER 0 turns the close into an RST.
     socket2::SockRef::from(&client)
         .set_linger(Some(Duration::ZERO))
@@ -124,9 +130,11 @@ fn client_rst_is_reported() {
 #[test]
 fn owner_gone_closes_the_socket_without_a_report() {
     let server = TestServer::start(quiet_config());
-    let (mut client, stream, exchange, _) = server.request(GET, 1);
-    stream.send_chunked(exchange, 200, HEADERS, false).unwrap();
-    stream.owner_gone(exchange);
+    let (mut client, connection, exchange, _) = server.request(GET, 1);
+    connection
+        .send_chunked(exchange, 200, HEADERS, false)
+        .unwrap();
+    connection.owner_gone(exchange);
     let got = read_to_end(&mut client);
     assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
     wait_for_no_tasks(&server);
@@ -139,19 +147,20 @@ fn owner_gone_closes_the_socket_without_a_report() {
 #[test]
 fn keep_alive_serves_the_next_request_on_the_same_connection() {
     let server = TestServer::start(quiet_config());
-    let (mut client, stream, first, _) = server.request(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 1);
-    stream
+    let (mut client, connection, first, _) =
+        server.request(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 1);
+    connection
         .send_resp(first, 200, &[("x-a", "1")], b"one")
         .unwrap();
-    assert!(stream.finish(first));
+    assert!(connection.finish(first));
     read_until(&mut client, b"one");
     send(&mut client, b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n");
     let (same, second, head) = server.next_request(2);
     assert_eq!(head.path, "/b");
-    assert!(std::sync::Arc::ptr_eq(&stream, &same));
+    assert!(std::sync::Arc::ptr_eq(&connection, &same));
     assert_ne!(first, second);
     assert_eq!(
-        stream.send_resp(first, 200, &[("a", "b")], b"stale"),
+        connection.send_resp(first, 200, &[("a", "b")], b"stale"),
         Err(CallError::Closed)
     );
     same.send_resp(second, 200, &[("x-b", "2")], b"two")
@@ -165,8 +174,10 @@ fn many_streams_closed_at_once_are_each_reported_once() {
     let mut clients = Vec::new();
     let mut exchanges = std::collections::HashSet::new();
     for i in 0..200u32 {
-        let (client, stream, exchange, _) = server.request(GET, i);
-        stream.send_chunked(exchange, 200, HEADERS, true).unwrap();
+        let (client, connection, exchange, _) = server.request(GET, i);
+        connection
+            .send_chunked(exchange, 200, HEADERS, true)
+            .unwrap();
         exchanges.insert(exchange);
         clients.push(client);
     }
@@ -193,9 +204,11 @@ fn many_streams_closed_at_once_are_each_reported_once() {
 #[test]
 fn a_fin_after_many_pipelined_bytes_is_still_reported() {
     let server = TestServer::start(quiet_config());
-    let (mut client, stream, exchange, _) = server.request(GET, 5);
+    let (mut client, connection, exchange, _) = server.request(GET, 5);
     // Not SSE: no heartbeat will ever write and find the close that way.
-    stream.send_chunked(exchange, 200, HEADERS, false).unwrap();
+    connection
+        .send_chunked(exchange, 200, HEADERS, false)
+        .unwrap();
     read_until(&mut client, b"\r\n\r\n");
     // Far past the request line and header limits (24 KiB together).
     send(&mut client, &vec![b'x'; 64 * 1024]);
@@ -211,11 +224,13 @@ fn a_fin_after_many_pipelined_bytes_is_still_reported() {
 #[test]
 fn a_client_that_leaves_while_its_body_is_unread_is_reported() {
     let server = TestServer::start(quiet_config());
-    let (client, stream, exchange, _) = server.request(
+    let (client, connection, exchange, _) = server.request(
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nExpect: 100-continue\r\n\r\n",
         6,
     );
-    stream.send_chunked(exchange, 200, HEADERS, false).unwrap();
+    connection
+        .send_chunked(exchange, 200, HEADERS, false)
+        .unwrap();
     client.shutdown(Shutdown::Both).unwrap();
     expect_closed(&server, 6, exchange, CloseReason::Closed);
     wait_for_no_tasks(&server);
@@ -235,15 +250,15 @@ fn head_and_bodiless_answers_to_send_chunked_leave_no_stream_counted() {
     ];
     for (n, (raw, status)) in requests.into_iter().enumerate() {
         send(&mut client, raw);
-        let (stream, exchange, _) = server.next_request(n as u32);
-        stream
+        let (connection, exchange, _) = server.next_request(n as u32);
+        connection
             .send_chunked(exchange, status, HEADERS, true)
             .unwrap();
         if status == 200 {
             // A HEAD answer takes the chunk and sends nothing of it.
-            stream.chunk(exchange, b"data: x\n\n").unwrap();
+            connection.chunk(exchange, b"data: x\n\n").unwrap();
         }
-        assert!(stream.finish(exchange));
+        assert!(connection.finish(exchange));
         // A HEAD, 204 or 304 answer ends with its head; the GET's body with its last chunk.
         let end: &[u8] = if n == 3 { b"0\r\n\r\n" } else { b"\r\n\r\n" };
         read_until(&mut client, end);
@@ -293,13 +308,17 @@ fn no_heartbeat_means_none_ever_and_the_default_sends_one() {
                 .unwrap();
             client.write_all(GET).await.unwrap();
             let Some(Event::Request {
-                stream, exchange, ..
+                connection,
+                exchange,
+                ..
             }) = events.recv().await
             else {
                 panic!("expected a request");
             };
-            stream.set_owner(exchange, 1).unwrap();
-            stream.send_chunked(exchange, 200, HEADERS, true).unwrap();
+            connection.set_owner(exchange, 1).unwrap();
+            connection
+                .send_chunked(exchange, 200, HEADERS, true)
+                .unwrap();
             let mut got = Vec::new();
             let mut buf = [0u8; 1024];
             let _ = tokio::time::timeout(Duration::from_secs(3600), async {

@@ -228,7 +228,7 @@ fn a_slow_subscriber_is_dropped_with_overflow_and_the_others_go_on() {
         );
         assert_eq!(close_count(&server, CloseReason::Overflow), 1);
         // The stream is closed for its owner too, and the topic goes on without it.
-        assert!(kept.stream.chunk(kept.exchange, b"late").is_err());
+        assert!(kept.connection.chunk(kept.exchange, b"late").is_err());
         hub.broadcast("feed", data("after")).unwrap();
         assert_eq!(fast.next_event().unwrap().data, "after");
         wait_for_stats(&server, "one subscriber left", |s| s.subscribers == 1);
@@ -251,9 +251,9 @@ fn unsubscribe_stops_delivery_and_the_last_one_ends_an_ownerless_stream() {
             s.subscribers == 1 && s.topics == 2
         });
         // The owner hands the stream over and goes away.
-        kept.stream.finish(kept.exchange);
-        kept.stream.owner_gone(kept.exchange);
-        hub.unsubscribe(kept.stream.as_ref(), kept.exchange, "a")
+        kept.connection.finish(kept.exchange);
+        kept.connection.owner_gone(kept.exchange);
+        hub.unsubscribe(kept.connection.as_ref(), kept.exchange, "a")
             .unwrap();
         hub.broadcast("a", data("to a")).unwrap();
         hub.broadcast("b", data("to b")).unwrap();
@@ -263,7 +263,7 @@ fn unsubscribe_stops_delivery_and_the_last_one_ends_an_ownerless_stream() {
             (hub.subscriber_count("a"), hub.subscriber_count("b")),
             (0, 1)
         );
-        hub.unsubscribe(kept.stream.as_ref(), kept.exchange, "b")
+        hub.unsubscribe(kept.connection.as_ref(), kept.exchange, "b")
             .unwrap();
         // Nobody can feed it any more: the response ends with its last chunk.
         assert_eq!(client.read_to_end(), []);
@@ -536,11 +536,11 @@ impl crier_core::reporter::Reporter for Inbox {
 
     fn request(
         &self,
-        stream: &std::sync::Arc<crier_core::connection::Connection<Self>>,
+        connection: &std::sync::Arc<crier_core::connection::Connection<Self>>,
         exchange: u64,
         _head: crier_core::http::RequestHead,
     ) {
-        let _ = self.0.send((stream.clone(), exchange));
+        let _ = self.0.send((connection.clone(), exchange));
     }
 
     fn closed(&self, _owner: &(), _exchange: u64, _reason: CloseReason) {}
@@ -592,7 +592,7 @@ fn driven_subscriber() -> Driven {
             .write_all(b"GET /t HTTP/1.1\r\nhost: x\r\n\r\n")
             .await
             .unwrap();
-        let (stream, exchange) = tokio::time::timeout(Duration::from_secs(5), async {
+        let (connection, exchange) = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 if let Ok(request) = rx.try_recv() {
                     return request;
@@ -602,14 +602,14 @@ fn driven_subscriber() -> Driven {
         })
         .await
         .expect("no request");
-        stream.set_owner(exchange, ()).unwrap();
-        stream
+        connection.set_owner(exchange, ()).unwrap();
+        connection
             .send_chunked(exchange, 200, sse_client::SSE_HEADERS, true)
             .unwrap();
-        hub.subscribe(&stream, exchange, &["t".to_string()], None)
+        hub.subscribe(&connection, exchange, &["t".to_string()], None)
             .unwrap();
-        stream.finish(exchange);
-        stream.owner_gone(exchange);
+        connection.finish(exchange);
+        connection.owner_gone(exchange);
         read_until_driven(&mut socket, &mut got, b"\r\n\r\n").await;
         // Let the hub take the subscribe before the runtime stops.
         tokio::time::timeout(Duration::from_secs(5), async {

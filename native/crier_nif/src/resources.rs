@@ -18,9 +18,9 @@ pub struct ServerResource {
 #[rustler::resource_impl]
 impl Resource for ServerResource {}
 
-/// The handle an owner holds on one exchange. It holds the stream through a plain `Arc`
+/// The handle an owner holds on one exchange. It holds the connection through a plain `Arc`
 /// (tasks never hold the resource), so when the owner dies or drops its last reference the
-/// stream learns it and closes, unless it is subscribed to a topic.
+/// connection learns it and closes, unless the exchange's stream is subscribed to a topic.
 pub struct ConnResource {
     pub connection: Arc<Connection<BeamReporter>>,
     pub exchange: u64,

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 /// Everything the core reports, in order.
 pub enum Event {
     Request {
-        stream: Arc<Connection<ChannelNotify>>,
+        connection: Arc<Connection<ChannelNotify>>,
         exchange: u64,
         head: RequestHead,
     },
@@ -52,9 +52,9 @@ impl ChannelNotify {
 impl Reporter for ChannelNotify {
     type Owner = u32;
 
-    fn request(&self, stream: &Arc<Connection<Self>>, exchange: u64, head: RequestHead) {
+    fn request(&self, connection: &Arc<Connection<Self>>, exchange: u64, head: RequestHead) {
         let _ = self.events.send(Event::Request {
-            stream: stream.clone(),
+            connection: connection.clone(),
             exchange,
             head,
         });
@@ -81,8 +81,8 @@ impl Reporter for ChannelNotify {
     }
 }
 
-/// A stream as the core hands it to the tests.
-pub type TestStream = Arc<Connection<ChannelNotify>>;
+/// A connection as the core hands it to the tests.
+pub type TestConnection = Arc<Connection<ChannelNotify>>;
 
 /// A server on 127.0.0.1 with a port of its own, and the receiving end of its reports.
 pub struct TestServer {
@@ -124,26 +124,26 @@ impl TestServer {
     }
 
     /// The next request, taken by owner `owner`.
-    pub fn next_request(&self, owner: u32) -> (TestStream, u64, RequestHead) {
+    pub fn next_request(&self, owner: u32) -> (TestConnection, u64, RequestHead) {
         match self.next_event(Duration::from_secs(5)) {
             Event::Request {
-                stream,
+                connection,
                 exchange,
                 head,
             } => {
-                stream.set_owner(exchange, owner).expect("owner");
-                (stream, exchange, head)
+                connection.set_owner(exchange, owner).expect("owner");
+                (connection, exchange, head)
             }
             _ => panic!("expected a request"),
         }
     }
 
     /// Connects a client, sends `raw` on it and takes the request that comes, as owner `owner`.
-    pub fn request(&self, raw: &[u8], owner: u32) -> (TcpStream, TestStream, u64, RequestHead) {
+    pub fn request(&self, raw: &[u8], owner: u32) -> (TcpStream, TestConnection, u64, RequestHead) {
         let mut client = self.connect();
         send(&mut client, raw);
-        let (stream, exchange, head) = self.next_request(owner);
-        (client, stream, exchange, head)
+        let (connection, exchange, head) = self.next_request(owner);
+        (client, connection, exchange, head)
     }
 
     /// Connects a blocking client with a read timeout.
