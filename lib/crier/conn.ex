@@ -13,7 +13,9 @@ defmodule Crier.Conn do
     * `:ref` - tells this stream's messages apart: `{:crier, ref, message}`
     * `:method`, `:path`, `:query` - the request line (`query` without the `?`)
     * `:version` - `:"HTTP/1.1"` or `:"HTTP/1.0"`
-    * `:headers` - request headers, names lowercased, in order
+    * `:headers` - request headers, names lowercased, in order; for an absolute-form target
+      (`GET http://host:port/path`) `host` holds the target's authority, whatever the client
+      sent as Host (RFC 9112 section 3.2.2)
     * `:peer`, `:local` - `{ip_tuple, port}` of the client and of the server
     * `:server` - the name of the `Crier` server that accepted the request
     * `:state` - `:unset`, `:chunked` or `:sent`

@@ -21,6 +21,9 @@ defmodule Crier.PlugAdapter.Impl do
   # default write queue (256 KiB), so the queue stays full while the socket drains.
   @file_read_bytes 64 * 1024
 
+  # The default port of the http scheme (RFC 9110 section 4.2.1), Crier's only one.
+  @http_port 80
+
   @type headers :: [{String.t(), String.t()}]
 
   @doc false
@@ -171,8 +174,11 @@ defmodule Crier.PlugAdapter.Impl do
 
   @doc false
   # The request as `Plug.Conn` fields, without needing Plug: `Crier.PlugAdapter.run/3` puts
-  # them in a `%Plug.Conn{}`. Host and port come from the Host header (port 80 when it has
-  # none, as the URL the client asked for), the socket's address when there is no Host.
+  # them in a `%Plug.Conn{}`. Host and port come from the Host header, which Rust has checked
+  # (RFC 9112 section 3.2) and replaced with the target's authority for an absolute-form
+  # target (section 3.2.2); the port is 80, http's, when it has none. An HTTP/1.0 request
+  # without Host gets host "" and port 80, as under Bandit and Cowboy: the URL the client asked
+  # for had no authority, and the socket's address is in `get_sock_data/1`.
   @spec conn_fields(Conn.t()) :: keyword()
   def conn_fields(%Conn{} = conn) do
     {host, port} = host_and_port(conn)
@@ -192,34 +198,31 @@ defmodule Crier.PlugAdapter.Impl do
     ]
   end
 
-  defp host_and_port(%Conn{local: {local_ip, local_port}} = conn) do
+  defp host_and_port(%Conn{} = conn) do
     case Conn.get_req_header(conn, "host") do
-      [host | _] when host != "" -> split_host(host)
-      _ -> {local_ip |> :inet.ntoa() |> to_string(), local_port}
+      [host | _] -> split_host(host)
+      [] -> {"", @http_port}
     end
   end
 
-  # "example.com", "example.com:8080", "[::1]:4000" (RFC 9110 section 7.2).
+  # "example.com", "example.com:8080", "[::1]:4000", "example.com:" (RFC 9110 section 7.2,
+  # RFC 3986 section 3.2.3: an empty port is the default one).
   defp split_host("[" <> _ = host) do
     case :binary.split(host, "]:") do
       [address, port] -> {address <> "]", parse_port(port)}
-      [_] -> {host, 80}
+      [_] -> {host, @http_port}
     end
   end
 
   defp split_host(host) do
     case :binary.split(host, ":") do
       [name, port] -> {name, parse_port(port)}
-      [_] -> {host, 80}
+      [_] -> {host, @http_port}
     end
   end
 
-  defp parse_port(text) do
-    case Integer.parse(text) do
-      {port, ""} when port in 0..65_535 -> port
-      _ -> 80
-    end
-  end
+  defp parse_port(""), do: @http_port
+  defp parse_port(digits), do: String.to_integer(digits)
 
   defp sent({:ok, conn}, _old, _state), do: conn
   defp sent({:error, :closed}, conn, state), do: %{conn | state: state}
