@@ -348,6 +348,23 @@ defmodule Crier.PlugAdapterTest do
       assert {{:ok, "456789", _}, 0} = run(pid, &Impl.read_req_body(&1, []))
     end
 
+    test "length: 0 returns what is there, up to :read_length, as Cowboy does", %{port: port} do
+      {_client, pid, _conn} =
+        request(port, "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n0123456789")
+
+      assert {{:more, part, %Crier.Conn{}}, 0} =
+               run(pid, &Impl.read_req_body(&1, length: 0, read_length: 4))
+
+      assert byte_size(part) in 1..4
+      assert {{:ok, rest, _}, 0} = run(pid, &Impl.read_req_body(&1, []))
+      assert part <> rest == "0123456789"
+    end
+
+    test "length: 0 on an empty body returns {:ok, \"\", conn}", %{port: port} do
+      {_client, pid, _conn} = get(port, "/")
+      assert {{:ok, "", %Crier.Conn{}}, 0} = run(pid, &Impl.read_req_body(&1, length: 0))
+    end
+
     test "decodes a chunked body that arrives in pieces", %{port: port} do
       {client, pid, _conn} =
         request(

@@ -27,7 +27,7 @@ defmodule Crier.PlugAdapter.Impl do
   @type headers :: [{String.t(), String.t()}]
 
   @doc false
-  @spec send_resp(Conn.t(), 100..999, headers(), iodata()) :: {:ok, nil, Conn.t()}
+  @spec send_resp(Conn.t(), Conn.status(), headers(), iodata()) :: {:ok, nil, Conn.t()}
   def send_resp(%Conn{} = conn, status, headers, body) do
     result = Conn.send_resp(conn, status, headers, body)
     send(self(), @already_sent)
@@ -39,7 +39,7 @@ defmodule Crier.PlugAdapter.Impl do
   # content-length head, reading @file_read_bytes at a time; a HEAD request gets the
   # head alone and the file is not read. A file that turns out shorter than announced cuts
   # the response short, and Crier closes the connection after it so the client notices.
-  @spec send_file(Conn.t(), 100..999, headers(), binary(), integer(), integer() | :all) ::
+  @spec send_file(Conn.t(), Conn.status(), headers(), binary(), integer(), integer() | :all) ::
           {:ok, nil, Conn.t()}
   def send_file(%Conn{} = conn, status, headers, path, offset, length) do
     length = file_length(File.stat!(path), offset, length)
@@ -102,7 +102,7 @@ defmodule Crier.PlugAdapter.Impl do
   # A `content-length` among the headers asks for a sized body instead of chunked framing
   # (the behaviour's doc says so). A `text/event-stream` response is started as an SSE
   # stream, so it gets Crier's heartbeat comments while idle.
-  @spec send_chunked(Conn.t(), 100..999, headers()) :: {:ok, nil, Conn.t()}
+  @spec send_chunked(Conn.t(), Conn.status(), headers()) :: {:ok, nil, Conn.t()}
   def send_chunked(%Conn{} = conn, status, headers) do
     result =
       case content_length(headers) do
@@ -132,7 +132,9 @@ defmodule Crier.PlugAdapter.Impl do
   # `Plug.Conn.inform/3` accepts `:ok`, `{:ok, payload}` and `{:error, :not_supported}` and
   # nothing else, so a client that left is `:ok` here as in the send callbacks. Header names
   # may be atoms (the spec says keyword list).
-  @spec inform(Conn.t(), 100..199, [{atom() | String.t(), String.Chars.t()}]) :: :ok
+  @spec inform(Conn.t(), 100..199 | {100..199, String.t()}, [
+          {atom() | String.t(), String.Chars.t()}
+        ]) :: :ok
   def inform(%Conn{} = conn, status, headers) do
     headers = for {name, value} <- headers, do: {to_string(name), to_string(value)}
 
