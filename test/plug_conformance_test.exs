@@ -122,12 +122,7 @@ if Code.ensure_loaded?(Plug.Router) do
       Server.start!(context, plug: {Router, []})
     end
 
-    defp request(port, raw) do
-      client = RawClient.connect(port)
-      :ok = :gen_tcp.send(client, raw)
-      client
-    end
-
+    defp request(port, raw), do: RawClient.send_new(port, raw)
     defp get(port, path), do: request(port, "GET #{path} HTTP/1.1\r\nhost: x\r\n\r\n")
 
     # The status line and everything up to `until`.
