@@ -132,8 +132,8 @@ defmodule Crier.Conn do
   @doc """
   Sends a complete response with `content-length`. HEAD requests, 204 and 304 get the head
   alone; to HEAD, an empty `body` keeps a `content-length` given in `headers` (the size the
-  GET response would have) or sends none. Returns `{:error, :closed}` if the client already left; raises `ArgumentError` for a
-  bad status, header, or a body that is not iodata.
+  GET response would have) or sends none. Returns `{:error, :closed}` if the client already
+  left; raises `ArgumentError` for a bad status, header, or a body that is not iodata.
   """
   @spec send_resp(t(), status(), headers(), iodata()) :: {:ok, t()} | {:error, :closed}
   def send_resp(%__MODULE__{} = conn, status, headers, body) do
