@@ -52,6 +52,20 @@ if Code.ensure_loaded?(Plug.Router) do
       send_resp(conn, 200, "#{byte_size(part)} #{part <> rest}")
     end
 
+    # Plug.Cowboy's own read_req_body_partial test, as it reads a 1,000,000-byte body.
+    post "/read-partial" do
+      {:more, first, conn} = read_body(conn, length: 0, read_length: 1_000)
+      {:more, second, conn} = read_body(conn, length: 5_000, read_length: 1_000)
+      {:more, third, conn} = read_body(conn, length: 20_000, read_length: 1_000)
+      {:ok, rest, conn} = read_body(conn, length: 2_000_000)
+      # Once it is over, always {:ok, "", conn}.
+      {:ok, "", conn} = read_body(conn, length: 2_000_000)
+      {:ok, "", conn} = read_body(conn, length: 0)
+      sizes = Enum.map_join([first, second, third, rest], " ", &byte_size/1)
+      body = first <> second <> third <> rest
+      send_resp(conn, 200, "#{sizes} #{:erlang.md5(body) |> Base.encode16()}")
+    end
+
     # Answers HEAD as a plug does that knows its GET body's size without making it.
     head "/head-length" do
       conn
@@ -222,6 +236,21 @@ if Code.ensure_loaded?(Plug.Router) do
         data = read_response(client, "0123456789")
         assert {200, _, <<read, " 0123456789">>} = RawClient.parse_response(data)
         assert read in ?1..?4
+      end
+
+      test "reads in pieces as Plug.Cowboy's own test expects", %{port: port} do
+        body = :binary.copy("abcdefghij", 100_000)
+        head = "POST /read-partial HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\n"
+        client = request(port, [head, body])
+        md5 = Base.encode16(:erlang.md5(body))
+        data = read_response(client, md5)
+        assert {200, _, answer} = RawClient.parse_response(data)
+
+        assert [_, _, _, _, ^md5] = fields = String.split(answer, " ")
+        [first, second, third, rest] = fields |> Enum.take(4) |> Enum.map(&String.to_integer/1)
+        # Each call returns bytes, at most its :length (length: 0 takes one :read_length piece).
+        assert first in 1..1_000 and second in 1..5_000 and third in 1..20_000
+        assert first + second + third + rest == 1_000_000
       end
     end
 
