@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use crate::exchange::{ChunkPlan, Exchange, Finish, RequestFacts};
+use crate::exchange::{ChunkPlan, Exchange, Finish, RequestFacts, Status};
 use crate::http::response::{self, CONTINUE};
 use crate::http::{chunked, BodyKind, HttpError, RequestHead, Version};
 use crate::lifecycle::Lifecycle;
@@ -208,16 +208,18 @@ impl<N: Reporter> Connection<N> {
 
     /// Sends a response head for a body streamed in chunks: chunked on HTTP/1.1, delimited by
     /// the close on HTTP/1.0, the head alone for HEAD, 204 and 304. With `sse`, the stream
-    /// gets heartbeats when idle.
+    /// gets heartbeats when idle. The status line carries `reason` when given (Plug's phrase,
+    /// for one), else Crier's own.
     ///
     /// # Errors
     ///
-    /// [`CallError::Invalid`] for a bad status or header (nothing is sent; the exchange goes
-    /// on), [`CallError::AlreadySent`], [`CallError::Closed`].
+    /// [`CallError::Invalid`] for a bad status, reason or header (nothing is sent; the
+    /// exchange goes on), [`CallError::AlreadySent`], [`CallError::Closed`].
     pub fn send_chunked<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &self,
         exchange: u64,
         status: i64,
+        reason: Option<&[u8]>,
         headers: &[(K, V)],
         sse: bool,
     ) -> Result<(), CallError> {
@@ -225,6 +227,7 @@ impl<N: Reporter> Connection<N> {
         self.queue_response(
             exchange,
             status,
+            reason,
             headers,
             |exchange_state, status, held_back| {
                 exchange_state.start_stream(exchange, status, headers, sse, held_back, stats)
@@ -233,7 +236,7 @@ impl<N: Reporter> Connection<N> {
     }
 
     /// Sends a complete response with a content-length. HEAD requests and 204/304 get the
-    /// head alone.
+    /// head alone; see [`response::complete_framing`] for the length a HEAD response gets.
     ///
     /// # Errors
     ///
@@ -242,12 +245,14 @@ impl<N: Reporter> Connection<N> {
         &self,
         exchange: u64,
         status: i64,
+        reason: Option<&[u8]>,
         headers: &[(K, V)],
         body: &[u8],
     ) -> Result<(), CallError> {
         self.queue_response(
             exchange,
             status,
+            reason,
             headers,
             |exchange_state, status, held_back| {
                 exchange_state.respond(exchange, status, headers, body, held_back)
@@ -267,12 +272,14 @@ impl<N: Reporter> Connection<N> {
         &self,
         exchange: u64,
         status: i64,
+        reason: Option<&[u8]>,
         headers: &[(K, V)],
         length: u64,
     ) -> Result<(), CallError> {
         self.queue_response(
             exchange,
             status,
+            reason,
             headers,
             |exchange_state, status, held_back| {
                 exchange_state.start_sized(exchange, status, headers, length, held_back)
@@ -287,10 +294,12 @@ impl<N: Reporter> Connection<N> {
         &self,
         exchange: u64,
         status: i64,
+        reason: Option<&[u8]>,
         headers: &[(K, V)],
-        encode: impl FnOnce(&mut Exchange, u16, bool) -> Result<Bytes, CallError>,
+        encode: impl FnOnce(&mut Exchange, Status<'_>, bool) -> Result<Bytes, CallError>,
     ) -> Result<(), CallError> {
-        let status = response::check_head(status, headers)?;
+        let code = response::check_head(status, reason, headers)?;
+        let status = Status { code, reason };
         self.with_state(|st, fx| {
             st.check_open(exchange)?;
             let held_back = st.body.held_back();
@@ -311,10 +320,12 @@ impl<N: Reporter> Connection<N> {
         &self,
         exchange: u64,
         status: i64,
+        reason: Option<&[u8]>,
         headers: &[(K, V)],
     ) -> Result<(), CallError> {
-        let status = response::check_informational(status)?;
-        response::check_head(i64::from(status), headers)?;
+        let code = response::check_informational(status)?;
+        response::check_head(status, reason, headers)?;
+        let status = Status { code, reason };
         self.with_state(|st, fx| {
             st.check_open(exchange)?;
             if let Some(head) = st.exchange.inform(exchange, status, headers)? {
@@ -400,7 +411,9 @@ impl<N: Reporter> Connection<N> {
 
     /// The owner of `exchange` died, or dropped its last handle. Unless the stream is
     /// subscribed to a topic (it then lives on in Rust), what was queued is written and the
-    /// connection closes.
+    /// connection closes. An owner that dies before any response (killed, or by a linked
+    /// process's exit) leaves its client a 500, as Cowboy answers for a crashed request
+    /// process, rather than a connection closed without a word.
     pub fn owner_gone(&self, exchange: u64) {
         self.with_state(|st, fx| {
             if !st.exchange.is_live(exchange) {
@@ -412,16 +425,13 @@ impl<N: Reporter> Connection<N> {
             if st.topics.is_subscribed() || st.exchange.is_finished() || !st.lifecycle.is_live() {
                 return;
             }
-            if st.exchange.is_pending() {
-                fx.wake_task = st.lifecycle.close(CloseReason::OwnerGone);
-            } else {
-                // What the owner queued still goes out (a complete response stays complete),
-                // then the connection closes; a cut stream lacks its last chunk, which tells
-                // the client.
-                st.exchange.abandon();
-                fx.count_close = Some(CloseReason::OwnerGone);
-                fx.wake_task = true;
+            // What the owner queued still goes out (a complete response stays complete), then
+            // the connection closes; a cut stream lacks its last chunk, which tells the client.
+            if let Some(answer) = st.exchange.abandon() {
+                st.queue.push(answer);
             }
+            fx.count_close = Some(CloseReason::OwnerGone);
+            fx.wake_task = true;
         })
     }
 

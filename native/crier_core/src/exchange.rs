@@ -107,6 +107,21 @@ pub(crate) enum Stage {
     Ended,
 }
 
+/// A checked status: its code, and the application's own reason phrase if it gave one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Status<'a> {
+    pub(crate) code: u16,
+    pub(crate) reason: Option<&'a [u8]>,
+}
+
+impl Status<'static> {
+    /// A code with Crier's own phrase.
+    #[cfg(test)]
+    pub(crate) fn code(code: u16) -> Self {
+        Status { code, reason: None }
+    }
+}
+
 /// How a chunk goes on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ChunkPlan {
@@ -236,7 +251,7 @@ impl Exchange {
     pub(crate) fn start_stream<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &mut self,
         id: u64,
-        status: u16,
+        status: Status<'_>,
         headers: &[(K, V)],
         sse: bool,
         body_held_back: bool,
@@ -244,7 +259,7 @@ impl Exchange {
     ) -> Result<Bytes, CallError> {
         self.pending(id)?;
         let request = self.request;
-        let framing = response::stream_framing(request.version, request.is_head, status);
+        let framing = response::stream_framing(request.version, request.is_head, status.code);
         let head = self.encode_head(status, headers, framing, body_held_back);
         self.stage = Stage::Open(match framing {
             Framing::NoBody => Response::HeadOnly,
@@ -261,13 +276,14 @@ impl Exchange {
     pub(crate) fn respond<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &mut self,
         id: u64,
-        status: u16,
+        status: Status<'_>,
         headers: &[(K, V)],
         body: &[u8],
         body_held_back: bool,
     ) -> Result<Bytes, CallError> {
         self.pending(id)?;
-        let framing = response::sized_framing(status, body.len() as u64);
+        let framing =
+            response::complete_framing(status.code, self.request.is_head, headers, body.len());
         let head = self.encode_head(status, headers, framing, body_held_back);
         let with_body = response::body_follows(self.request.is_head, framing) && !body.is_empty();
         let mut out = BytesMut::with_capacity(head.len() + if with_body { body.len() } else { 0 });
@@ -283,13 +299,13 @@ impl Exchange {
     pub(crate) fn start_sized<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &mut self,
         id: u64,
-        status: u16,
+        status: Status<'_>,
         headers: &[(K, V)],
         length: u64,
         body_held_back: bool,
     ) -> Result<Bytes, CallError> {
         self.pending(id)?;
-        let framing = response::sized_framing(status, length);
+        let framing = response::sized_framing(status.code, length);
         let head = self.encode_head(status, headers, framing, body_held_back);
         self.stage = Stage::Open(if !response::body_follows(self.request.is_head, framing) {
             Response::HeadOnly
@@ -305,20 +321,21 @@ impl Exchange {
     pub(crate) fn inform<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &mut self,
         id: u64,
-        status: u16,
+        status: Status<'_>,
         headers: &[(K, V)],
     ) -> Result<Option<Bytes>, CallError> {
         self.pending(id)?;
         Ok(response::informational_head(
             self.request.version,
-            status,
+            status.code,
+            status.reason,
             headers,
         ))
     }
 
     fn encode_head<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &mut self,
-        status: u16,
+        status: Status<'_>,
         headers: &[(K, V)],
         framing: Framing,
         body_held_back: bool,
@@ -326,7 +343,8 @@ impl Exchange {
         self.keep_alive = response::keeps_alive(self.keep_alive, framing, headers, body_held_back);
         response::encode_head(
             self.request.version,
-            status,
+            status.code,
+            status.reason,
             headers,
             framing,
             self.keep_alive,
@@ -362,11 +380,16 @@ impl Exchange {
         }
     }
 
-    /// The owner went away mid-response: what it queued goes out, then the connection closes
-    /// without the body's end (no last chunk), which tells the client the response was cut.
-    pub(crate) fn abandon(&mut self) {
+    /// The owner went away before the response ended: what it queued goes out, then the
+    /// connection closes without the body's end (no last chunk), which tells the client the
+    /// response was cut. Returns the 500 to queue when no final response was sent (a 1xx may
+    /// have gone out; the 500 is the final response after it), as Cowboy answers for a
+    /// crashed request process, rather than a connection closed without a word.
+    pub(crate) fn abandon(&mut self) -> Option<Bytes> {
         self.keep_alive = false;
+        let answer = self.is_pending().then(|| response::error_response(500));
         self.stage = Stage::Finished;
+        answer
     }
 
     /// The owner (or the last topic) is done with the open exchange. A sized body cut short
@@ -460,7 +483,7 @@ mod tests {
         assert_eq!(exchange.open(0).err(), Some(CallError::Closed));
         assert_eq!(
             exchange
-                .start_stream(0, 200, SSE, true, false, &stats)
+                .start_stream(0, Status::code(200), SSE, true, false, &stats)
                 .err(),
             Some(CallError::Closed)
         );
@@ -472,7 +495,10 @@ mod tests {
         assert!(exchange.is_live(2));
         assert!(!exchange.is_live(1));
         assert_eq!(exchange.chunk(1, 3), Err(CallError::Closed));
-        assert_eq!(exchange.inform(1, 103, SSE).err(), Some(CallError::Closed));
+        assert_eq!(
+            exchange.inform(1, Status::code(103), SSE).err(),
+            Some(CallError::Closed)
+        );
         assert!(!exchange.response_started(1));
     }
 
@@ -481,7 +507,7 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let mut exchange = Exchange::begin(1, get(Version::Http11));
         let head = exchange
-            .start_stream(1, 200, SSE, true, false, &stats)
+            .start_stream(1, Status::code(200), SSE, true, false, &stats)
             .unwrap();
         assert_eq!(
             text(&head),
@@ -492,7 +518,7 @@ mod tests {
         assert_eq!(exchange.chunk(1, 5), Ok(ChunkPlan::Framed));
         assert_eq!(
             exchange
-                .start_stream(1, 200, SSE, true, false, &stats)
+                .start_stream(1, Status::code(200), SSE, true, false, &stats)
                 .err(),
             Some(CallError::AlreadySent)
         );
@@ -514,7 +540,7 @@ mod tests {
         ] {
             let mut exchange = Exchange::begin(1, request);
             let head = exchange
-                .start_stream(1, status, SSE, true, false, &stats)
+                .start_stream(1, Status::code(status), SSE, true, false, &stats)
                 .unwrap();
             assert!(
                 !text(&head).contains("transfer-encoding"),
@@ -533,7 +559,7 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let mut exchange = Exchange::begin(1, get(Version::Http10));
         let head = exchange
-            .start_stream(1, 200, SSE, false, false, &stats)
+            .start_stream(1, Status::code(200), SSE, false, false, &stats)
             .unwrap();
         assert!(text(&head).starts_with("HTTP/1.0 200 OK\r\n"));
         assert!(text(&head).ends_with("connection: close\r\n\r\n"));
@@ -546,7 +572,7 @@ mod tests {
     fn respond_sends_the_body_except_to_head() {
         let mut exchange = Exchange::begin(1, get(Version::Http11));
         let out = exchange
-            .respond(1, 200, &[("date", "d")], b"hi", false)
+            .respond(1, Status::code(200), &[("date", "d")], b"hi", false)
             .unwrap();
         assert_eq!(
             text(&out),
@@ -555,7 +581,7 @@ mod tests {
         assert_eq!(exchange.chunk(1, 1), Err(CallError::NotStreaming));
         let mut exchange = Exchange::begin(1, head_request());
         let out = exchange
-            .respond(1, 200, &[("date", "d")], b"hi", false)
+            .respond(1, Status::code(200), &[("date", "d")], b"hi", false)
             .unwrap();
         assert!(text(&out).ends_with("content-length: 2\r\n\r\n"));
         assert_eq!(exchange.chunk(1, 1), Ok(ChunkPlan::Dropped));
@@ -565,7 +591,7 @@ mod tests {
     fn a_sized_body_counts_down_and_a_short_one_closes_the_connection() {
         let mut exchange = Exchange::begin(1, get(Version::Http11));
         exchange
-            .start_sized(1, 200, &[("date", "d")], 5, false)
+            .start_sized(1, Status::code(200), &[("date", "d")], 5, false)
             .unwrap();
         assert_eq!(exchange.chunk(1, 3), Ok(ChunkPlan::Raw));
         exchange.body_sent(3);
@@ -575,7 +601,7 @@ mod tests {
 
         let mut exchange = Exchange::begin(1, get(Version::Http11));
         exchange
-            .start_sized(1, 200, &[("date", "d")], 4, false)
+            .start_sized(1, Status::code(200), &[("date", "d")], 4, false)
             .unwrap();
         exchange.body_sent(4);
         assert!(matches!(exchange.chunk(1, 1), Err(CallError::Invalid(_))));
@@ -584,7 +610,7 @@ mod tests {
 
         let mut exchange = Exchange::begin(1, get(Version::Http11));
         exchange
-            .start_sized(1, 200, &[("date", "d")], 0, false)
+            .start_sized(1, Status::code(200), &[("date", "d")], 0, false)
             .unwrap();
         assert_eq!(exchange.chunk(1, 0), Err(CallError::NotStreaming));
         assert_eq!(exchange.finish(), Finish::Done { last_chunk: false });
@@ -596,12 +622,35 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let mut exchange = Exchange::begin(1, get(Version::Http11));
         exchange
-            .start_stream(1, 200, SSE, false, false, &stats)
+            .start_stream(1, Status::code(200), SSE, false, false, &stats)
             .unwrap();
-        exchange.abandon();
+        assert_eq!(exchange.abandon(), None, "a response had started");
         assert!(exchange.is_finished());
         assert!(!exchange.keep_alive());
         assert_eq!(stats.snapshot().streams, 0);
+    }
+
+    #[test]
+    fn an_owner_gone_before_any_response_leaves_a_500() {
+        let mut exchange = Exchange::begin(1, get(Version::Http11));
+        exchange.inform(1, Status::code(103), SSE).unwrap();
+        let answer = exchange.abandon().unwrap();
+        assert!(text(&answer).starts_with("HTTP/1.1 500 Internal Server Error\r\n"));
+        assert!(exchange.is_finished());
+        assert!(!exchange.keep_alive());
+    }
+
+    #[test]
+    fn a_reason_phrase_of_the_applications_own_goes_in_the_status_line() {
+        let mut exchange = Exchange::begin(1, get(Version::Http11));
+        let status = Status {
+            code: 200,
+            reason: Some(&b"Fine"[..]),
+        };
+        let out = exchange
+            .respond(1, status, &[("date", "d")], b"", false)
+            .unwrap();
+        assert!(text(&out).starts_with("HTTP/1.1 200 Fine\r\n"));
     }
 
     #[test]
@@ -615,25 +664,25 @@ mod tests {
     fn inform_keeps_the_response_pending() {
         let mut exchange = Exchange::begin(1, get(Version::Http11));
         let head = exchange
-            .inform(1, 103, &[("link", "<x>")])
+            .inform(1, Status::code(103), &[("link", "<x>")])
             .unwrap()
             .unwrap();
         assert_eq!(text(&head), "HTTP/1.1 103 Early Hints\r\nlink: <x>\r\n\r\n");
         assert!(exchange.is_pending());
         let mut old = Exchange::begin(1, get(Version::Http10));
-        assert_eq!(old.inform(1, 103, SSE), Ok(None));
+        assert_eq!(old.inform(1, Status::code(103), SSE), Ok(None));
     }
 
     #[test]
     fn a_held_back_body_or_connection_close_ends_the_connection() {
         let mut exchange = Exchange::begin(1, get(Version::Http11));
         exchange
-            .respond(1, 200, &[("date", "d")], b"", true)
+            .respond(1, Status::code(200), &[("date", "d")], b"", true)
             .unwrap();
         assert!(!exchange.keep_alive());
         let mut exchange = Exchange::begin(1, get(Version::Http11));
         let out = exchange
-            .respond(1, 200, &[("connection", "close")], b"", false)
+            .respond(1, Status::code(200), &[("connection", "close")], b"", false)
             .unwrap();
         assert!(text(&out).ends_with("connection: close\r\n\r\n"));
         assert!(!exchange.keep_alive());
@@ -649,7 +698,7 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let mut exchange = Exchange::begin(1, get(Version::Http11));
         exchange
-            .start_stream(1, 200, SSE, false, false, &stats)
+            .start_stream(1, Status::code(200), SSE, false, false, &stats)
             .unwrap();
         assert_eq!(exchange.refuse_body(400), None);
         assert!(exchange.is_open());
@@ -660,7 +709,7 @@ mod tests {
         let stats = Arc::new(Stats::default());
         let mut exchange = Exchange::begin(1, get(Version::Http11));
         exchange
-            .start_stream(1, 200, SSE, true, false, &stats)
+            .start_stream(1, Status::code(200), SSE, true, false, &stats)
             .unwrap();
         let bye = Bytes::from_static(b"data: bye\n\n");
         let out = exchange.end_for_shutdown(Some(&bye));
@@ -671,7 +720,7 @@ mod tests {
         // Not SSE: no final event, only the clean end.
         let mut exchange = Exchange::begin(1, get(Version::Http11));
         exchange
-            .start_stream(1, 200, SSE, false, false, &stats)
+            .start_stream(1, Status::code(200), SSE, false, false, &stats)
             .unwrap();
         assert_eq!(exchange.end_for_shutdown(Some(&bye)).len(), 1);
         // Nothing streamed: nothing to add.

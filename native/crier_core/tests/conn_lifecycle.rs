@@ -65,7 +65,7 @@ fn chunks_are_framed_to_the_byte_and_finish_ends_the_body() {
     let server = TestServer::start(quiet_config());
     let (mut client, connection, exchange, _) = server.request(GET, 1);
     connection
-        .send_chunked(exchange, 200, HEADERS, true)
+        .send_chunked(exchange, 200, None, HEADERS, true)
         .unwrap();
     connection.chunk(exchange, b"data: a\n\n").unwrap();
     connection.chunk(exchange, b"").unwrap();
@@ -86,7 +86,7 @@ fn idle_client_fin_is_reported_without_any_write() {
     let server = TestServer::start(quiet_config());
     let (mut client, connection, exchange, _) = server.request(GET, 7);
     connection
-        .send_chunked(exchange, 200, HEADERS, true)
+        .send_chunked(exchange, 200, None, HEADERS, true)
         .unwrap();
     let head = read_until(&mut client, b"\r\n\r\n");
     // The counter moves just after the write the client already read: wait for it.
@@ -115,7 +115,7 @@ fn client_rst_is_reported() {
     let (client, connection, exchange, _) = server.request(GET, 3);
     let writer = client.try_clone().unwrap();
     connection
-        .send_chunked(exchange, 200, HEADERS, true)
+        .send_chunked(exchange, 200, None, HEADERS, true)
         .unwrap();
     // SO_LINGER 0 turns the close into an RST.
     socket2::SockRef::from(&client)
@@ -132,11 +132,30 @@ fn owner_gone_closes_the_socket_without_a_report() {
     let server = TestServer::start(quiet_config());
     let (mut client, connection, exchange, _) = server.request(GET, 1);
     connection
-        .send_chunked(exchange, 200, HEADERS, false)
+        .send_chunked(exchange, 200, None, HEADERS, false)
         .unwrap();
     connection.owner_gone(exchange);
     let got = read_to_end(&mut client);
     assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    wait_for_no_tasks(&server);
+    assert_eq!(
+        server.server.stats().closes[CloseReason::OwnerGone.index()].1,
+        1
+    );
+}
+
+#[test]
+fn owner_gone_before_a_response_answers_500_and_closes() {
+    let server = TestServer::start(quiet_config());
+    let (mut client, connection, exchange, _) = server.request(GET, 1);
+    connection.owner_gone(exchange);
+    let got = String::from_utf8(read_to_end(&mut client)).unwrap();
+    assert!(
+        got.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
+        "{got}"
+    );
+    assert!(got.contains("\r\nconnection: close\r\n"), "{got}");
+    assert!(got.ends_with("\r\n\r\nInternal Server Error"), "{got}");
     wait_for_no_tasks(&server);
     assert_eq!(
         server.server.stats().closes[CloseReason::OwnerGone.index()].1,
@@ -150,7 +169,7 @@ fn keep_alive_serves_the_next_request_on_the_same_connection() {
     let (mut client, connection, first, _) =
         server.request(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 1);
     connection
-        .send_resp(first, 200, &[("x-a", "1")], b"one")
+        .send_resp(first, 200, None, &[("x-a", "1")], b"one")
         .unwrap();
     assert!(connection.finish(first));
     read_until(&mut client, b"one");
@@ -160,10 +179,10 @@ fn keep_alive_serves_the_next_request_on_the_same_connection() {
     assert!(std::sync::Arc::ptr_eq(&connection, &same));
     assert_ne!(first, second);
     assert_eq!(
-        connection.send_resp(first, 200, &[("a", "b")], b"stale"),
+        connection.send_resp(first, 200, None, &[("a", "b")], b"stale"),
         Err(CallError::Closed)
     );
-    same.send_resp(second, 200, &[("x-b", "2")], b"two")
+    same.send_resp(second, 200, None, &[("x-b", "2")], b"two")
         .unwrap();
     read_until(&mut client, b"two");
 }
@@ -176,7 +195,7 @@ fn many_streams_closed_at_once_are_each_reported_once() {
     for i in 0..200u32 {
         let (client, connection, exchange, _) = server.request(GET, i);
         connection
-            .send_chunked(exchange, 200, HEADERS, true)
+            .send_chunked(exchange, 200, None, HEADERS, true)
             .unwrap();
         exchanges.insert(exchange);
         clients.push(client);
@@ -207,7 +226,7 @@ fn a_fin_after_many_pipelined_bytes_is_still_reported() {
     let (mut client, connection, exchange, _) = server.request(GET, 5);
     // Not SSE: no heartbeat will ever write and find the close that way.
     connection
-        .send_chunked(exchange, 200, HEADERS, false)
+        .send_chunked(exchange, 200, None, HEADERS, false)
         .unwrap();
     read_until(&mut client, b"\r\n\r\n");
     // Far past the request line and header limits (24 KiB together).
@@ -229,7 +248,7 @@ fn a_client_that_leaves_while_its_body_is_unread_is_reported() {
         6,
     );
     connection
-        .send_chunked(exchange, 200, HEADERS, false)
+        .send_chunked(exchange, 200, None, HEADERS, false)
         .unwrap();
     client.shutdown(Shutdown::Both).unwrap();
     expect_closed(&server, 6, exchange, CloseReason::Closed);
@@ -252,7 +271,7 @@ fn head_and_bodiless_answers_to_send_chunked_leave_no_stream_counted() {
         send(&mut client, raw);
         let (connection, exchange, _) = server.next_request(n as u32);
         connection
-            .send_chunked(exchange, status, HEADERS, true)
+            .send_chunked(exchange, status, None, HEADERS, true)
             .unwrap();
         if status == 200 {
             // A HEAD answer takes the chunk and sends nothing of it.
@@ -317,7 +336,7 @@ fn no_heartbeat_means_none_ever_and_the_default_sends_one() {
             };
             connection.set_owner(exchange, 1).unwrap();
             connection
-                .send_chunked(exchange, 200, HEADERS, true)
+                .send_chunked(exchange, 200, None, HEADERS, true)
                 .unwrap();
             let mut got = Vec::new();
             let mut buf = [0u8; 1024];

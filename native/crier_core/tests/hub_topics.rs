@@ -604,7 +604,7 @@ fn driven_subscriber() -> Driven {
         .expect("no request");
         connection.set_owner(exchange, ()).unwrap();
         connection
-            .send_chunked(exchange, 200, sse_client::SSE_HEADERS, true)
+            .send_chunked(exchange, 200, None, sse_client::SSE_HEADERS, true)
             .unwrap();
         hub.subscribe(&connection, exchange, &["t".to_string()], None)
             .unwrap();

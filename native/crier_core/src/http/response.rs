@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::request::Version;
+use super::request::{parse_decimal, Version};
 
 /// How the body after a head is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,26 @@ pub fn check_header(name: &[u8], value: &[u8]) -> Result<(), InvalidResponse> {
     Ok(())
 }
 
+/// Checks a reason phrase from the application: `*( HTAB / SP / VCHAR / obs-text )` (RFC 9112
+/// section 4), so it cannot end the status line or inject a header.
+///
+/// # Errors
+///
+/// Says which byte is not allowed.
+pub fn check_reason(reason: &[u8]) -> Result<(), InvalidResponse> {
+    match reason
+        .iter()
+        .find(|&&b| !(b == b'\t' || b == b' ' || b.is_ascii_graphic() || b >= 0x80))
+    {
+        None => Ok(()),
+        Some(bad) => Err(InvalidResponse(format!(
+            "invalid reason phrase {:?}: contains byte {bad:#04x} (only tab, space, visible \
+             characters and obs-text are allowed)",
+            String::from_utf8_lossy(reason)
+        ))),
+    }
+}
+
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
@@ -84,17 +104,21 @@ pub fn status_has_no_body(status: u16) -> bool {
     status < 200 || status == 204 || status == 304
 }
 
-/// Checks a response head from the application: its status ([`check_status`]) and every
-/// header ([`check_header`]).
+/// Checks a response head from the application: its status ([`check_status`]), its own
+/// reason phrase if it gives one ([`check_reason`]) and every header ([`check_header`]).
 ///
 /// # Errors
 ///
 /// The first value that cannot go on the wire, and why.
 pub fn check_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     status: i64,
+    reason: Option<&[u8]>,
     headers: &[(N, V)],
 ) -> Result<u16, InvalidResponse> {
     let status = check_status(status)?;
+    if let Some(reason) = reason {
+        check_reason(reason)?;
+    }
     for (name, value) in headers {
         check_header(name.as_ref(), value.as_ref())?;
     }
@@ -130,8 +154,9 @@ pub fn stream_framing(version: Version, is_head: bool, status: u16) -> Framing {
     }
 }
 
-/// How a response with a body of `length` bytes is framed (`send_resp`, `send_head`). A HEAD
-/// answer keeps the length a GET would get (RFC 9110 section 9.3.2) and sends no body.
+/// How a response announced as `length` bytes is framed (`send_head`; `send_resp` uses
+/// [`complete_framing`]). A HEAD answer keeps the length a GET would get (RFC 9110 section
+/// 9.3.2) and sends no body.
 pub fn sized_framing(status: u16, length: u64) -> Framing {
     if status_has_no_body(status) {
         Framing::NoBody
@@ -163,10 +188,12 @@ pub fn keeps_alive<N: AsRef<[u8]>, V: AsRef<[u8]>>(
 }
 
 /// The head of an interim (1xx) response, or `None` on HTTP/1.0, which has no interim
-/// responses (RFC 9110 section 15.2). Headers must have passed [`check_header`].
+/// responses (RFC 9110 section 15.2). The status line carries `reason` when given, else
+/// Crier's phrase. The reason and headers must have passed [`check_head`].
 pub fn informational_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     version: Version,
     status: u16,
+    reason: Option<&[u8]>,
     headers: &[(N, V)],
 ) -> Option<Bytes> {
     if version == Version::Http10 {
@@ -176,7 +203,7 @@ pub fn informational_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     head.put_slice(b"HTTP/1.1 ");
     head.put_slice(status.to_string().as_bytes());
     head.put_u8(b' ');
-    head.put_slice(reason_phrase(status).as_bytes());
+    head.put_slice(reason.unwrap_or(reason_phrase(status).as_bytes()));
     head.put_slice(b"\r\n");
     for (name, value) in headers {
         head.put_slice(name.as_ref());
@@ -186,6 +213,30 @@ pub fn informational_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     }
     head.put_slice(b"\r\n");
     Some(head.freeze())
+}
+
+/// The framing of a complete response with a `body_len`-byte body (RFC 9110 section 8.6):
+/// none for 1xx, 204 and 304; the body's length otherwise. The response to HEAD has no body,
+/// so an empty one says nothing of the GET's size: the application's `content-length` is kept
+/// (it knows the size of the GET response, as under Bandit), or none is sent, since a
+/// `content-length: 0` would be a wrong size for the GET.
+pub fn complete_framing<N: AsRef<[u8]>, V: AsRef<[u8]>>(
+    status: u16,
+    is_head: bool,
+    headers: &[(N, V)],
+    body_len: usize,
+) -> Framing {
+    if status_has_no_body(status) {
+        Framing::NoBody
+    } else if is_head && body_len == 0 {
+        headers
+            .iter()
+            .find(|(name, _)| name.as_ref().eq_ignore_ascii_case(b"content-length"))
+            .and_then(|(_, value)| parse_decimal(value.as_ref().trim_ascii()))
+            .map_or(Framing::NoBody, Framing::Length)
+    } else {
+        Framing::Length(body_len as u64)
+    }
 }
 
 /// The framing headers the server writes itself; the application's copies are dropped.
@@ -205,8 +256,9 @@ pub fn asks_close<N: AsRef<[u8]>, V: AsRef<[u8]>>(headers: &[(N, V)]) -> bool {
     })
 }
 
-/// Encodes a response head. Headers must have passed [`check_header`]; they are written as
-/// given, case preserved, except framing headers, which follow `framing`. A `date` header is
+/// Encodes a response head. The status line carries `reason`, which must have passed
+/// [`check_reason`], or else [`reason_phrase`]'s. Headers must have passed [`check_header`];
+/// they are written as given, case preserved, except framing headers, which follow `framing`. A `date` header is
 /// added unless present, `connection: close` when the connection ends after this response, and
 /// `connection: keep-alive` when an HTTP/1.0 connection does not (RFC 9112 section 9.3:
 /// without it an HTTP/1.0 client takes the connection as closing). The server's own
@@ -214,6 +266,7 @@ pub fn asks_close<N: AsRef<[u8]>, V: AsRef<[u8]>>(headers: &[(N, V)]) -> bool {
 pub fn encode_head<N, V>(
     version: Version,
     status: u16,
+    reason: Option<&[u8]>,
     headers: &[(N, V)],
     framing: Framing,
     keep_alive: bool,
@@ -229,7 +282,7 @@ where
     });
     out.put_slice(status.to_string().as_bytes());
     out.put_u8(b' ');
-    out.put_slice(reason_phrase(status).as_bytes());
+    out.put_slice(reason.unwrap_or(reason_phrase(status).as_bytes()));
     out.put_slice(b"\r\n");
     let mut has_date = false;
     for (name, value) in headers {
@@ -276,6 +329,7 @@ pub fn error_response(status: u16) -> Bytes {
         &encode_head(
             Version::Http11,
             status,
+            None,
             &[("content-type", "text/plain")],
             Framing::Length(body.len() as u64),
             false,
@@ -304,44 +358,74 @@ fn with_http_date<R>(f: impl FnOnce(&str) -> R) -> R {
     })
 }
 
-/// The reason phrase of the common statuses; others get an empty one, which RFC 9112
-/// section 4 allows.
+/// The reason phrase of every status in the IANA HTTP Status Code Registry (RFC 9110 section
+/// 15 and the RFCs it lists), plus 418 from RFC 2324; others get an empty one, which RFC 9112
+/// section 4 allows. 306 and 418 are "(Unused)" in the registry: 306 has no phrase left,
+/// 418 keeps the one every HTTP library knows.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         101 => "Switching Protocols",
+        102 => "Processing",
         103 => "Early Hints",
         200 => "OK",
         201 => "Created",
         202 => "Accepted",
+        203 => "Non-Authoritative Information",
         204 => "No Content",
+        205 => "Reset Content",
         206 => "Partial Content",
+        207 => "Multi-Status",
+        208 => "Already Reported",
+        226 => "IM Used",
+        300 => "Multiple Choices",
         301 => "Moved Permanently",
         302 => "Found",
         303 => "See Other",
         304 => "Not Modified",
+        305 => "Use Proxy",
         307 => "Temporary Redirect",
         308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
+        402 => "Payment Required",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
         408 => "Request Timeout",
         409 => "Conflict",
         410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
         413 => "Content Too Large",
         414 => "URI Too Long",
         415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        418 => "I'm a teapot",
+        421 => "Misdirected Request",
         422 => "Unprocessable Content",
+        423 => "Locked",
+        424 => "Failed Dependency",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
         500 => "Internal Server Error",
         501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
+        506 => "Variant Also Negotiates",
+        507 => "Insufficient Storage",
+        508 => "Loop Detected",
+        510 => "Not Extended",
+        511 => "Network Authentication Required",
         _ => "",
     }
 }
@@ -359,6 +443,7 @@ mod tests {
         let head = encode_head(
             Version::Http11,
             200,
+            None,
             &[("Content-Type", "text/event-stream"), ("date", "x")],
             Framing::Chunked,
             true,
@@ -374,6 +459,7 @@ mod tests {
         let head = encode_head(
             Version::Http11,
             404,
+            None,
             &[
                 ("content-length", "999"),
                 ("Transfer-Encoding", "gzip"),
@@ -393,6 +479,7 @@ mod tests {
         let head = head_text(&encode_head::<&str, &str>(
             Version::Http10,
             799,
+            None,
             &[],
             Framing::NoBody,
             true,
@@ -407,6 +494,7 @@ mod tests {
         let head = head_text(&encode_head(
             Version::Http10,
             200,
+            None,
             &[("date", "d"), ("Connection", "Keep-Alive")],
             Framing::Length(0),
             true,
@@ -418,6 +506,7 @@ mod tests {
         let head = head_text(&encode_head(
             Version::Http11,
             200,
+            None,
             &[("date", "d"), ("Connection", "close")],
             Framing::Length(0),
             false,
@@ -429,11 +518,68 @@ mod tests {
     }
 
     #[test]
+    fn head_keeps_the_application_length_of_an_empty_body() {
+        let length = [("Content-Length", " 10001 ")];
+        assert_eq!(
+            complete_framing(200, true, &length, 0),
+            Framing::Length(10001)
+        );
+        assert_eq!(complete_framing(200, true, &length, 5), Framing::Length(5));
+        assert_eq!(complete_framing(200, false, &length, 0), Framing::Length(0));
+        assert_eq!(
+            complete_framing::<&str, &str>(200, true, &[], 0),
+            Framing::NoBody
+        );
+        assert_eq!(
+            complete_framing(200, true, &[("content-length", "x")], 0),
+            Framing::NoBody
+        );
+        assert_eq!(complete_framing(204, true, &length, 0), Framing::NoBody);
+        assert_eq!(complete_framing(304, false, &length, 4), Framing::NoBody);
+    }
+
+    #[test]
     fn asks_close_finds_the_token() {
         assert!(asks_close(&[("Connection", "Close")]));
         assert!(asks_close(&[("x", "y"), ("connection", "upgrade, close")]));
         assert!(!asks_close(&[("connection", "keep-alive")]));
         assert!(!asks_close(&[("x-connection", "close")]));
+    }
+
+    #[test]
+    fn every_registered_status_has_its_phrase() {
+        let registered = [
+            100, 101, 102, 103, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302,
+            303, 304, 305, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411,
+            412, 413, 414, 415, 416, 417, 418, 421, 422, 423, 424, 425, 426, 428, 429, 431, 451,
+            500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511,
+        ];
+        for status in registered {
+            assert!(!reason_phrase(status).is_empty(), "{status}");
+        }
+        assert_eq!(reason_phrase(418), "I'm a teapot");
+        assert_eq!(reason_phrase(799), "");
+    }
+
+    #[test]
+    fn a_given_reason_replaces_the_table() {
+        let head = head_text(&encode_head(
+            Version::Http11,
+            413,
+            Some(b"Request Entity Too Large"),
+            &[("date", "d")],
+            Framing::Length(0),
+            true,
+        ));
+        assert_eq!(
+            head,
+            "HTTP/1.1 413 Request Entity Too Large\r\ndate: d\r\ncontent-length: 0\r\n\r\n"
+        );
+        assert!(check_reason(b"Token Expired\t\xc3\xa9").is_ok());
+        assert!(check_reason(b"").is_ok());
+        for bad in [&b"a\rb"[..], b"a\nb", b"a\0b", b"a\x7fb"] {
+            assert!(check_reason(bad).is_err());
+        }
     }
 
     #[test]
@@ -487,17 +633,24 @@ mod tests {
 
     #[test]
     fn informational_heads_to_the_byte() {
-        let head = informational_head(Version::Http11, 103, &[("link", "</a.css>; rel=preload")]);
+        let head = informational_head(
+            Version::Http11,
+            103,
+            None,
+            &[("link", "</a.css>; rel=preload")],
+        );
         assert_eq!(
             head_text(&head.unwrap()),
             "HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n"
         );
         let none: &[(&str, &str)] = &[];
         assert_eq!(
-            &informational_head(Version::Http11, 100, none).unwrap()[..],
+            &informational_head(Version::Http11, 100, None, none).unwrap()[..],
             CONTINUE
         );
-        assert!(informational_head(Version::Http10, 103, none).is_none());
+        assert!(informational_head(Version::Http10, 103, None, none).is_none());
+        let own = informational_head(Version::Http11, 103, Some(&b"Hints"[..]), none).unwrap();
+        assert_eq!(&own[..], b"HTTP/1.1 103 Hints\r\n\r\n");
         assert_eq!(check_informational(103), Ok(103));
         for bad in [99, 101, 200] {
             assert!(check_informational(bad).is_err(), "{bad}");
@@ -506,8 +659,9 @@ mod tests {
 
     #[test]
     fn a_head_is_checked_status_first_then_each_header() {
-        assert_eq!(check_head(200, &[("x", "y")]), Ok(200));
-        assert!(check_head(42, &[("x", "y")]).is_err());
-        assert!(check_head(200, &[("x", "y\r\nz: 1")]).is_err());
+        assert_eq!(check_head(200, None, &[("x", "y")]), Ok(200));
+        assert!(check_head(42, None, &[("x", "y")]).is_err());
+        assert!(check_head(200, Some(&b"Fine\r\nx: y"[..]), &[("x", "y")]).is_err());
+        assert!(check_head(200, None, &[("x", "y\r\nz: 1")]).is_err());
     }
 }
