@@ -36,7 +36,9 @@ defmodule Crier do
     * `:keepalive_timeout` - ms a keep-alive connection may idle between requests.
       Default is 60000.
     * `:write_queue_bytes` - bytes a stream may have queued before `Crier.Conn.chunk/2`
-      waits and a broadcast drops it with `:overflow`. Default is 262144 (256 KiB).
+      waits. A subscriber is dropped with `:overflow` when its socket takes no more while
+      more than this is left of its broadcasts, or when a burst would queue twice this
+      before it could write (the most a stopped reader holds). Default is 262144 (256 KiB).
     * `:send_timeout` - ms a full queue may make no progress before the stream closes with
       `:timeout`. Default is 15000.
     * `:heartbeat` - ms of idleness after which an SSE stream gets a `:` comment line, or

@@ -6,7 +6,8 @@
 //!                │  ├─send_resp───────> Open(Complete) ──┤  stays Open)
 //!                │  ├─send_head───────> Open(Sized) ─────┤
 //!                │  └─HEAD/204/304────> Open(HeadOnly) ──┤
-//!                └─ body refused ─────────────────────────> Finished
+//!                ├─ body refused ─────────────────────────> Finished
+//!                └─ owner gone (a 500) ───────────────────> Finished
 //!   any state ──connection closes──> Ended
 //! ```
 //!

@@ -309,12 +309,22 @@ async fn run(
     let mut replay_sizes: HashMap<String, usize> = HashMap::new();
     let mut next_seq: u64 = 1;
     let mut held: Option<Command> = None;
+    // Bytes fanned out since the connection tasks last had a sure turn: the hub waited for a
+    // command, or yielded.
+    let mut since_turn: usize = 0;
     loop {
         let command = match held.take() {
             Some(command) => command,
-            None => match commands.recv().await {
-                Some(command) => command,
-                None => return,
+            None => match commands.try_recv() {
+                Ok(command) => command,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    since_turn = 0;
+                    match commands.recv().await {
+                        Some(command) => command,
+                        None => return,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
             },
         };
         let default_replay = limits.default_replay;
@@ -358,8 +368,13 @@ async fn run(
                     drop_if_idle(&mut topics, &topic);
                 }
                 if reached {
-                    // The writers' turn: the connection tasks just woken take what they can
-                    // before the next batch lands on their queues.
+                    since_turn += batch_bytes;
+                }
+                if since_turn >= limits.batch_bytes {
+                    // The writers' turn, after half a queue of bytes: the connection tasks
+                    // just woken take what they can before more lands on their queues. Not
+                    // after every batch: small events keep coalescing into one write each.
+                    since_turn = 0;
                     stats.topics.store(topics.len() as u64, Relaxed);
                     tokio::task::yield_now().await;
                 }
