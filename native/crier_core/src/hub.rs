@@ -12,14 +12,25 @@
 //! all topics is what makes replay exact for a stream subscribed to several topics: its
 //! `Last-Event-ID` names one point in the hub's order, and the missed events of all its topics
 //! are the ones after that point, replayed in that order.
+//!
+//! Cluster events come numbered: the cluster's sequencer gave each a [`ClusterPosition`], the
+//! same on every node, and its id is the position's. The hub follows that order with a
+//! [`ClusterOrder`], each topic tracks what its ring still holds of it with a [`Coverage`], and
+//! a subscriber whose last id is a cluster id is resumed by [`ClusterOrder::resume`]: replayed
+//! exactly, held back until the events it has seen arrive here, or started live with a
+//! [`GAP_EVENT_TYPE`] event (see `cluster_order` for the proof).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
+use crate::cluster_order::{
+    Arrival, ClusterOrder, ClusterPosition, Coverage, GapReason, Resume, GAP_EVENT_TYPE,
+};
 use crate::notify::Notify;
 use crate::server::Shared;
 use crate::sse::{self, Event, InvalidEvent};
@@ -76,6 +87,8 @@ enum Command<N: Notify> {
     Publish {
         topic: String,
         event: OwnedEvent,
+        /// Where the cluster's sequencer put the event; `None` for a local broadcast.
+        position: Option<ClusterPosition>,
     },
     Subscribe {
         topics: Vec<String>,
@@ -117,13 +130,22 @@ fn set_count(counts: &SubscriberCounts, topic: &str, count: usize) {
     }
 }
 
-/// An event as the ring keeps it: its place in the hub's order, its id and its two wire forms.
 /// Most queued publishes to one topic fanned out together.
 const MAX_BATCH: usize = 256;
 
+/// How long a subscriber whose last id is ahead of this node waits for the events it has seen
+/// to arrive before it starts live with a gap. The sequencer sends each event to every node
+/// at once, so one node trails another by a message's way (well under a millisecond on a LAN);
+/// what has not come in this time is lost (a sequencer died while sending) or is stuck behind
+/// a partition.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// An event as the ring keeps it: its place in the hub's order, its id, its place in the
+/// cluster order if it has one, and its two wire forms.
 struct Stored {
     seq: u64,
     id: String,
+    position: Option<ClusterPosition>,
     wire: WireEvent,
 }
 
@@ -131,14 +153,29 @@ struct Topic<N: Notify> {
     subscribers: HashMap<u64, Arc<Stream<N>>>,
     ring: VecDeque<Stored>,
     ring_size: usize,
+    coverage: Coverage,
 }
 
 impl<N: Notify> Topic<N> {
-    fn new(ring_size: usize) -> Self {
+    fn new(ring_size: usize, order: &ClusterOrder) -> Self {
         Topic {
             subscribers: HashMap::new(),
             ring: VecDeque::new(),
             ring_size,
+            coverage: Coverage::starting_now(order),
+        }
+    }
+
+    /// Lets the oldest events fall out until the ring fits its size.
+    fn trim_ring(&mut self, order: &ClusterOrder) {
+        while self.ring.len() > self.ring_size {
+            if let Some(Stored {
+                position: Some(position),
+                ..
+            }) = self.ring.pop_front()
+            {
+                self.coverage.lost(order, position);
+            }
         }
     }
 
@@ -181,10 +218,37 @@ impl<N: Notify> Hub<N> {
     ///
     /// The event cannot be encoded (nothing is queued).
     pub fn broadcast(&self, topic: &str, event: OwnedEvent) -> Result<(), InvalidEvent> {
+        self.publish(topic, event, None)
+    }
+
+    /// Queues the cluster event at `position` for every subscriber of `topic`: the event's id
+    /// is the position's (unless the application gave one), and the topic's ring remembers the
+    /// position for replay after a cluster id. Events of an epoch older than the hub's, or
+    /// already received, are dropped.
+    ///
+    /// # Errors
+    ///
+    /// The event cannot be encoded (nothing is queued).
+    pub fn broadcast_sequenced(
+        &self,
+        topic: &str,
+        event: OwnedEvent,
+        position: ClusterPosition,
+    ) -> Result<(), InvalidEvent> {
+        self.publish(topic, event, Some(position))
+    }
+
+    fn publish(
+        &self,
+        topic: &str,
+        event: OwnedEvent,
+        position: Option<ClusterPosition>,
+    ) -> Result<(), InvalidEvent> {
         event.validate()?;
         let _ = self.commands.send(Command::Publish {
             topic: topic.to_string(),
             event,
+            position,
         });
         Ok(())
     }
@@ -248,38 +312,259 @@ impl<N: Notify> Hub<N> {
     }
 }
 
+/// A subscriber held back until this node has the cluster events its last id says it has
+/// seen (see [`Resume::Wait`]).
+struct Waiting<N: Notify> {
+    topics: Vec<String>,
+    stream: Arc<Stream<N>>,
+    client: ClusterPosition,
+    deadline: tokio::time::Instant,
+}
+
+/// The hub task's state: topics, the hub's own sequence, and what it knows of the cluster.
+struct HubState<N: Notify> {
+    topics: HashMap<String, Topic<N>>,
+    replay_sizes: HashMap<String, usize>,
+    default_replay: usize,
+    next_seq: u64,
+    order: ClusterOrder,
+    waiting: Vec<Waiting<N>>,
+    counts: SubscriberCounts,
+}
+
+impl<N: Notify> HubState<N> {
+    fn ring_size_of(&self, name: &str) -> usize {
+        self.replay_sizes
+            .get(name)
+            .copied()
+            .unwrap_or(self.default_replay)
+    }
+
+    /// Publishes a batch of events to `topic`: follows the cluster order, drops stale cluster
+    /// events, and where the order starts a new segment, fans out what came before, tells the
+    /// live streams of the gap, then goes on.
+    fn publish_batch(&mut self, topic: &str, events: Vec<(OwnedEvent, Option<ClusterPosition>)>) {
+        if !self.topics.contains_key(topic) {
+            let size = self.ring_size_of(topic);
+            if size > 0 {
+                let entry = Topic::new(size, &self.order);
+                self.topics.insert(topic.to_string(), entry);
+            }
+        }
+        let mut run = Vec::with_capacity(events.len());
+        let mut sequenced = false;
+        for (event, position) in events {
+            if let Some(position) = position {
+                sequenced = true;
+                match self.order.arrive(position) {
+                    Arrival::Stale => continue,
+                    Arrival::NewSegment {
+                        after: Some(reason),
+                    } => {
+                        self.fan_out(topic, std::mem::take(&mut run));
+                        self.announce_gap(reason);
+                    }
+                    Arrival::NewSegment { after: None } | Arrival::Next => {}
+                }
+            }
+            run.push((event, position));
+        }
+        self.fan_out(topic, run);
+        if sequenced {
+            self.resume_waiting(false);
+        }
+    }
+
+    fn fan_out(&mut self, topic: &str, events: Vec<(OwnedEvent, Option<ClusterPosition>)>) {
+        // Nobody listens and nothing is kept: nothing to do.
+        let Some(entry) = self.topics.get_mut(topic) else {
+            return;
+        };
+        if events.is_empty() {
+            return;
+        }
+        let before = entry.subscribers.len();
+        publish(entry, events, &mut self.next_seq, &self.order);
+        // Subscribers that overflowed or left are gone from the topic now.
+        if entry.subscribers.len() != before {
+            set_count(&self.counts, topic, entry.subscribers.len());
+            drop_if_idle(&mut self.topics, topic);
+        }
+    }
+
+    /// Tells every live stream once that the cluster order its node delivers restarted: it
+    /// may have missed events between the two segments.
+    fn announce_gap(&self, reason: GapReason) {
+        let wire = gap_event(reason, self.order.segment_start());
+        let mut told = std::collections::HashSet::new();
+        for stream in self.topics.values().flat_map(|t| t.subscribers.values()) {
+            if told.insert(stream.id) {
+                stream.push_shared([&wire], true);
+            }
+        }
+    }
+
+    fn subscribe(&mut self, names: Vec<String>, stream: Arc<Stream<N>>, last: Option<String>) {
+        // A stream that closed or unsubscribed while this command was queued has told (or
+        // will tell) the hub already: adding it now would leak it.
+        let names: Vec<String> = names
+            .into_iter()
+            .filter(|name| stream.holds_topic(name))
+            .collect();
+        self.ensure_topics(&names);
+        match last.as_deref().map(|id| (id, ClusterPosition::parse(id))) {
+            Some((_, Some(client))) => {
+                let waiting = Waiting {
+                    topics: names,
+                    stream,
+                    client,
+                    deadline: tokio::time::Instant::now() + CATCH_UP_TIMEOUT,
+                };
+                if let Some(waiting) = self.resume(waiting, false) {
+                    self.waiting.push(waiting);
+                }
+            }
+            Some((last, None)) => {
+                replay(&self.topics, &names, &stream, last);
+                self.attach(&names, &stream);
+            }
+            None => self.attach(&names, &stream),
+        }
+    }
+
+    fn ensure_topics(&mut self, names: &[String]) {
+        for name in names {
+            if !self.topics.contains_key(name) {
+                let entry = Topic::new(self.ring_size_of(name), &self.order);
+                self.topics.insert(name.clone(), entry);
+            }
+        }
+    }
+
+    /// Resumes a subscriber with a cluster id: replays exactly or starts it live with a gap,
+    /// then attaches it; or hands it back to wait (with `expired`, the wait is over: a gap).
+    fn resume(&mut self, waiting: Waiting<N>, expired: bool) -> Option<Waiting<N>> {
+        let names: Vec<String> = waiting
+            .topics
+            .iter()
+            .filter(|name| waiting.stream.holds_topic(name))
+            .cloned()
+            .collect();
+        self.ensure_topics(&names);
+        let coverages = names
+            .iter()
+            .filter_map(|name| self.topics.get(name))
+            .map(|topic| &topic.coverage);
+        match self.order.resume(waiting.client, coverages) {
+            Resume::Exact => replay_cluster(&self.topics, &names, &waiting.stream, waiting.client),
+            Resume::Wait if !expired => return Some(waiting),
+            Resume::Wait => self.start_live(&waiting.stream, GapReason::Ahead),
+            Resume::Gap(reason) => self.start_live(&waiting.stream, reason),
+        }
+        self.attach(&names, &waiting.stream);
+        None
+    }
+
+    /// Tells `stream` it starts live, at this node's current position, without a replay.
+    fn start_live(&self, stream: &Stream<N>, reason: GapReason) {
+        stream.push_shared([&gap_event(reason, self.order.current())], true);
+    }
+
+    /// Resumes the waiting subscribers the cluster order has caught up with, and, with
+    /// `expire`, those whose deadline has passed.
+    fn resume_waiting(&mut self, expire: bool) {
+        let now = tokio::time::Instant::now();
+        for waiting in std::mem::take(&mut self.waiting) {
+            let expired = expire && waiting.deadline <= now;
+            if let Some(waiting) = self.resume(waiting, expired) {
+                self.waiting.push(waiting);
+            }
+        }
+    }
+
+    fn attach(&mut self, names: &[String], stream: &Arc<Stream<N>>) {
+        for name in names {
+            if let Some(entry) = self.topics.get_mut(name) {
+                entry.subscribers.insert(stream.id, stream.clone());
+                set_count(&self.counts, name, entry.subscribers.len());
+            }
+        }
+    }
+
+    fn detach(&mut self, topic: &str, stream_id: u64) {
+        if let Some(entry) = self.topics.get_mut(topic) {
+            entry.subscribers.remove(&stream_id);
+            set_count(&self.counts, topic, entry.subscribers.len());
+        }
+        drop_if_idle(&mut self.topics, topic);
+    }
+
+    fn set_replay(&mut self, topic: String, size: usize) {
+        if let Some(entry) = self.topics.get_mut(&topic) {
+            entry.ring_size = size;
+            entry.trim_ring(&self.order);
+        }
+        drop_if_idle(&mut self.topics, &topic);
+        self.replay_sizes.insert(topic, size);
+    }
+}
+
 async fn run<N: Notify>(
     shared: Weak<Shared<N>>,
     mut commands: mpsc::UnboundedReceiver<Command<N>>,
     default_replay: usize,
     counts: SubscriberCounts,
 ) {
-    let mut topics: HashMap<String, Topic<N>> = HashMap::new();
-    let mut replay_sizes: HashMap<String, usize> = HashMap::new();
-    let mut next_seq: u64 = 1;
+    let mut hub = HubState {
+        topics: HashMap::new(),
+        replay_sizes: HashMap::new(),
+        default_replay,
+        next_seq: 1,
+        order: ClusterOrder::default(),
+        waiting: Vec::new(),
+        counts,
+    };
     let mut held: Option<Command<N>> = None;
     loop {
         let command = match held.take() {
             Some(command) => command,
-            None => match commands.recv().await {
-                Some(command) => command,
-                None => return,
-            },
+            None => {
+                let deadline = hub.waiting.iter().map(|w| w.deadline).min();
+                let received = match deadline {
+                    Some(deadline) => tokio::time::timeout_at(deadline, commands.recv())
+                        .await
+                        .ok(),
+                    None => Some(commands.recv().await),
+                };
+                match received {
+                    Some(Some(command)) => command,
+                    Some(None) => return,
+                    None => {
+                        hub.resume_waiting(true);
+                        continue;
+                    }
+                }
+            }
         };
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let ring_size_of = |name: &str| replay_sizes.get(name).copied().unwrap_or(default_replay);
         match command {
-            Command::Publish { topic, event } => {
+            Command::Publish {
+                topic,
+                event,
+                position,
+            } => {
                 // Publishes to the same topic that are already queued go out together: one
                 // lock and one wake-up per subscriber, and one write for the whole run.
-                let mut events = vec![event];
+                let mut events = vec![(event, position)];
                 while events.len() < MAX_BATCH {
                     match commands.try_recv() {
-                        Ok(Command::Publish { topic: next, event }) if next == topic => {
-                            events.push(event)
-                        }
+                        Ok(Command::Publish {
+                            topic: next,
+                            event,
+                            position,
+                        }) if next == topic => events.push((event, position)),
                         Ok(other) => {
                             held = Some(other);
                             break;
@@ -287,83 +572,26 @@ async fn run<N: Notify>(
                         Err(_) => break,
                     }
                 }
-                if !topics.contains_key(&topic) {
-                    // Nobody listens and nothing is kept: nothing to do.
-                    let size = ring_size_of(&topic);
-                    if size == 0 {
-                        continue;
-                    }
-                    topics.insert(topic.clone(), Topic::new(size));
-                }
-                let Some(entry) = topics.get_mut(&topic) else {
-                    continue;
-                };
-                let before = entry.subscribers.len();
-                publish(entry, events, &mut next_seq);
-                // Subscribers that overflowed or left are gone from the topic now.
-                if entry.subscribers.len() != before {
-                    set_count(&counts, &topic, entry.subscribers.len());
-                    drop_if_idle(&mut topics, &topic);
-                }
+                hub.publish_batch(&topic, events);
             }
             Command::Subscribe {
                 topics: names,
                 stream,
                 last_event_id,
-            } => {
-                // A stream that closed or unsubscribed while this command was queued has
-                // told (or will tell) the hub already: adding it now would leak it.
-                let names: Vec<String> = names
-                    .into_iter()
-                    .filter(|name| stream.holds_topic(name))
-                    .collect();
-                for name in &names {
-                    let size = ring_size_of(name);
-                    topics
-                        .entry(name.clone())
-                        .or_insert_with(|| Topic::new(size));
-                }
-                if let Some(last) = last_event_id {
-                    replay(&topics, &names, &stream, &last);
-                }
-                for name in names {
-                    if let Some(entry) = topics.get_mut(&name) {
-                        entry.subscribers.insert(stream.id, stream.clone());
-                        set_count(&counts, &name, entry.subscribers.len());
-                    }
-                }
-            }
-            Command::Unsubscribe { topic, stream_id } => {
-                if let Some(entry) = topics.get_mut(&topic) {
-                    entry.subscribers.remove(&stream_id);
-                    set_count(&counts, &topic, entry.subscribers.len());
-                }
-                drop_if_idle(&mut topics, &topic);
-            }
+            } => hub.subscribe(names, stream, last_event_id),
+            Command::Unsubscribe { topic, stream_id } => hub.detach(&topic, stream_id),
             Command::StreamClosed {
                 stream_id,
                 topics: names,
             } => {
+                hub.waiting.retain(|w| w.stream.id != stream_id);
                 for name in names {
-                    if let Some(entry) = topics.get_mut(&name) {
-                        entry.subscribers.remove(&stream_id);
-                        set_count(&counts, &name, entry.subscribers.len());
-                    }
-                    drop_if_idle(&mut topics, &name);
+                    hub.detach(&name, stream_id);
                 }
             }
-            Command::SetReplay { topic, size } => {
-                if let Some(entry) = topics.get_mut(&topic) {
-                    entry.ring_size = size;
-                    while entry.ring.len() > size {
-                        entry.ring.pop_front();
-                    }
-                }
-                replay_sizes.insert(topic.clone(), size);
-                drop_if_idle(&mut topics, &topic);
-            }
+            Command::SetReplay { topic, size } => hub.set_replay(topic, size),
         }
-        shared.stats.topics.store(topics.len() as u64, Relaxed);
+        shared.stats.topics.store(hub.topics.len() as u64, Relaxed);
     }
 }
 
@@ -374,33 +602,99 @@ fn drop_if_idle<N: Notify>(topics: &mut HashMap<String, Topic<N>>, name: &str) {
 }
 
 /// Encodes once, keeps it in the ring, queues the same bytes on every subscriber, and forgets
-/// subscribers that are gone or overflowed. `seq` is the event's place in the hub's order.
-fn publish<N: Notify>(topic: &mut Topic<N>, events: Vec<OwnedEvent>, next_seq: &mut u64) {
+/// subscribers that are gone or overflowed. `seq` is the event's place in the hub's order; a
+/// cluster event's id is its position's, and what the ring does not keep is recorded in the
+/// topic's coverage.
+fn publish<N: Notify>(
+    topic: &mut Topic<N>,
+    events: Vec<(OwnedEvent, Option<ClusterPosition>)>,
+    next_seq: &mut u64,
+    order: &ClusterOrder,
+) {
     let mut encoded = Vec::with_capacity(events.len());
-    for mut event in events {
+    for (mut event, position) in events {
         let seq = *next_seq;
         *next_seq += 1;
-        if event.id.is_none() && topic.ring_size > 0 {
-            event.id = Some(seq.to_string());
+        if event.id.is_none() {
+            event.id = match position {
+                Some(position) => Some(position.id()),
+                None if topic.ring_size > 0 => Some(seq.to_string()),
+                None => None,
+            };
         }
         // Broadcast validated the event before queueing it, so this does not fail.
         if let Ok(bytes) = event.encode() {
-            encoded.push((seq, event.id, WireEvent::new(&bytes)));
+            encoded.push((seq, event.id, position, WireEvent::new(&bytes)));
         }
     }
     topic
         .subscribers
-        .retain(|_, stream| stream.push_shared(encoded.iter().map(|(_, _, wire)| wire), false));
-    if topic.ring_size > 0 {
-        for (seq, id, wire) in encoded {
-            if let Some(id) = id {
-                topic.ring.push_back(Stored { seq, id, wire });
-            }
-        }
-        while topic.ring.len() > topic.ring_size {
-            topic.ring.pop_front();
+        .retain(|_, stream| stream.push_shared(encoded.iter().map(|(_, _, _, wire)| wire), false));
+    for (seq, id, position, wire) in encoded {
+        match (id, position) {
+            (Some(id), position) if topic.ring_size > 0 => topic.ring.push_back(Stored {
+                seq,
+                id,
+                position,
+                wire,
+            }),
+            (_, Some(position)) => topic.coverage.lost(order, position),
+            (_, None) => {}
         }
     }
+    topic.trim_ring(order);
+}
+
+/// The event that tells a stream it resumed without an exact replay (see [`GAP_EVENT_TYPE`]);
+/// its id, when there is one, is where the stream continues from.
+fn gap_event(reason: GapReason, continues_from: Option<ClusterPosition>) -> WireEvent {
+    let event = OwnedEvent {
+        id: continues_from.map(ClusterPosition::id),
+        event: Some(GAP_EVENT_TYPE.to_string()),
+        data: Some(reason.as_str().to_string()),
+        ..OwnedEvent::default()
+    };
+    // Every field is ours and valid, so this does not fail.
+    WireEvent::new(&event.encode().unwrap_or_default())
+}
+
+/// Queues the events of `names` after the cluster position `client`, in the hub's order (see
+/// [`ClusterOrder::resume`], which proved beforehand that the rings hold all of them).
+///
+/// Where a ring holds the client's own event, every event after it there is replayed, so
+/// local broadcasts this node delivered after it come too; otherwise the cluster events of the
+/// client's epoch after its position.
+fn replay_cluster<N: Notify>(
+    topics: &HashMap<String, Topic<N>>,
+    names: &[String],
+    stream: &Stream<N>,
+    client: ClusterPosition,
+) {
+    let rings = || {
+        names
+            .iter()
+            .filter_map(|name| topics.get(name))
+            .map(|topic| &topic.ring)
+    };
+    let found = rings()
+        .filter_map(|ring| {
+            ring.iter()
+                .rev()
+                .find(|stored| stored.position == Some(client))
+        })
+        .map(|stored| stored.seq)
+        .max();
+    let after_client = |stored: &&Stored| match found {
+        Some(seq) => stored.seq > seq,
+        None => stored
+            .position
+            .is_some_and(|p| p.epoch == client.epoch && p.seq > client.seq),
+    };
+    let mut missed: Vec<&Stored> = rings()
+        .flat_map(|ring| ring.iter().filter(after_client))
+        .collect();
+    missed.sort_unstable_by_key(|stored| stored.seq);
+    stream.push_shared(missed.into_iter().map(|stored| &stored.wire), true);
 }
 
 /// Queues the events of `names` published after `last_event_id`, merged in the hub's order.
