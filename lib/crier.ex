@@ -199,18 +199,26 @@ defmodule Crier do
   and its bytes shared by all subscribers; the call returns at once and the fan-out runs in
   Rust. A subscriber whose queue is full is dropped with `:overflow`.
 
-  With `cluster: true`, servers of the same name on every connected node broadcast it too.
+  With `cluster: true`, the servers of the same name on every connected node broadcast it,
+  this one included, all in the one order of the cluster's sequencer (see `Crier.Cluster`):
+  the event gets the id `<epoch>-<seq>` unless it has one, the same on every node, and it
+  reaches this node's subscribers a hop later than a local broadcast does.
   """
   @spec broadcast(atom(), String.t(), Event.t() | map(), keyword()) :: :ok
   def broadcast(name, topic, event, opts \\ []) do
-    :ok =
-      name
-      |> Crier.Server.resource!()
-      |> Native.server_broadcast(topic, event)
-      |> Errors.unwrap!()
+    resource = Crier.Server.resource!(name)
 
-    if Keyword.get(opts, :cluster, false), do: Cluster.remote_broadcast(name, topic, event)
-    :ok
+    if Keyword.get(opts, :cluster, false) do
+      # Checked here, so a bad event or topic raises in the caller, not on every node.
+      _ = Event.encode(event)
+
+      unless is_binary(topic) and String.valid?(topic),
+        do: raise(ArgumentError, "topic must be a UTF-8 string")
+
+      Cluster.publish(name, topic, event)
+    else
+      :ok = resource |> Native.server_broadcast(topic, event) |> Errors.unwrap!()
+    end
   end
 
   @doc """

@@ -7,40 +7,24 @@ defmodule Crier.ClusterTest do
   use ExUnit.Case, async: false
 
   alias Crier.Event
-  alias Crier.Test.{SseClient, TopicHandler, Wait}
+  alias Crier.Test.{PeerCluster, SseClient, Wait}
 
   @moduletag :cluster
   @server :crier_cluster_test
 
   setup_all do
-    ensure_distributed!()
-    a = start_peer!(:crier_a)
-    b = start_peer!(:crier_b)
-    # Fully meshed, as a cluster is: A must see B's server in :pg.
-    true = :erpc.call(a, :net_kernel, :connect_node, [b])
+    PeerCluster.ensure_distributed!()
+    {_, a} = PeerCluster.start_peer!(:crier_a)
+    {_, b} = PeerCluster.start_peer!(:crier_b, [a])
     %{a: a, b: b}
   end
 
   setup %{a: a, b: b} do
     test = self()
-    port_a = start_server!(a, test)
-    port_b = start_server!(b, test)
-
-    Wait.until(
-      fn ->
-        members = :erpc.call(a, :pg, :get_members, [Crier.Cluster.scope(), {Crier, @server}])
-        Enum.sort(Enum.map(members, &node/1)) == Enum.sort([a, b])
-      end,
-      10_000,
-      "the servers of A and B did not meet in :pg"
-    )
-
-    on_exit(fn ->
-      for node <- [a, b] do
-        :erpc.call(node, Supervisor, :terminate_child, [Crier.Supervisor, {Crier, @server}])
-        :erpc.call(node, Supervisor, :delete_child, [Crier.Supervisor, {Crier, @server}])
-      end
-    end)
+    port_a = PeerCluster.start_server!(a, @server, test)
+    port_b = PeerCluster.start_server!(b, @server, test)
+    on_exit(fn -> for node <- [a, b], do: PeerCluster.stop_server(node, @server) end)
+    PeerCluster.await_cluster!(@server, [a, b])
 
     # Every test starts with one client of each node subscribed to "room".
     %{client_a: subscribe(port_a, a), client_b: subscribe(port_b, b)}
@@ -94,51 +78,5 @@ defmodule Crier.ClusterTest do
     assert node(handler) == node
     Wait.until(fn -> :erpc.call(node, Crier, :stats, [@server]).subscribers == 1 end)
     client
-  end
-
-  defp start_server!(node, test) do
-    spec = {Crier, name: @server, port: 0, heartbeat: nil, handler: {TopicHandler, test: test}}
-    {:ok, _pid} = :erpc.call(node, Supervisor, :start_child, [Crier.Supervisor, spec])
-    :erpc.call(node, Crier, :port, [@server])
-  end
-
-  # The test node must be distributed to start peers; epmd must run for that.
-  defp ensure_distributed! do
-    unless Node.alive?() do
-      {_, 0} = System.cmd("epmd", ["-daemon"])
-      # -daemon returns before epmd listens.
-      Wait.until(
-        fn -> match?({_, 0}, System.cmd("epmd", ["-names"], stderr_to_stdout: true)) end,
-        5_000,
-        "epmd did not start"
-      )
-
-      name = :"crier_test_#{System.unique_integer([:positive])}@127.0.0.1"
-
-      case :net_kernel.start([name, :longnames]) do
-        {:ok, _} -> :ok
-        {:error, {:already_started, _}} -> :ok
-      end
-    end
-
-    :ok
-  end
-
-  # A peer with this node's code paths (so it loads Crier, its NIF from priv/, and the test
-  # support modules) and cookie, running the :crier application.
-  defp start_peer!(prefix) do
-    paths = Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
-    cookie = Atom.to_charlist(Node.get_cookie())
-
-    {:ok, _peer, node} =
-      :peer.start_link(%{
-        name: :"#{prefix}_#{System.unique_integer([:positive])}",
-        host: ~c"127.0.0.1",
-        longnames: true,
-        args: [~c"-setcookie", cookie | paths]
-      })
-
-    {:ok, _} = :erpc.call(node, :application, :ensure_all_started, [:crier])
-    node
   end
 end

@@ -1,5 +1,6 @@
 //! NIFs on a server: start, port, stats, subscribers per topic, broadcast, replay size, shutdown.
 
+use crier_core::cluster_order::ClusterPosition;
 use crier_core::server::Server;
 use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
@@ -67,6 +68,27 @@ fn server_broadcast(
         .shared()
         .hub
         .broadcast(&topic, event)
+        .map_err(|e| Invalid(format!("invalid event: {e}")))?;
+    Ok(atoms::ok())
+}
+
+/// Queues the cluster event the sequencer put at (`epoch`, `seq`) for every subscriber of
+/// `topic`: its id is the position's unless the application gave one (see `Crier.Cluster`).
+#[rustler::nif]
+fn server_broadcast_sequenced(
+    server: ResourceArc<ServerResource>,
+    topic: Binary,
+    event: Term,
+    epoch: u64,
+    seq: u64,
+) -> NifResult<Atom> {
+    let event = decode_event(event)?;
+    let topic = topic_name(&topic)?;
+    server
+        .server
+        .shared()
+        .hub
+        .broadcast_sequenced(&topic, event, ClusterPosition { epoch, seq })
         .map_err(|e| Invalid(format!("invalid event: {e}")))?;
     Ok(atoms::ok())
 }
