@@ -72,6 +72,31 @@ defmodule Crier.ClusterTest do
     assert {:ok, %{data: "from B"}, _} = SseClient.next_event(client_b)
   end
 
+  test "a server survives cluster messages it does not expect and goes on serving", %{
+    a: a,
+    b: b,
+    client_b: client_b
+  } do
+    server = :erpc.call(a, Process, :whereis, [@server])
+
+    for junk <- [
+          {:crier_cluster, :junk},
+          {:crier_cluster, {:event, "e", -1, "room", %{}}},
+          {:crier_cluster, {:event, 1, 2, :room, %{}}},
+          {:crier_cluster, {:publish, :room, "x"}},
+          {:crier_cluster, {:sequencer_down, make_ref()}},
+          {{:crier_cluster, :sequencer_down}, make_ref(), :process, self(), :normal}
+        ],
+        do: send(server, junk)
+
+    :ok =
+      :erpc.call(a, Crier, :broadcast, [@server, "room", %Event{data: "still"}, [cluster: true]])
+
+    assert {:ok, %{data: "still"}, _} = SseClient.next_event(client_b)
+    assert :erpc.call(a, Process, :whereis, [@server]) == server
+    assert PeerCluster.await_cluster!(@server, [a, b])
+  end
+
   defp subscribe(port, node) do
     client = SseClient.connect(port, "/topics/room")
     assert_receive {:detached, handler, _ref}, 5_000

@@ -33,6 +33,9 @@ defmodule Crier.Cluster do
   # after this many ms rather than in a loop.
   @reelect_after 10
 
+  # Epochs and sequence numbers are u64 in the hub.
+  @max_u64 0xFFFF_FFFF_FFFF_FFFF
+
   @enforce_keys [:name, :resource]
   defstruct [:name, :resource, role: :electing, waiting: [], last_epoch: 0]
 
@@ -76,6 +79,12 @@ defmodule Crier.Cluster do
   @doc false
   # One cluster message to the server; returns the new cluster state.
   @spec handle(term(), t()) :: t()
+  # The publisher checked the event; only the shape of a stray message is checked here. (A
+  # number given to something no node can broadcast leaves a hole, which nodes report as a
+  # gap: safe, never a wrong replay.)
+  def handle({:publish, topic, event}, cluster) when not is_binary(topic) or not is_map(event),
+    do: cluster
+
   def handle({:publish, topic, event}, %__MODULE__{role: {:sequencing, epoch, seq}} = cluster) do
     seq = seq + 1
 
@@ -95,7 +104,9 @@ defmodule Crier.Cluster do
     %{cluster | waiting: [{topic, event} | cluster.waiting]}
   end
 
-  def handle({:event, epoch, seq, topic, event}, cluster) do
+  def handle({:event, epoch, seq, topic, event}, cluster)
+      when is_integer(epoch) and epoch in 0..@max_u64 and is_integer(seq) and
+             seq in 0..@max_u64 and is_binary(topic) do
     Native.server_broadcast_sequenced(cluster.resource, topic, event, epoch, seq)
     %{cluster | last_epoch: max(cluster.last_epoch, epoch)}
   end
