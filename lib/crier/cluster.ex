@@ -37,7 +37,7 @@ defmodule Crier.Cluster do
   @max_u64 0xFFFF_FFFF_FFFF_FFFF
 
   @enforce_keys [:name, :resource]
-  defstruct [:name, :resource, role: :electing, waiting: [], last_epoch: 0]
+  defstruct [:name, :resource, role: :electing, waiting: [], last_epoch: 0, ended: nil]
 
   @typedoc "A sequencer's epoch: microseconds since the UNIX epoch when it started."
   @type epoch :: non_neg_integer()
@@ -50,7 +50,8 @@ defmodule Crier.Cluster do
           resource: reference(),
           role: role(),
           waiting: [{String.t(), map()}],
-          last_epoch: epoch()
+          last_epoch: epoch(),
+          ended: {epoch(), non_neg_integer()} | nil
         }
 
   @doc "The `:pg` scope Crier uses."
@@ -111,6 +112,17 @@ defmodule Crier.Cluster do
     %{cluster | last_epoch: max(cluster.last_epoch, epoch)}
   end
 
+  def handle({:epoch_start, epoch, follows}, cluster)
+      when is_integer(epoch) and epoch in 0..@max_u64 do
+    Native.server_start_epoch(cluster.resource, epoch, follows)
+    %{cluster | last_epoch: max(cluster.last_epoch, epoch)}
+  end
+
+  # The sequencer of `epoch` stopped after numbering `seq`: a successor elected here says so.
+  def handle({:epoch_end, epoch, seq}, cluster) when is_integer(epoch) and is_integer(seq) do
+    %{cluster | ended: {epoch, seq}, last_epoch: max(cluster.last_epoch, epoch)}
+  end
+
   def handle(:elect, %__MODULE__{role: :electing} = cluster), do: elect(cluster)
 
   def handle({:sequencer_down, ref}, %__MODULE__{role: {:following, _, ref}} = cluster) do
@@ -123,9 +135,10 @@ defmodule Crier.Cluster do
     follow(cluster, winner)
   end
 
-  # Kept the name against another sequencer: start a new epoch, past the other side's.
-  def handle(:renew_epoch, %__MODULE__{role: {:sequencing, epoch, _}} = cluster) do
-    sequence(%{cluster | last_epoch: max(cluster.last_epoch, epoch)})
+  # Kept the name against another sequencer: start a new epoch, past the other side's; nodes
+  # that followed this one go straight on into it.
+  def handle(:renew_epoch, %__MODULE__{role: {:sequencing, epoch, seq}} = cluster) do
+    sequence(%{cluster | last_epoch: max(cluster.last_epoch, epoch)}, {epoch, seq})
   end
 
   # The sequencer left the group on purpose (its server is stopping).
@@ -138,13 +151,15 @@ defmodule Crier.Cluster do
   def handle(_other, cluster), do: cluster
 
   @doc false
-  # The server is stopping: a sequencer gives up its name and tells the others to elect a new
-  # one now, rather than when its process is gone after the drain.
+  # The server is stopping: a sequencer gives up its name, says where its epoch ended (so its
+  # successor's epoch can follow on with no gap) and tells the others to elect a new one now,
+  # rather than when its process is gone after the drain.
   @spec leave(t()) :: :ok
-  def leave(%__MODULE__{role: {:sequencing, _, _}} = cluster) do
+  def leave(%__MODULE__{role: {:sequencing, epoch, seq}} = cluster) do
     :global.unregister_name({__MODULE__, cluster.name})
 
     for pid <- :pg.get_members(@scope, {Crier, cluster.name}), pid != self() do
+      send(pid, {:crier_cluster, {:epoch_end, epoch, seq}})
       send(pid, {:crier_cluster, {:sequencer_left, self()}})
     end
 
@@ -173,12 +188,12 @@ defmodule Crier.Cluster do
     case :global.whereis_name(key) do
       :undefined ->
         case :global.register_name(key, self(), &__MODULE__.resolve/3) do
-          :yes -> sequence(cluster)
+          :yes -> sequence(cluster, follows(cluster))
           :no -> retry_election(cluster)
         end
 
       pid when pid == self() ->
-        sequence(cluster)
+        sequence(cluster, follows(cluster))
 
       pid ->
         follow(cluster, pid)
@@ -190,8 +205,18 @@ defmodule Crier.Cluster do
     cluster
   end
 
-  defp sequence(cluster) do
+  # The epoch this node saw last ended cleanly: the new one follows on from its last event.
+  defp follows(%__MODULE__{ended: {epoch, seq}, last_epoch: epoch}), do: {epoch, seq}
+  defp follows(_cluster), do: nil
+
+  # Starts an epoch: every server hears of it before its first event.
+  defp sequence(cluster, follows) do
     epoch = max(System.os_time(:microsecond), cluster.last_epoch + 1)
+
+    for pid <- :pg.get_members(@scope, {Crier, cluster.name}) do
+      send(pid, {:crier_cluster, {:epoch_start, epoch, follows}})
+    end
+
     flush_waiting(%{cluster | role: {:sequencing, epoch, 0}, last_epoch: epoch})
   end
 

@@ -21,6 +21,7 @@
 //! has seen are still on their way here) or a [`GapReason`]: the stream starts live and is
 //! told so, and never gets an event it had or misses one silently.
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 /// Where a cluster event stands in its sequencer's order.
@@ -138,17 +139,46 @@ pub enum Arrival {
     Stale,
 }
 
-/// The run of one epoch's events this node received without a hole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How many epochs one segment remembers. A segment crosses an epoch only at a clean handoff
+/// (one a rolling deploy makes per node); ids of epochs older than these get a gap.
+const MAX_LINKED_EPOCHS: usize = 64;
+
+/// The run of the cluster order this node received without a hole: from `start` on, through
+/// the epochs in `links` (each received to its last event, which its successor named), to
+/// `last` of `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Segment {
     /// Which segment of this node's life (1, 2, ...): tells a topic's [`Coverage`] whether it
     /// speaks of this one.
     number: u64,
-    epoch: u64,
     /// The first position of the run.
-    from: u64,
-    /// The last position received.
+    start: ClusterPosition,
+    /// Earlier epochs of the run, oldest first, with their last seq.
+    links: VecDeque<(u64, u64)>,
+    /// The current epoch.
+    epoch: u64,
+    /// The last seq received in it (0 before its first event).
     last: u64,
+}
+
+impl Segment {
+    fn current(&self) -> ClusterPosition {
+        ClusterPosition {
+            epoch: self.epoch,
+            seq: self.last,
+        }
+    }
+
+    /// The last seq of `epoch` in this run, if the run holds that epoch.
+    fn last_of(&self, epoch: u64) -> Option<u64> {
+        if epoch == self.epoch {
+            return Some(self.last);
+        }
+        self.links
+            .iter()
+            .find(|(linked, _)| *linked == epoch)
+            .map(|(_, last)| *last)
+    }
 }
 
 /// What one node knows of the cluster order: its current segment.
@@ -161,46 +191,75 @@ impl ClusterOrder {
     /// Records the arrival of the event at `position` and says what it is.
     pub fn arrive(&mut self, position: ClusterPosition) -> Arrival {
         let ClusterPosition { epoch, seq } = position;
-        let (number, after) = match self.segment {
+        let after = match self.segment.as_mut() {
             Some(segment) if epoch < segment.epoch => return Arrival::Stale,
             Some(segment) if epoch == segment.epoch && seq <= segment.last => {
                 return Arrival::Stale
             }
-            Some(mut segment) if epoch == segment.epoch && seq == segment.last + 1 => {
+            Some(segment) if epoch == segment.epoch && seq == segment.last + 1 => {
                 segment.last = seq;
-                self.segment = Some(segment);
                 return Arrival::Next;
             }
             // A newer epoch, or a hole in this one: a new segment starts.
-            Some(segment) if epoch == segment.epoch => {
-                (segment.number + 1, Some(GapReason::Behind))
-            }
-            Some(segment) => (segment.number + 1, Some(GapReason::Epoch)),
-            None => (1, None),
+            Some(segment) if epoch == segment.epoch => Some(GapReason::Behind),
+            Some(_) => Some(GapReason::Epoch),
+            None => None,
         };
+        self.start_segment(position, seq);
+        Arrival::NewSegment { after }
+    }
+
+    /// Records that the sequencer of `epoch` started; `follows` is the last position of the
+    /// epoch before it when that one ended cleanly (its sequencer stopped and said where).
+    /// If this node's run ends exactly there, the run goes on into `epoch`: the new epoch's
+    /// events follow the old one's with nothing between, so replay across the two stays
+    /// exact. Otherwise a new segment starts before the epoch's first event.
+    pub fn start_epoch(&mut self, epoch: u64, follows: Option<ClusterPosition>) -> Arrival {
+        let after = match self.segment.as_mut() {
+            Some(segment) if epoch <= segment.epoch => return Arrival::Stale,
+            Some(segment) if follows == Some(segment.current()) => {
+                segment.links.push_back((segment.epoch, segment.last));
+                segment.epoch = epoch;
+                segment.last = 0;
+                if segment.links.len() > MAX_LINKED_EPOCHS {
+                    segment.links.pop_front();
+                    let (first, _) = segment.links.front().copied().unwrap_or((epoch, 0));
+                    segment.start = ClusterPosition {
+                        epoch: first,
+                        seq: 1,
+                    };
+                }
+                return Arrival::Next;
+            }
+            Some(_) => Some(GapReason::Epoch),
+            None => None,
+        };
+        self.start_segment(ClusterPosition { epoch, seq: 1 }, 0);
+        Arrival::NewSegment { after }
+    }
+
+    fn start_segment(&mut self, start: ClusterPosition, last: u64) {
+        let number = self.segment.as_ref().map_or(1, |s| s.number + 1);
         self.segment = Some(Segment {
             number,
-            epoch,
-            from: seq,
-            last: seq,
+            start,
+            links: VecDeque::new(),
+            epoch: start.epoch,
+            last,
         });
-        Arrival::NewSegment { after }
     }
 
     /// The position a stream that starts now continues from: the last event received.
     pub fn current(&self) -> Option<ClusterPosition> {
-        self.segment.map(|s| ClusterPosition {
-            epoch: s.epoch,
-            seq: s.last,
-        })
+        self.segment.as_ref().map(Segment::current)
     }
 
     /// The position just before the current segment's first event: the id of the gap event
     /// that live streams get when a segment starts after another.
     pub fn segment_start(&self) -> Option<ClusterPosition> {
-        self.segment.map(|s| ClusterPosition {
-            epoch: s.epoch,
-            seq: s.from - 1,
+        self.segment.as_ref().map(|s| ClusterPosition {
+            epoch: s.start.epoch,
+            seq: s.start.seq - 1,
         })
     }
 
@@ -211,21 +270,25 @@ impl ClusterOrder {
         client: ClusterPosition,
         topics: impl IntoIterator<Item = &'a Coverage>,
     ) -> Resume {
-        let Some(segment) = self.segment else {
+        let Some(segment) = self.segment.as_ref() else {
             return Resume::Gap(GapReason::Epoch);
         };
-        if client.epoch > segment.epoch {
-            // The client saw a newer epoch elsewhere; its first events may be on their way.
+        if client > segment.current() {
+            // The client saw events (or a newer epoch) elsewhere that are on their way here.
             return Resume::Wait;
         }
-        if client.epoch < segment.epoch {
+        let Some(last) = segment.last_of(client.epoch) else {
+            return Resume::Gap(GapReason::Epoch);
+        };
+        if client.seq > last {
+            // Past the end of an epoch that ended: no such event.
             return Resume::Gap(GapReason::Epoch);
         }
-        if client.seq > segment.last {
-            return Resume::Wait;
-        }
-        let next = client.seq + 1;
-        if next < segment.from {
+        let next = ClusterPosition {
+            epoch: client.epoch,
+            seq: client.seq + 1,
+        };
+        if next < segment.start {
             return Resume::Gap(GapReason::Behind);
         }
         if topics
@@ -245,38 +308,48 @@ pub struct Coverage {
     /// `(segment number, position)`: in that segment, the ring holds every event of the topic
     /// from that position on. A coverage that names an older segment (or none) holds the
     /// whole current segment: the topic lost nothing since it began.
-    kept_from: Option<(u64, u64)>,
+    kept_from: Option<(u64, ClusterPosition)>,
 }
 
 impl Coverage {
     /// The coverage of a topic that starts keeping events now: nothing before the next event.
     pub fn starting_now(order: &ClusterOrder) -> Self {
         Coverage {
-            kept_from: order.segment.map(|s| (s.number, s.last + 1)),
+            kept_from: order.segment.as_ref().map(|s| {
+                let next = ClusterPosition {
+                    epoch: s.epoch,
+                    seq: s.last + 1,
+                };
+                (s.number, next)
+            }),
         }
     }
 
     /// Records that the topic's event at `position` is not in its ring (it fell out, or the
     /// ring keeps nothing): replay after anything before it cannot be exact any more.
     pub fn lost(&mut self, order: &ClusterOrder, position: ClusterPosition) {
-        let Some(segment) = order.segment else {
+        let Some(segment) = order.segment.as_ref() else {
             return;
         };
-        if position.epoch != segment.epoch || position.seq < segment.from {
+        if position < segment.start || position > segment.current() {
             // Not an event of the current segment: it changes nothing that replay relies on.
             return;
         }
+        let after = ClusterPosition {
+            epoch: position.epoch,
+            seq: position.seq + 1,
+        };
         let from = match self.kept_from {
-            Some((number, from)) if number == segment.number => from.max(position.seq + 1),
-            _ => position.seq + 1,
+            Some((number, from)) if number == segment.number => from.max(after),
+            _ => after,
         };
         self.kept_from = Some((segment.number, from));
     }
 
-    fn kept_from(&self, segment: Segment) -> u64 {
+    fn kept_from(&self, segment: &Segment) -> ClusterPosition {
         match self.kept_from {
             Some((number, from)) if number == segment.number => from,
-            _ => segment.from,
+            _ => segment.start,
         }
     }
 }

@@ -107,6 +107,10 @@ enum Command<N: Notify> {
         topic: String,
         size: usize,
     },
+    StartEpoch {
+        epoch: u64,
+        follows: Option<ClusterPosition>,
+    },
 }
 
 /// The owner-facing handle of the hub task.
@@ -236,6 +240,15 @@ impl<N: Notify> Hub<N> {
         position: ClusterPosition,
     ) -> Result<(), InvalidEvent> {
         self.publish(topic, event, Some(position))
+    }
+
+    /// Records that the cluster's sequencer started `epoch`, right after `follows` when the
+    /// epoch before ended cleanly (see [`ClusterOrder::start_epoch`]). Ordered with the
+    /// epoch's events: the sequencer sends it before them.
+    pub fn start_epoch(&self, epoch: u64, follows: Option<ClusterPosition>) {
+        let _ = self
+            .commands
+            .send(Command::StartEpoch { epoch, follows });
     }
 
     fn publish(
@@ -373,6 +386,16 @@ impl<N: Notify> HubState<N> {
         if sequenced {
             self.resume_waiting(false);
         }
+    }
+
+    fn start_epoch(&mut self, epoch: u64, follows: Option<ClusterPosition>) {
+        if let Arrival::NewSegment {
+            after: Some(reason),
+        } = self.order.start_epoch(epoch, follows)
+        {
+            self.announce_gap(reason);
+        }
+        self.resume_waiting(false);
     }
 
     fn fan_out(&mut self, topic: &str, events: Vec<(OwnedEvent, Option<ClusterPosition>)>) {
@@ -590,6 +613,7 @@ async fn run<N: Notify>(
                 }
             }
             Command::SetReplay { topic, size } => hub.set_replay(topic, size),
+            Command::StartEpoch { epoch, follows } => hub.start_epoch(epoch, follows),
         }
         shared.stats.topics.store(hub.topics.len() as u64, Relaxed);
     }
@@ -662,8 +686,8 @@ fn gap_event(reason: GapReason, continues_from: Option<ClusterPosition>) -> Wire
 /// [`ClusterOrder::resume`], which proved beforehand that the rings hold all of them).
 ///
 /// Where a ring holds the client's own event, every event after it there is replayed, so
-/// local broadcasts this node delivered after it come too; otherwise the cluster events of the
-/// client's epoch after its position.
+/// local broadcasts this node delivered after it come too; otherwise the cluster events after
+/// its position (a node receives cluster positions in increasing order only).
 fn replay_cluster<N: Notify>(
     topics: &HashMap<String, Topic<N>>,
     names: &[String],
@@ -686,9 +710,7 @@ fn replay_cluster<N: Notify>(
         .max();
     let after_client = |stored: &&Stored| match found {
         Some(seq) => stored.seq > seq,
-        None => stored
-            .position
-            .is_some_and(|p| p.epoch == client.epoch && p.seq > client.seq),
+        None => stored.position.is_some_and(|p| p > client),
     };
     let mut missed: Vec<&Stored> = rings()
         .flat_map(|ring| ring.iter().filter(after_client))

@@ -93,6 +93,26 @@ fn server_broadcast_sequenced(
     Ok(atoms::ok())
 }
 
+/// Records that the sequencer started `epoch`; `follows` is `nil`, or `{epoch, seq}`: the last
+/// event of the epoch before, when that one ended cleanly.
+#[rustler::nif]
+fn server_start_epoch(
+    server: ResourceArc<ServerResource>,
+    epoch: u64,
+    follows: Term,
+) -> NifResult<Atom> {
+    let follows = if follows.is_atom() {
+        None
+    } else {
+        let (epoch, seq): (u64, u64) = follows
+            .decode()
+            .map_err(|_| Invalid("follows must be nil or {epoch, seq}".into()))?;
+        Some(ClusterPosition { epoch, seq })
+    };
+    server.server.shared().hub.start_epoch(epoch, follows);
+    Ok(atoms::ok())
+}
+
 /// How many streams are subscribed to `topic` (a lock and a lookup; no call to the hub task).
 #[rustler::nif]
 fn server_topic_subscribers(
