@@ -16,7 +16,9 @@ defmodule Crier.Cluster do
   than the last epoch its node saw, so epochs grow along one line of succession. A new epoch
   starts when the sequencer changes: its server stopped, its node died or was cut off (the
   other side elects its own), or `:global` resolved two sequencers after a netsplit healed
-  (the one on the lower node name goes on, in a new epoch). Broadcasts in flight to a
+  (the one on the lower node name goes on, in a new epoch). A sequencer that stops says
+  where its epoch ended, and its successor announces its epoch as following on from there,
+  so nodes that had every event go on with no gap (a rolling deploy loses nothing). Broadcasts in flight to a
   sequencer that goes away are lost, as a message to a node that goes down is. Per publisher,
   broadcasts keep their order (publisher, local server and sequencer each pass them on in
   the order they came), except across a change of sequencer.

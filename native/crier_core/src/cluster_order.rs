@@ -450,4 +450,45 @@ mod tests {
         order.arrive(at(7, 1));
         assert_eq!(order.resume(at(7, 0), [&topic, &late]), Resume::Exact);
     }
+
+    #[test]
+    fn a_clean_handover_carries_the_run_into_the_next_epoch() {
+        let mut order = ClusterOrder::default();
+        assert_eq!(
+            order.start_epoch(5, None),
+            Arrival::NewSegment { after: None }
+        );
+        for seq in 1..=4 {
+            assert_eq!(order.arrive(at(5, seq)), Arrival::Next);
+        }
+        let topic = Coverage::starting_now(&ClusterOrder::default());
+        // Epoch 5 ended at 4 and this node has all of it: the run goes on into 8.
+        assert_eq!(order.start_epoch(8, Some(at(5, 4))), Arrival::Next);
+        assert_eq!(order.current(), Some(at(8, 0)));
+        assert_eq!(order.arrive(at(8, 1)), Arrival::Next);
+        assert_eq!(order.resume(at(5, 2), [&topic]), Resume::Exact);
+        assert_eq!(order.resume(at(5, 4), [&topic]), Resume::Exact);
+        assert_eq!(
+            order.resume(at(5, 5), [&topic]),
+            Resume::Gap(GapReason::Epoch)
+        );
+        assert_eq!(
+            order.resume(at(6, 1), [&topic]),
+            Resume::Gap(GapReason::Epoch)
+        );
+        assert_eq!(order.start_epoch(7, None), Arrival::Stale);
+        // A successor that names another end (this node missed 8-2): a new segment.
+        assert_eq!(
+            order.start_epoch(9, Some(at(8, 2))),
+            Arrival::NewSegment {
+                after: Some(GapReason::Epoch)
+            }
+        );
+        assert_eq!(order.segment_start(), Some(at(9, 0)));
+        assert_eq!(
+            order.resume(at(8, 1), [&topic]),
+            Resume::Gap(GapReason::Epoch)
+        );
+        assert_eq!(order.resume(at(9, 0), [&topic]), Resume::Exact);
+    }
 }

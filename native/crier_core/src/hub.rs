@@ -246,9 +246,7 @@ impl<N: Notify> Hub<N> {
     /// epoch before ended cleanly (see [`ClusterOrder::start_epoch`]). Ordered with the
     /// epoch's events: the sequencer sends it before them.
     pub fn start_epoch(&self, epoch: u64, follows: Option<ClusterPosition>) {
-        let _ = self
-            .commands
-            .send(Command::StartEpoch { epoch, follows });
+        let _ = self.commands.send(Command::StartEpoch { epoch, follows });
     }
 
     fn publish(

@@ -36,12 +36,18 @@ impl History {
         self.epochs[epoch][position.seq as usize - 1]
     }
 
-    /// The events of `topics` in `epoch` after `after` up to `last`, in order.
-    fn between(&self, epoch: u64, after: u64, last: u64, topics: &[usize]) -> Vec<ClusterPosition> {
-        let index = ((epoch - 1_000) / 7) as usize;
-        (after + 1..=last)
-            .map(|seq| self.position(index, seq))
-            .filter(|p| topics.contains(&self.epochs[index][p.seq as usize - 1]))
+    /// The events of `topics` after `client` up to `current`, in the cluster's order.
+    fn between(
+        &self,
+        client: ClusterPosition,
+        current: ClusterPosition,
+        topics: &[usize],
+    ) -> Vec<ClusterPosition> {
+        (0..self.epochs.len())
+            .flat_map(|index| (1..=self.epochs[index].len() as u64).map(move |seq| (index, seq)))
+            .filter(|&(index, seq)| topics.contains(&self.epochs[index][seq as usize - 1]))
+            .map(|(index, seq)| self.position(index, seq))
+            .filter(|p| *p > client && *p <= current)
             .collect()
     }
 }
@@ -50,6 +56,12 @@ impl History {
 #[derive(Debug, Clone)]
 enum Step {
     Deliver(ClusterPosition),
+    /// The sequencer of `epoch` announces itself; `follows` when the epoch before ended
+    /// cleanly at that position.
+    StartEpoch {
+        epoch: u64,
+        follows: Option<ClusterPosition>,
+    },
     Restart,
     /// A client comes back with `client` for `topics` (indices); with `near`, its id is
     /// instead one of the node's current epoch around the node's position (the common case:
@@ -75,6 +87,8 @@ struct Node {
     ring_sizes: Vec<usize>,
     existed_at_start: [bool; TOPICS],
     lost_in_segment: [bool; TOPICS],
+    /// The segment as the test sees it: per epoch, the first and last seq received.
+    chain: Vec<(u64, u64, u64)>,
 }
 
 impl Node {
@@ -85,6 +99,7 @@ impl Node {
             ring_sizes,
             existed_at_start: [true; TOPICS],
             lost_in_segment: [false; TOPICS],
+            chain: Vec::new(),
         }
     }
 
@@ -107,16 +122,33 @@ impl Node {
         }
     }
 
+    fn new_segment(&mut self, epoch: u64, first: u64, last: u64) {
+        for t in 0..TOPICS {
+            self.existed_at_start[t] = self.rings[t].is_some();
+            self.lost_in_segment[t] = false;
+        }
+        self.chain = vec![(epoch, first, last)];
+    }
+
+    fn start_epoch(&mut self, epoch: u64, follows: Option<ClusterPosition>) {
+        match self.order.start_epoch(epoch, follows) {
+            Arrival::Stale => {}
+            Arrival::NewSegment { .. } => self.new_segment(epoch, 1, 0),
+            Arrival::Next => self.chain.push((epoch, 1, 0)),
+        }
+    }
+
     fn deliver(&mut self, position: ClusterPosition, topic: usize) {
         match self.order.arrive(position) {
             Arrival::Stale => return,
             Arrival::NewSegment { .. } => {
-                for t in 0..TOPICS {
-                    self.existed_at_start[t] = self.rings[t].is_some();
-                    self.lost_in_segment[t] = false;
+                self.new_segment(position.epoch, position.seq, position.seq)
+            }
+            Arrival::Next => {
+                if let Some(link) = self.chain.last_mut() {
+                    link.2 = position.seq;
                 }
             }
-            Arrival::Next => {}
         }
         // As the hub: a topic with a ring exists from its first event on.
         let size = self.ring_sizes[topic];
@@ -149,16 +181,11 @@ impl Node {
     /// Whether the node holds, in its segment and rings, every event of `topics` after
     /// `client`: then it must replay exactly.
     fn could_replay(&self, client: ClusterPosition, topics: &[usize]) -> bool {
-        let (Some(start), Some(current)) = (self.order.segment_start(), self.order.current())
-        else {
-            return false;
-        };
-        client.epoch == current.epoch
-            && client.seq >= start.seq
-            && client.seq <= current.seq
-            && topics
-                .iter()
-                .all(|&t| self.existed_at_start[t] && !self.lost_in_segment[t])
+        self.chain.iter().any(|&(epoch, first, last)| {
+            epoch == client.epoch && client.seq + 1 >= first && client.seq <= last
+        }) && topics
+            .iter()
+            .all(|&t| self.existed_at_start[t] && !self.lost_in_segment[t])
     }
 }
 
@@ -180,6 +207,7 @@ fn schedule(history: History) -> impl Strategy<Value = (History, Vec<Step>, Vec<
             0.0..1.0f64,
             any::<bool>(),
             any::<bool>(),
+            any::<bool>(),
         ),
         epochs,
     );
@@ -196,7 +224,7 @@ fn schedule(history: History) -> impl Strategy<Value = (History, Vec<Step>, Vec<
     (Just(history), per_epoch, clients, ring_sizes).prop_map(
         |(history, per_epoch, clients, ring_sizes)| {
             let mut deliveries = Vec::new();
-            for (index, (skip, start, end, hole, stale, restart)) in
+            for (index, (skip, start, end, hole, stale, restart, clean)) in
                 per_epoch.into_iter().enumerate()
             {
                 let n = history.epochs[index].len() as u64;
@@ -206,7 +234,24 @@ fn schedule(history: History) -> impl Strategy<Value = (History, Vec<Step>, Vec<
                 if skip && index > 0 {
                     continue;
                 }
-                let first = 1 + (start * n as f64 * 0.5) as u64;
+                // The sequencer announces its epoch; after a clean handover it names the
+                // last event of the epoch before (the truth, from the history), and the node
+                // got its first events.
+                let previous = index
+                    .checked_sub(1)
+                    .map(|p| history.position(p, history.epochs[p].len() as u64));
+                let follows = previous.filter(|_| clean);
+                if index > 0 || clean {
+                    deliveries.push(Step::StartEpoch {
+                        epoch: history.position(index, 1).epoch,
+                        follows,
+                    });
+                }
+                let first = if follows.is_some() {
+                    1
+                } else {
+                    1 + (start * n as f64 * 0.5) as u64
+                };
                 let last = (first + ((n - first) as f64 * (0.5 + end * 0.5)) as u64).min(n);
                 let hole_at = first + ((last - first) as f64 * hole) as u64;
                 for seq in first..=last {
@@ -252,6 +297,7 @@ proptest! {
         for step in steps {
             match step {
                 Step::Restart => node = Node::new(ring_sizes.clone()),
+                Step::StartEpoch { epoch, follows } => node.start_epoch(epoch, follows),
                 Step::Deliver(position) => node.deliver(position, history.topic(position)),
                 Step::Resume {
                     client,
@@ -279,19 +325,17 @@ proptest! {
                     match decision {
                         Resume::Exact => {
                             let current = current.expect("exact replay needs a segment");
-                            prop_assert_eq!(client.epoch, current.epoch);
                             // As the hub replays: the ring events of the client's epoch after
                             // it, in order.
                             let mut replayed: Vec<ClusterPosition> = topics
                                 .iter()
                                 .filter_map(|&t| node.rings[t].as_ref())
                                 .flat_map(|r| r.ring.iter().copied())
-                                .filter(|p| p.epoch == client.epoch && p.seq > client.seq)
+                                .filter(|p| *p > client)
                                 .collect();
                             replayed.sort();
                             replayed.dedup();
-                            let expected =
-                                history.between(client.epoch, client.seq, current.seq, &topics);
+                            let expected = history.between(client, current, &topics);
                             prop_assert_eq!(replayed, expected, "client {:?}", client);
                         }
                         Resume::Wait => {
