@@ -332,202 +332,147 @@ struct Waiting<N: Notify> {
     deadline: tokio::time::Instant,
 }
 
-/// The hub task's state: topics, the hub's own sequence, and what it knows of the cluster.
-struct HubState<N: Notify> {
-    topics: HashMap<String, Topic<N>>,
-    replay_sizes: HashMap<String, usize>,
-    default_replay: usize,
-    next_seq: u64,
+/// A run of a batch's events that follows the cluster order without a break, and the gap
+/// (its reason and the id of the gap event) that live streams are told of before it.
+type OrderedRun = (
+    Option<(GapReason, Option<ClusterPosition>)>,
+    Vec<(OwnedEvent, Option<ClusterPosition>)>,
+);
+
+/// What the hub task knows of the cluster: the order it follows, and the subscribers that
+/// wait for it to catch up with them.
+struct ClusterState<N: Notify> {
     order: ClusterOrder,
     waiting: Vec<Waiting<N>>,
-    counts: SubscriberCounts,
 }
 
-impl<N: Notify> HubState<N> {
-    fn ring_size_of(&self, name: &str) -> usize {
-        self.replay_sizes
-            .get(name)
-            .copied()
-            .unwrap_or(self.default_replay)
-    }
-
-    /// Publishes a batch of events to `topic`: follows the cluster order, drops stale cluster
-    /// events, and where the order starts a new segment, fans out what came before, tells the
-    /// live streams of the gap, then goes on.
-    fn publish_batch(&mut self, topic: &str, events: Vec<(OwnedEvent, Option<ClusterPosition>)>) {
-        if !self.topics.contains_key(topic) {
-            let size = self.ring_size_of(topic);
-            if size > 0 {
-                let entry = Topic::new(size, &self.order);
-                self.topics.insert(topic.to_string(), entry);
-            }
-        }
-        let mut run = Vec::with_capacity(events.len());
-        let mut sequenced = false;
+impl<N: Notify> ClusterState<N> {
+    /// Records the arrival of a batch's cluster events: drops the stale ones, and splits the
+    /// batch where a new segment starts, so live streams hear of the gap just before it.
+    fn follow(&mut self, events: Vec<(OwnedEvent, Option<ClusterPosition>)>) -> Vec<OrderedRun> {
+        let mut runs = vec![(None, Vec::with_capacity(events.len()))];
         for (event, position) in events {
             if let Some(position) = position {
-                sequenced = true;
                 match self.order.arrive(position) {
                     Arrival::Stale => continue,
                     Arrival::NewSegment {
                         after: Some(reason),
-                    } => {
-                        self.fan_out(topic, std::mem::take(&mut run));
-                        self.announce_gap(reason);
-                    }
+                    } => runs.push((Some((reason, self.order.segment_start())), Vec::new())),
                     Arrival::NewSegment { after: None } | Arrival::Next => {}
                 }
             }
-            run.push((event, position));
+            if let Some((_, run)) = runs.last_mut() {
+                run.push((event, position));
+            }
         }
-        self.fan_out(topic, run);
-        if sequenced {
-            self.resume_waiting(false);
-        }
+        runs
     }
 
-    fn start_epoch(&mut self, epoch: u64, follows: Option<ClusterPosition>) {
+    fn start_epoch(
+        &mut self,
+        topics: &mut HashMap<String, Topic<N>>,
+        counts: &SubscriberCounts,
+        ring_size_of: &dyn Fn(&str) -> usize,
+        epoch: u64,
+        follows: Option<ClusterPosition>,
+    ) {
         if let Arrival::NewSegment {
             after: Some(reason),
         } = self.order.start_epoch(epoch, follows)
         {
-            self.announce_gap(reason);
+            announce_gap(topics, reason, self.order.segment_start());
         }
-        self.resume_waiting(false);
+        self.resume_waiting(topics, counts, ring_size_of, false);
     }
 
-    fn fan_out(&mut self, topic: &str, events: Vec<(OwnedEvent, Option<ClusterPosition>)>) {
-        // Nobody listens and nothing is kept: nothing to do.
-        let Some(entry) = self.topics.get_mut(topic) else {
-            return;
-        };
-        if events.is_empty() {
-            return;
-        }
-        let before = entry.subscribers.len();
-        publish(entry, events, &mut self.next_seq, &self.order);
-        // Subscribers that overflowed or left are gone from the topic now.
-        if entry.subscribers.len() != before {
-            set_count(&self.counts, topic, entry.subscribers.len());
-            drop_if_idle(&mut self.topics, topic);
-        }
-    }
-
-    /// Tells every live stream once that the cluster order its node delivers restarted: it
-    /// may have missed events between the two segments.
-    fn announce_gap(&self, reason: GapReason) {
-        let wire = gap_event(reason, self.order.segment_start());
-        let mut told = std::collections::HashSet::new();
-        for stream in self.topics.values().flat_map(|t| t.subscribers.values()) {
-            if told.insert(stream.id) {
-                stream.push_shared([&wire], true);
-            }
-        }
-    }
-
-    fn subscribe(&mut self, names: Vec<String>, stream: Arc<Stream<N>>, last: Option<String>) {
-        // A stream that closed or unsubscribed while this command was queued has told (or
-        // will tell) the hub already: adding it now would leak it.
-        let names: Vec<String> = names
-            .into_iter()
-            .filter(|name| stream.holds_topic(name))
-            .collect();
-        self.ensure_topics(&names);
-        match last.as_deref().map(|id| (id, ClusterPosition::parse(id))) {
-            Some((_, Some(client))) => {
-                let waiting = Waiting {
-                    topics: names,
-                    stream,
-                    client,
-                    deadline: tokio::time::Instant::now() + CATCH_UP_TIMEOUT,
-                };
-                if let Some(waiting) = self.resume(waiting, false) {
-                    self.waiting.push(waiting);
-                }
-            }
-            Some((last, None)) => {
-                replay(&self.topics, &names, &stream, last);
-                self.attach(&names, &stream);
-            }
-            None => self.attach(&names, &stream),
-        }
-    }
-
-    fn ensure_topics(&mut self, names: &[String]) {
-        for name in names {
-            if !self.topics.contains_key(name) {
-                let entry = Topic::new(self.ring_size_of(name), &self.order);
-                self.topics.insert(name.clone(), entry);
-            }
-        }
-    }
-
-    /// Resumes a subscriber with a cluster id: replays exactly or starts it live with a gap,
-    /// then attaches it; or hands it back to wait (with `expired`, the wait is over: a gap).
-    fn resume(&mut self, waiting: Waiting<N>, expired: bool) -> Option<Waiting<N>> {
+    /// Resumes a subscriber whose last id is a cluster id: replays exactly, or starts it live
+    /// after a gap event, then adds it to its topics; or keeps it waiting (with `expired`,
+    /// the wait is over: a gap).
+    fn resume(
+        &mut self,
+        topics: &mut HashMap<String, Topic<N>>,
+        counts: &SubscriberCounts,
+        ring_size_of: &dyn Fn(&str) -> usize,
+        waiting: Waiting<N>,
+        expired: bool,
+    ) {
         let names: Vec<String> = waiting
             .topics
             .iter()
             .filter(|name| waiting.stream.holds_topic(name))
             .cloned()
             .collect();
-        self.ensure_topics(&names);
+        // A topic dropped while the subscriber waited kept nothing meanwhile: it starts now.
+        for name in &names {
+            if !topics.contains_key(name) {
+                topics.insert(name.clone(), Topic::new(ring_size_of(name), &self.order));
+            }
+        }
         let coverages = names
             .iter()
-            .filter_map(|name| self.topics.get(name))
+            .filter_map(|name| topics.get(name))
             .map(|topic| &topic.coverage);
+        let current = self.order.current();
         match self.order.resume(waiting.client, coverages) {
-            Resume::Exact => replay_cluster(&self.topics, &names, &waiting.stream, waiting.client),
-            Resume::Wait if !expired => return Some(waiting),
-            Resume::Wait => self.start_live(&waiting.stream, GapReason::Ahead),
-            Resume::Gap(reason) => self.start_live(&waiting.stream, reason),
+            Resume::Exact => replay_cluster(topics, &names, &waiting.stream, waiting.client),
+            Resume::Wait if !expired => return self.waiting.push(waiting),
+            Resume::Wait => start_live(&waiting.stream, GapReason::Ahead, current),
+            Resume::Gap(reason) => start_live(&waiting.stream, reason, current),
         }
-        self.attach(&names, &waiting.stream);
-        None
-    }
-
-    /// Tells `stream` it starts live, at this node's current position, without a replay.
-    fn start_live(&self, stream: &Stream<N>, reason: GapReason) {
-        stream.push_shared([&gap_event(reason, self.order.current())], true);
+        attach(topics, &names, &waiting.stream, counts);
     }
 
     /// Resumes the waiting subscribers the cluster order has caught up with, and, with
     /// `expire`, those whose deadline has passed.
-    fn resume_waiting(&mut self, expire: bool) {
+    fn resume_waiting(
+        &mut self,
+        topics: &mut HashMap<String, Topic<N>>,
+        counts: &SubscriberCounts,
+        ring_size_of: &dyn Fn(&str) -> usize,
+        expire: bool,
+    ) {
         let now = tokio::time::Instant::now();
         for waiting in std::mem::take(&mut self.waiting) {
             let expired = expire && waiting.deadline <= now;
-            if let Some(waiting) = self.resume(waiting, expired) {
-                self.waiting.push(waiting);
-            }
+            self.resume(topics, counts, ring_size_of, waiting, expired);
         }
     }
+}
 
-    fn attach(&mut self, names: &[String], stream: &Arc<Stream<N>>) {
-        for name in names {
-            if let Some(entry) = self.topics.get_mut(name) {
-                entry.subscribers.insert(stream.id, stream.clone());
-                set_count(&self.counts, name, entry.subscribers.len());
-            }
+/// Adds `stream` to the topics `names` (which exist).
+fn attach<N: Notify>(
+    topics: &mut HashMap<String, Topic<N>>,
+    names: &[String],
+    stream: &Arc<Stream<N>>,
+    counts: &SubscriberCounts,
+) {
+    for name in names {
+        if let Some(entry) = topics.get_mut(name) {
+            entry.subscribers.insert(stream.id, stream.clone());
+            set_count(counts, name, entry.subscribers.len());
         }
     }
+}
 
-    fn detach(&mut self, topic: &str, stream_id: u64) {
-        if let Some(entry) = self.topics.get_mut(topic) {
-            entry.subscribers.remove(&stream_id);
-            set_count(&self.counts, topic, entry.subscribers.len());
+/// Tells every live stream once that the cluster order its node delivers restarted: it may
+/// have missed events between the two segments.
+fn announce_gap<N: Notify>(
+    topics: &HashMap<String, Topic<N>>,
+    reason: GapReason,
+    id: Option<ClusterPosition>,
+) {
+    let wire = gap_event(reason, id);
+    let mut told = std::collections::HashSet::new();
+    for stream in topics.values().flat_map(|t| t.subscribers.values()) {
+        if told.insert(stream.id) {
+            stream.push_shared([&wire], true);
         }
-        drop_if_idle(&mut self.topics, topic);
     }
+}
 
-    fn set_replay(&mut self, topic: String, size: usize) {
-        if let Some(entry) = self.topics.get_mut(&topic) {
-            entry.ring_size = size;
-            entry.trim_ring(&self.order);
-        }
-        drop_if_idle(&mut self.topics, &topic);
-        self.replay_sizes.insert(topic, size);
-    }
+/// Tells `stream` it starts live, at `current`, without a replay.
+fn start_live<N: Notify>(stream: &Stream<N>, reason: GapReason, current: Option<ClusterPosition>) {
+    stream.push_shared([&gap_event(reason, current)], true);
 }
 
 async fn run<N: Notify>(
@@ -536,32 +481,30 @@ async fn run<N: Notify>(
     default_replay: usize,
     counts: SubscriberCounts,
 ) {
-    let mut hub = HubState {
-        topics: HashMap::new(),
-        replay_sizes: HashMap::new(),
-        default_replay,
-        next_seq: 1,
+    let mut topics: HashMap<String, Topic<N>> = HashMap::new();
+    let mut replay_sizes: HashMap<String, usize> = HashMap::new();
+    let mut next_seq: u64 = 1;
+    let mut held: Option<Command<N>> = None;
+    let mut cluster = ClusterState {
         order: ClusterOrder::default(),
         waiting: Vec::new(),
-        counts,
     };
-    let mut held: Option<Command<N>> = None;
     loop {
+        let ring_size_of = |name: &str| replay_sizes.get(name).copied().unwrap_or(default_replay);
         let command = match held.take() {
             Some(command) => command,
             None => {
-                let deadline = hub.waiting.iter().map(|w| w.deadline).min();
+                // Subscribers waiting for the cluster order are given up on at their deadline.
+                let deadline = cluster.waiting.iter().map(|w| w.deadline).min();
                 let received = match deadline {
-                    Some(deadline) => tokio::time::timeout_at(deadline, commands.recv())
-                        .await
-                        .ok(),
-                    None => Some(commands.recv().await),
+                    Some(deadline) => tokio::time::timeout_at(deadline, commands.recv()).await,
+                    None => Ok(commands.recv().await),
                 };
                 match received {
-                    Some(Some(command)) => command,
-                    Some(None) => return,
-                    None => {
-                        hub.resume_waiting(true);
+                    Ok(Some(command)) => command,
+                    Ok(None) => return,
+                    Err(_elapsed) => {
+                        cluster.resume_waiting(&mut topics, &counts, &ring_size_of, true);
                         continue;
                     }
                 }
@@ -593,27 +536,100 @@ async fn run<N: Notify>(
                         Err(_) => break,
                     }
                 }
-                hub.publish_batch(&topic, events);
+                if !topics.contains_key(&topic) {
+                    // Nobody listens and nothing is kept: nothing to do but follow the order.
+                    let size = ring_size_of(&topic);
+                    if size > 0 {
+                        topics.insert(topic.clone(), Topic::new(size, &cluster.order));
+                    }
+                }
+                let sequenced = events.iter().any(|(_, position)| position.is_some());
+                for (gap, events) in cluster.follow(events) {
+                    if let Some((reason, id)) = gap {
+                        announce_gap(&topics, reason, id);
+                    }
+                    let Some(entry) = topics.get_mut(&topic) else {
+                        continue;
+                    };
+                    let before = entry.subscribers.len();
+                    publish(entry, events, &mut next_seq, &cluster.order);
+                    // Subscribers that overflowed or left are gone from the topic now.
+                    if entry.subscribers.len() != before {
+                        set_count(&counts, &topic, entry.subscribers.len());
+                        drop_if_idle(&mut topics, &topic);
+                    }
+                }
+                if sequenced {
+                    cluster.resume_waiting(&mut topics, &counts, &ring_size_of, false);
+                }
             }
             Command::Subscribe {
                 topics: names,
                 stream,
                 last_event_id,
-            } => hub.subscribe(names, stream, last_event_id),
-            Command::Unsubscribe { topic, stream_id } => hub.detach(&topic, stream_id),
+            } => {
+                // A stream that closed or unsubscribed while this command was queued has
+                // told (or will tell) the hub already: adding it now would leak it.
+                let names: Vec<String> = names
+                    .into_iter()
+                    .filter(|name| stream.holds_topic(name))
+                    .collect();
+                for name in &names {
+                    let size = ring_size_of(name);
+                    topics
+                        .entry(name.clone())
+                        .or_insert_with(|| Topic::new(size, &cluster.order));
+                }
+                if let Some(client) = last_event_id.as_deref().and_then(ClusterPosition::parse) {
+                    // A cluster id: replayed exactly, held back until this node catches up,
+                    // or started live after a gap event (see `cluster_order`).
+                    let waiting = Waiting {
+                        topics: names,
+                        stream,
+                        client,
+                        deadline: tokio::time::Instant::now() + CATCH_UP_TIMEOUT,
+                    };
+                    cluster.resume(&mut topics, &counts, &ring_size_of, waiting, false);
+                } else {
+                    if let Some(last) = last_event_id {
+                        replay(&topics, &names, &stream, &last);
+                    }
+                    attach(&mut topics, &names, &stream, &counts);
+                }
+            }
+            Command::Unsubscribe { topic, stream_id } => {
+                if let Some(entry) = topics.get_mut(&topic) {
+                    entry.subscribers.remove(&stream_id);
+                    set_count(&counts, &topic, entry.subscribers.len());
+                }
+                drop_if_idle(&mut topics, &topic);
+            }
             Command::StreamClosed {
                 stream_id,
                 topics: names,
             } => {
-                hub.waiting.retain(|w| w.stream.id != stream_id);
+                cluster.waiting.retain(|w| w.stream.id != stream_id);
                 for name in names {
-                    hub.detach(&name, stream_id);
+                    if let Some(entry) = topics.get_mut(&name) {
+                        entry.subscribers.remove(&stream_id);
+                        set_count(&counts, &name, entry.subscribers.len());
+                    }
+                    drop_if_idle(&mut topics, &name);
                 }
             }
-            Command::SetReplay { topic, size } => hub.set_replay(topic, size),
-            Command::StartEpoch { epoch, follows } => hub.start_epoch(epoch, follows),
+            Command::SetReplay { topic, size } => {
+                if let Some(entry) = topics.get_mut(&topic) {
+                    entry.ring_size = size;
+                    entry.trim_ring(&cluster.order);
+                }
+                replay_sizes.insert(topic.clone(), size);
+                drop_if_idle(&mut topics, &topic);
+            }
+            Command::StartEpoch { epoch, follows } => {
+                cluster.start_epoch(&mut topics, &counts, &ring_size_of, epoch, follows)
+            }
         }
-        shared.stats.topics.store(hub.topics.len() as u64, Relaxed);
+        shared.stats.topics.store(topics.len() as u64, Relaxed);
     }
 }
 
