@@ -219,7 +219,8 @@ defmodule Crier.ClusterReplayTest do
     ports: ports
   } do
     # A seeded schedule of bursts from random nodes, hops of a client to random nodes after
-    # random reads, and restarts of a non-sequencer server. Whatever happens, the client's
+    # random reads, restarts of a follower, and a sequencer that stops (a handover) or is
+    # killed (a new epoch with no handover). Whatever happens, the client's
     # events grow strictly in (epoch, seq), and within one epoch with no gap signal between
     # them they are consecutive: it never misses an event silently and never sees one twice.
     Enum.reduce(1..3, ports, fn seed, ports ->
@@ -233,10 +234,12 @@ defmodule Crier.ClusterReplayTest do
 
     state =
       Enum.reduce(1..steps, state, fn _, state ->
-        case :rand.uniform(6) do
+        case :rand.uniform(8) do
           n when n <= 3 -> burst(state, Enum.random(nodes))
           n when n <= 5 -> hop(state, Enum.random(nodes))
-          6 -> restart(state, nodes)
+          6 -> restart(state, nodes, :follower)
+          7 -> restart(state, nodes, :sequencer)
+          8 -> restart(state, nodes, :kill)
         end
       end)
 
@@ -263,11 +266,28 @@ defmodule Crier.ClusterReplayTest do
     %{state | client: connect(state.ports[node], last), received: received}
   end
 
-  defp restart(state, nodes) do
+  defp restart(state, nodes, which) do
     sequencer = PeerCluster.await_cluster!(@server, nodes)
-    node = nodes |> Enum.reject(&(&1 == sequencer)) |> Enum.random()
-    PeerCluster.stop_server(node, @server)
-    port = start_server!(node)
+
+    {node, port} =
+      case which do
+        :follower ->
+          node = nodes |> Enum.reject(&(&1 == sequencer)) |> Enum.random()
+          PeerCluster.stop_server(node, @server)
+          {node, start_server!(node)}
+
+        :sequencer ->
+          PeerCluster.stop_server(sequencer, @server)
+          {sequencer, start_server!(sequencer)}
+
+        :kill ->
+          # Its supervisor starts it again.
+          pid = :erpc.call(sequencer, Process, :whereis, [@server])
+          :erpc.call(sequencer, Process, :exit, [pid, :kill])
+          PeerCluster.await_cluster!(@server, nodes)
+          {sequencer, :erpc.call(sequencer, Crier, :port, [@server])}
+      end
+
     PeerCluster.await_cluster!(@server, nodes)
     state = %{state | ports: Map.put(state.ports, node, port)}
     # The client may have been on it: it comes back with its last id, here or elsewhere.
