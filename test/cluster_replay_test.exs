@@ -116,24 +116,14 @@ defmodule Crier.ClusterReplayTest do
     assert data(replayed) == Enum.map(21..31, &"e:#{&1}")
   end
 
-  test "a sequencer that stops hands over: the next epoch follows on with no gap", %{
-    nodes: nodes,
-    ports: ports,
-    sequencer: sequencer
-  } do
-    [survivor | _] = others = Enum.reject(nodes, &(&1 == sequencer))
-    live = for node <- others, do: connect(ports[node])
-    publish(survivor, "e", 1..5)
-    firsts = for client <- live, do: SseClient.take(client, 5)
-
+  test "a sequencer that stops hands over: the next epoch follows on with no gap", context do
+    %{ports: ports, sequencer: sequencer} = context
+    {survivor, others, firsts, old, old_epoch} = live_on_followers(context)
     PeerCluster.stop_server(sequencer, @server)
     assert PeerCluster.await_cluster!(@server, others) != sequencer
     publish(survivor, "e", 6..7)
 
     # Live streams go straight on into the new epoch.
-    [{old, _} | _] = firsts
-    {old_epoch, 5} = PeerCluster.position(List.last(old).id)
-
     for {_, client} <- firsts do
       assert {[six, seven], _} = SseClient.take(client, 2)
 
@@ -150,17 +140,9 @@ defmodule Crier.ClusterReplayTest do
     end
   end
 
-  test "a sequencer that dies: a new epoch, and live streams and old ids get the gap", %{
-    nodes: nodes,
-    ports: ports,
-    sequencer: sequencer
-  } do
-    [survivor | _] = others = Enum.reject(nodes, &(&1 == sequencer))
-    live = for node <- others, do: connect(ports[node])
-    publish(survivor, "e", 1..5)
-    firsts = for client <- live, do: SseClient.take(client, 5)
-    [{old, _} | _] = firsts
-    {old_epoch, 5} = PeerCluster.position(List.last(old).id)
+  test "a sequencer that dies: a new epoch, and live streams and old ids get the gap", context do
+    %{nodes: nodes, ports: ports, sequencer: sequencer} = context
+    {survivor, others, firsts, old, old_epoch} = live_on_followers(context)
 
     # Killed: no handover. Its supervisor starts it again, as a follower.
     server = :erpc.call(sequencer, Process, :whereis, [@server])
@@ -333,6 +315,18 @@ defmodule Crier.ClusterReplayTest do
 
         {position, :no_gap}
     end)
+  end
+
+  # A live stream on each follower node, which has taken e:1..5 (published by a follower).
+  # Returns that follower, the followers, the streams, the first one's events and their epoch.
+  defp live_on_followers(%{nodes: nodes, ports: ports, sequencer: sequencer}) do
+    [survivor | _] = others = Enum.reject(nodes, &(&1 == sequencer))
+    live = for node <- others, do: connect(ports[node])
+    publish(survivor, "e", 1..5)
+    firsts = for client <- live, do: SseClient.take(client, 5)
+    [{old, _} | _] = firsts
+    {old_epoch, 5} = PeerCluster.position(List.last(old).id)
+    {survivor, others, firsts, old, old_epoch}
   end
 
   defp elem_epoch(event), do: event.id |> PeerCluster.position() |> elem(0)

@@ -222,7 +222,7 @@ impl<N: Notify> Hub<N> {
     ///
     /// The event cannot be encoded (nothing is queued).
     pub fn broadcast(&self, topic: &str, event: OwnedEvent) -> Result<(), InvalidEvent> {
-        self.publish(topic, event, None)
+        self.broadcast_at(topic, event, None)
     }
 
     /// Queues the cluster event at `position` for every subscriber of `topic`: the event's id
@@ -239,7 +239,7 @@ impl<N: Notify> Hub<N> {
         event: OwnedEvent,
         position: ClusterPosition,
     ) -> Result<(), InvalidEvent> {
-        self.publish(topic, event, Some(position))
+        self.broadcast_at(topic, event, Some(position))
     }
 
     /// Records that the cluster's sequencer started `epoch`, right after `follows` when the
@@ -249,7 +249,12 @@ impl<N: Notify> Hub<N> {
         let _ = self.commands.send(Command::StartEpoch { epoch, follows });
     }
 
-    fn publish(
+    /// [`Hub::broadcast_sequenced`] with a position, [`Hub::broadcast`] without.
+    ///
+    /// # Errors
+    ///
+    /// The event cannot be encoded (nothing is queued).
+    pub fn broadcast_at(
         &self,
         topic: &str,
         event: OwnedEvent,
@@ -708,29 +713,39 @@ fn replay_cluster<N: Notify>(
     stream: &Stream<N>,
     client: ClusterPosition,
 ) {
-    let rings = || {
-        names
-            .iter()
-            .filter_map(|name| topics.get(name))
-            .map(|topic| &topic.ring)
-    };
-    let found = rings()
-        .filter_map(|ring| {
-            ring.iter()
-                .rev()
-                .find(|stored| stored.position == Some(client))
-        })
-        .map(|stored| stored.seq)
-        .max();
+    let found = latest_seq(topics, names, |stored| stored.position == Some(client));
     let after_client = |stored: &&Stored| match found {
         Some(seq) => stored.seq > seq,
         None => stored.position.is_some_and(|p| p > client),
     };
-    let mut missed: Vec<&Stored> = rings()
+    let mut missed: Vec<&Stored> = rings(topics, names)
         .flat_map(|ring| ring.iter().filter(after_client))
         .collect();
     missed.sort_unstable_by_key(|stored| stored.seq);
     stream.push_shared(missed.into_iter().map(|stored| &stored.wire), true);
+}
+
+/// The rings of the topics `names` that exist.
+fn rings<'a, N: Notify>(
+    topics: &'a HashMap<String, Topic<N>>,
+    names: &'a [String],
+) -> impl Iterator<Item = &'a VecDeque<Stored>> {
+    names
+        .iter()
+        .filter_map(|name| topics.get(name))
+        .map(|topic| &topic.ring)
+}
+
+/// The place in the hub's order of the latest event in the rings of `names` that `matches`.
+fn latest_seq<N: Notify>(
+    topics: &HashMap<String, Topic<N>>,
+    names: &[String],
+    matches: impl Fn(&Stored) -> bool,
+) -> Option<u64> {
+    rings(topics, names)
+        .filter_map(|ring| ring.iter().rev().find(|stored| matches(stored)))
+        .map(|stored| stored.seq)
+        .max()
 }
 
 /// Queues the events of `names` published after `last_event_id`, merged in the hub's order.
@@ -746,20 +761,11 @@ fn replay<N: Notify>(
     stream: &Stream<N>,
     last_event_id: &str,
 ) {
-    let rings = || {
-        names
-            .iter()
-            .filter_map(|name| topics.get(name))
-            .map(|topic| &topic.ring)
-    };
-    let found = rings()
-        .filter_map(|ring| ring.iter().rev().find(|stored| stored.id == last_event_id))
-        .map(|stored| stored.seq)
-        .max();
+    let found = latest_seq(topics, names, |stored| stored.id == last_event_id);
     let after = found
         .or_else(|| last_event_id.parse::<u64>().ok())
         .unwrap_or(0);
-    let mut missed: Vec<&Stored> = rings()
+    let mut missed: Vec<&Stored> = rings(topics, names)
         .flat_map(|ring| {
             // Each ring is in sequence order: skip to the first event after `after`.
             let start = ring.partition_point(|stored| stored.seq <= after);

@@ -61,13 +61,22 @@ fn server_broadcast(
     topic: Binary,
     event: Term,
 ) -> NifResult<Atom> {
+    broadcast_at(&server, topic, event, None)
+}
+
+fn broadcast_at(
+    server: &ServerResource,
+    topic: Binary,
+    event: Term,
+    position: Option<ClusterPosition>,
+) -> NifResult<Atom> {
     let event = decode_event(event)?;
     let topic = topic_name(&topic)?;
     server
         .server
         .shared()
         .hub
-        .broadcast(&topic, event)
+        .broadcast_at(&topic, event, position)
         .map_err(|e| Invalid(format!("invalid event: {e}")))?;
     Ok(atoms::ok())
 }
@@ -82,15 +91,7 @@ fn server_broadcast_sequenced(
     epoch: u64,
     seq: u64,
 ) -> NifResult<Atom> {
-    let event = decode_event(event)?;
-    let topic = topic_name(&topic)?;
-    server
-        .server
-        .shared()
-        .hub
-        .broadcast_sequenced(&topic, event, ClusterPosition { epoch, seq })
-        .map_err(|e| Invalid(format!("invalid event: {e}")))?;
-    Ok(atoms::ok())
+    broadcast_at(&server, topic, event, Some(ClusterPosition { epoch, seq }))
 }
 
 /// Records that the sequencer started `epoch`; `follows` is `nil`, or `{epoch, seq}`: the last
