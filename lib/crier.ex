@@ -164,8 +164,9 @@ defmodule Crier do
   broadcast. An id no ring holds any more, if it is a number, is read as such a sequence
   number; any other unknown id gets the whole rings. Numbers restart at 1 with the server.
 
-  A cluster id (`<epoch>-<seq>`, the id of a `cluster: true` broadcast, see `Crier.Cluster`)
-  is replayed exactly on any node: the cluster events of the topics after it that the client
+  A cluster id (`<epoch>-<seq>` with an epoch of 10 base-36 digits, the id of a
+  `cluster: true` broadcast, see `Crier.Cluster`; an id the application gave that the rings
+  hold is taken as the application's) is replayed exactly on any node: the cluster events of the topics after it that the client
   has not seen, none twice. If this node is behind the client's old node, the stream waits
   (up to 2 s) for the events the client has seen. If the node cannot prove an exact replay
   (the id is from an earlier epoch, or older than what the node and its rings hold), the

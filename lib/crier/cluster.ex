@@ -12,8 +12,8 @@ defmodule Crier.Cluster do
   `<epoch>-<seq>` (`Crier.Event` ids of that form are Crier's), is the same on every node.
   That is what makes `Last-Event-ID` replay exact on any node (see `Crier.subscribe/3`).
 
-  An epoch is the microseconds of the system clock when a sequencer starts, and always more
-  than the last epoch its node saw, so epochs grow along one line of succession. A new epoch
+  An epoch is the microseconds of the system clock when a sequencer starts (and not before
+  2020), and always more than the last epoch its node saw, so epochs grow along one line of succession. A new epoch
   starts when the sequencer changes: its server stopped, its node died or was cut off (the
   other side elects its own), or `:global` resolved two sequencers after a netsplit healed
   (the one on the lower node name goes on, in a new epoch). A sequencer that stops says
@@ -37,6 +37,10 @@ defmodule Crier.Cluster do
 
   # Epochs and sequence numbers are u64 in the hub.
   @max_u64 0xFFFF_FFFF_FFFF_FFFF
+
+  # 2020-01-01T00:00:00Z in µs: an epoch is never below it (whatever the clock says), so every
+  # epoch has the 10 base-36 digits that set cluster ids apart (MIN_EPOCH in cluster_order.rs).
+  @min_epoch 1_577_836_800_000_000
 
   @enforce_keys [:name, :resource]
   defstruct [:name, :resource, role: :electing, waiting: [], last_epoch: 0, ended: nil]
@@ -213,7 +217,7 @@ defmodule Crier.Cluster do
 
   # Starts an epoch: every server hears of it before its first event.
   defp sequence(cluster, follows) do
-    epoch = max(System.os_time(:microsecond), cluster.last_epoch + 1)
+    epoch = Enum.max([System.os_time(:microsecond), @min_epoch, cluster.last_epoch + 1])
 
     for pid <- :pg.get_members(@scope, {Crier, cluster.name}) do
       send(pid, {:crier_cluster, {:epoch_start, epoch, follows}})

@@ -38,6 +38,14 @@ pub struct ClusterPosition {
 /// The digits of an epoch in an id: lowercase base 36, so a 2020s epoch takes 10 characters.
 const EPOCH_RADIX: u64 = 36;
 
+/// The smallest epoch a sequencer takes: 2020-01-01T00:00:00Z in microseconds. With
+/// [`MAX_EPOCH`] it makes every epoch exactly 10 base-36 digits, which sets cluster ids apart
+/// from ids applications give (`msg-17`, `order-42`).
+pub const MIN_EPOCH: u64 = 1_577_836_800_000_000;
+
+/// One past the largest epoch: 36^10 µs, in the 2080s.
+pub const MAX_EPOCH: u64 = 3_656_158_440_062_976;
+
 impl ClusterPosition {
     /// The event's id on the wire: the epoch in base 36, a dash, the sequence number in
     /// decimal (`mi7z2v1k3q-42`).
@@ -60,6 +68,11 @@ impl ClusterPosition {
     /// sign, no leading zero, no upper case), so an id parses only if `id` writes it back the
     /// same.
     pub fn parse(id: &str) -> Option<Self> {
+        Self::parse_any(id).filter(|p| (MIN_EPOCH..MAX_EPOCH).contains(&p.epoch))
+    }
+
+    /// [`ClusterPosition::parse`] without the range of epochs (for tests and tools).
+    pub fn parse_any(id: &str) -> Option<Self> {
         let (epoch, seq) = id.split_once('-')?;
         // At most the digits of u64::MAX: 13 in base 36, 20 in decimal.
         let canonical = |digits: &str, radix: u32| {
@@ -368,6 +381,20 @@ mod tests {
         assert_eq!(position.id(), "hdhy1rdm2o-42");
         assert_eq!(ClusterPosition::parse(&position.id()), Some(position));
         assert_eq!(at(0, 0).id(), "0-0");
+        assert_eq!(ClusterPosition::parse_any("0-0"), Some(at(0, 0)));
+        // Ids applications give are not taken for cluster ids.
+        for id in [
+            "0-0",
+            "order-42",
+            "msg-17",
+            "a1-2",
+            "fja0000000-1",
+            "10000000000-1",
+        ] {
+            assert_eq!(ClusterPosition::parse(id), None, "{id:?}");
+        }
+        assert_eq!(at(MIN_EPOCH, 1).id().len(), 12);
+        assert_eq!(at(MAX_EPOCH - 1, 1).id().len(), 12);
         for id in [
             "",
             "-",

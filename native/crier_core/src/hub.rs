@@ -585,7 +585,11 @@ async fn run<N: Notify>(
                         .entry(name.clone())
                         .or_insert_with(|| Topic::new(size, &cluster.order));
                 }
-                if let Some(client) = last_event_id.as_deref().and_then(ClusterPosition::parse) {
+                let cluster_id = last_event_id
+                    .as_deref()
+                    .and_then(ClusterPosition::parse)
+                    .filter(|&client| !given_by_app(&topics, &names, client));
+                if let Some(client) = cluster_id {
                     // A cluster id: replayed exactly, held back until this node catches up,
                     // or started live after a gap event (see `cluster_order`).
                     let waiting = Waiting {
@@ -723,6 +727,20 @@ fn replay_cluster<N: Notify>(
         .collect();
     missed.sort_unstable_by_key(|stored| stored.seq);
     stream.push_shared(missed.into_iter().map(|stored| &stored.wire), true);
+}
+
+/// Whether an event in the rings of `names` has `client`'s id as an id the application gave
+/// (not the id of its cluster position): then that id is the application's, replayed as such.
+fn given_by_app<N: Notify>(
+    topics: &HashMap<String, Topic<N>>,
+    names: &[String],
+    client: ClusterPosition,
+) -> bool {
+    let id = client.id();
+    latest_seq(topics, names, |stored| {
+        stored.id == id && stored.position != Some(client)
+    })
+    .is_some()
 }
 
 /// The rings of the topics `names` that exist.

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crier_core::cluster_order::ClusterPosition;
+use crier_core::cluster_order::{ClusterPosition, MIN_EPOCH};
 use crier_core::config::ServerConfig;
 use crier_core::hub::OwnedEvent;
 use crier_core::notify::CloseReason;
@@ -676,8 +676,12 @@ fn queued_broadcasts_reach_a_subscriber_in_one_write() {
     );
 }
 
+/// Position `seq` of the `epoch`-th epoch after the first a sequencer can take.
 fn at(epoch: u64, seq: u64) -> ClusterPosition {
-    ClusterPosition { epoch, seq }
+    ClusterPosition {
+        epoch: MIN_EPOCH + epoch,
+        seq,
+    }
 }
 
 /// Broadcasts `e<seq>` at each position of `epoch` in `seqs` to `topic`, as the cluster's
@@ -715,8 +719,34 @@ fn a_cluster_event_keeps_its_position_as_id_and_replays_exactly_after_it() {
         broadcast_sequenced(&server, "c", 7, 6..=6);
         assert_eq!(
             id_and_data(&client.next_event().unwrap()),
-            ("7-6".to_string(), "e6".to_string())
+            (at(7, 6).id(), "e6".to_string())
         );
+    });
+}
+
+#[test]
+fn ids_the_application_gives_replay_as_before_even_on_cluster_events() {
+    let server = TestServer::start(config());
+    let hub = &server.server.shared().hub;
+    hub.set_replay("app", 100);
+    // An id of a cluster id's shape that the application gave: looked up as its id.
+    let shaped = at(7, 1).id();
+    for (id, position) in [("order-42", at(7, 1)), (shaped.as_str(), at(7, 2))] {
+        let event = OwnedEvent {
+            id: Some(id.to_string()),
+            ..data(id)
+        };
+        hub.broadcast_sequenced("app", event, position).unwrap();
+    }
+    hub.broadcast("app", data("local")).unwrap();
+    with_owner(&server, |seen| {
+        let mut client = SseClient::connect(server.addr(), "/app", Some("order-42"));
+        detached(seen);
+        assert_eq!(client.next_event().unwrap().data, shaped);
+        assert_eq!(client.next_event().unwrap().data, "local");
+        let mut client = SseClient::connect(server.addr(), "/app", Some(&shaped));
+        detached(seen);
+        assert_eq!(client.next_event().unwrap().data, "local");
     });
 }
 
@@ -727,11 +757,11 @@ fn a_client_ahead_of_the_node_waits_for_what_it_has_seen() {
     broadcast_sequenced(&server, "w", 7, 1..=3);
     with_owner(&server, |seen| {
         // The client saw 7-5 on a node the sequencer reached first: 4 and 5 are on their way.
-        let mut client = SseClient::connect(server.addr(), "/w", Some("7-5"));
+        let mut client = SseClient::connect(server.addr(), "/w", Some(&at(7, 5).id()));
         detached(seen);
         broadcast_sequenced(&server, "w", 7, 4..=6);
         let event = client.next_event().unwrap();
-        assert_eq!(id_and_data(&event), ("7-6".to_string(), "e6".to_string()));
+        assert_eq!(id_and_data(&event), (at(7, 6).id(), "e6".to_string()));
     });
 }
 
@@ -742,8 +772,8 @@ fn an_id_the_node_cannot_vouch_for_starts_live_after_a_crier_gap_event() {
     broadcast_sequenced(&server, "g", 7, 1..=10);
     with_owner(&server, |seen| {
         // Older than the ring (it holds 8..=10), and of an epoch this node never had.
-        for (id, reason, next) in [("7-4", "behind", 11), ("6-99", "epoch", 12)] {
-            let mut client = SseClient::connect(server.addr(), "/g", Some(id));
+        for (id, reason, next) in [(at(7, 4), "behind", 11), (at(6, 99), "epoch", 12)] {
+            let mut client = SseClient::connect(server.addr(), "/g", Some(&id.id()));
             detached(seen);
             let gap = client.next_event().unwrap();
             let current = at(7, next - 1).id();
@@ -777,14 +807,15 @@ fn live_streams_hear_of_a_new_epoch_before_its_first_event() {
                 (event.kind, event.data, event.last_event_id)
             })
             .collect();
-        let owned = |kind: &str, data: &str, id: &str| (kind.into(), data.into(), id.into());
+        let owned =
+            |kind: &str, data: &str, id: ClusterPosition| (kind.into(), data.into(), id.id());
         assert_eq!(
             seen,
             vec![
-                owned("message", "e1", "7-1"),
-                owned("message", "e2", "7-2"),
-                owned("crier-gap", "epoch", "9-0"),
-                owned("message", "e1", "9-1"),
+                owned("message", "e1", at(7, 1)),
+                owned("message", "e2", at(7, 2)),
+                owned("crier-gap", "epoch", at(9, 0)),
+                owned("message", "e1", at(9, 1)),
             ]
         );
     });
