@@ -97,6 +97,42 @@ defmodule Crier.ClusterTest do
     assert PeerCluster.await_cluster!(@server, [a, b])
   end
 
+  test "a node that saw a newer epoch than the sequencer's makes it start a newer one",
+       context do
+    %{a: a, b: b} = context
+    sequencer = PeerCluster.await_cluster!(@server, [a, b])
+    {follower, client} = if sequencer == a, do: {b, context.client_b}, else: {a, context.client_a}
+    sequencer_pid = :erpc.call(sequencer, Process, :whereis, [@server])
+    {:sequencing, epoch, _} = :erpc.call(sequencer, :sys, :get_state, [@server]).cluster.role
+
+    # The follower heard from a sequencer whose clock ran an hour ahead; then this sequencer
+    # starts an epoch (as after a netsplit), older than that one.
+    ahead = epoch + 3_600_000_000
+    follower_pid = :erpc.call(follower, Process, :whereis, [@server])
+    send(follower_pid, {:crier_cluster, {:epoch_start, ahead, nil, self()}})
+    send(sequencer_pid, {:crier_cluster, :renew_epoch})
+
+    Wait.until(fn ->
+      match?(
+        {:sequencing, renewed, _} when renewed > ahead,
+        :erpc.call(sequencer, :sys, :get_state, [@server]).cluster.role
+      )
+    end)
+
+    :ok =
+      :erpc.call(a, Crier, :broadcast, [@server, "room", %Event{data: "after"}, [cluster: true]])
+
+    assert [%{data: "after", id: id} | gaps] = events_until(client, "after", [])
+    assert gaps != [] and Enum.all?(gaps, &(&1.type == "crier-gap"))
+    assert elem(PeerCluster.position(id), 0) > ahead
+  end
+
+  # The events up to the first with `data`, newest first.
+  defp events_until(client, data, seen) do
+    assert {:ok, event, client} = SseClient.next_event(client)
+    if event.data == data, do: [event | seen], else: events_until(client, data, [event | seen])
+  end
+
   defp subscribe(port, node) do
     client = SseClient.connect(port, "/topics/room")
     assert_receive {:detached, handler, _ref}, 5_000

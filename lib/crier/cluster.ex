@@ -118,10 +118,20 @@ defmodule Crier.Cluster do
     %{cluster | last_epoch: max(cluster.last_epoch, epoch)}
   end
 
-  def handle({:epoch_start, epoch, follows}, cluster)
-      when is_integer(epoch) and epoch in 0..@max_u64 do
+  def handle({:epoch_start, epoch, follows, sequencer}, cluster)
+      when is_integer(epoch) and epoch in 0..@max_u64 and is_pid(sequencer) do
+    # A sequencer whose clock is behind may start an epoch older than one this node has seen:
+    # this node would drop its events as stale. It is told, and starts a newer one.
+    if epoch <= cluster.last_epoch and sequencer != self(),
+      do: send(sequencer, {:crier_cluster, {:epoch_behind, cluster.last_epoch}})
+
     Native.server_start_epoch(cluster.resource, epoch, follows)
     %{cluster | last_epoch: max(cluster.last_epoch, epoch)}
+  end
+
+  def handle({:epoch_behind, seen}, %__MODULE__{role: {:sequencing, epoch, _}} = cluster)
+      when is_integer(seen) and seen >= epoch do
+    handle(:renew_epoch, %{cluster | last_epoch: max(cluster.last_epoch, seen)})
   end
 
   # The sequencer of `epoch` stopped after numbering `seq`: a successor elected here says so.
@@ -220,7 +230,7 @@ defmodule Crier.Cluster do
     epoch = Enum.max([System.os_time(:microsecond), @min_epoch, cluster.last_epoch + 1])
 
     for pid <- :pg.get_members(@scope, {Crier, cluster.name}) do
-      send(pid, {:crier_cluster, {:epoch_start, epoch, follows}})
+      send(pid, {:crier_cluster, {:epoch_start, epoch, follows, self()}})
     end
 
     flush_waiting(%{cluster | role: {:sequencing, epoch, 0}, last_epoch: epoch})
