@@ -84,6 +84,9 @@ defmodule Crier.ClusterTest do
           {:crier_cluster, {:event, "e", -1, "room", %{}}},
           {:crier_cluster, {:event, 1, 2, :room, %{}}},
           {:crier_cluster, {:publish, :room, "x"}},
+          {:crier_cluster, {:epoch_start, 5, {1, -1}, self()}},
+          {:crier_cluster, {:epoch_behind, "x"}},
+          {:crier_cluster, {:epoch_end, "x", 1}},
           {:crier_cluster, {:sequencer_down, make_ref()}},
           {{:crier_cluster, :sequencer_down}, make_ref(), :process, self(), :normal}
         ],
@@ -105,12 +108,14 @@ defmodule Crier.ClusterTest do
     sequencer_pid = :erpc.call(sequencer, Process, :whereis, [@server])
     {:sequencing, epoch, _} = :erpc.call(sequencer, :sys, :get_state, [@server]).cluster.role
 
-    # The follower heard from a sequencer whose clock ran an hour ahead; then this sequencer
-    # starts an epoch (as after a netsplit), older than that one.
+    # The follower heard from a sequencer whose clock ran an hour ahead: it drops this
+    # sequencer's events as stale, and says so.
     ahead = epoch + 3_600_000_000
     follower_pid = :erpc.call(follower, Process, :whereis, [@server])
     send(follower_pid, {:crier_cluster, {:epoch_start, ahead, nil, self()}})
-    send(sequencer_pid, {:crier_cluster, :renew_epoch})
+
+    :ok =
+      :erpc.call(a, Crier, :broadcast, [@server, "room", %Event{data: "stale"}, [cluster: true]])
 
     Wait.until(fn ->
       match?(
@@ -125,6 +130,18 @@ defmodule Crier.ClusterTest do
     assert [%{data: "after", id: id} | gaps] = events_until(client, "after", [])
     assert gaps != [] and Enum.all?(gaps, &(&1.type == "crier-gap"))
     assert elem(PeerCluster.position(id), 0) > ahead
+
+    # And when it announces an epoch older than one a node has seen, it is told at once.
+    {:sequencing, renewed, _} = :erpc.call(sequencer, :sys, :get_state, [@server]).cluster.role
+    send(follower_pid, {:crier_cluster, {:epoch_start, renewed + 3_600_000_000, nil, self()}})
+    send(sequencer_pid, {:crier_cluster, :renew_epoch})
+
+    Wait.until(fn ->
+      match?(
+        {:sequencing, again, _} when again > renewed + 3_600_000_000,
+        :erpc.call(sequencer, :sys, :get_state, [@server]).cluster.role
+      )
+    end)
   end
 
   # The events up to the first with `data`, newest first.

@@ -13,15 +13,16 @@ defmodule Crier.Cluster do
   That is what makes `Last-Event-ID` replay exact on any node (see `Crier.subscribe/3`).
 
   An epoch is the microseconds of the system clock when a sequencer starts (and not before
-  2020), and always more than the last epoch its node saw, so epochs grow along one line of succession. A new epoch
-  starts when the sequencer changes: its server stopped, its node died or was cut off (the
-  other side elects its own), or `:global` resolved two sequencers after a netsplit healed
-  (the one on the lower node name goes on, in a new epoch). A sequencer that stops says
-  where its epoch ended, and its successor announces its epoch as following on from there,
-  so nodes that had every event go on with no gap (a rolling deploy loses nothing). Broadcasts in flight to a
-  sequencer that goes away are lost, as a message to a node that goes down is. Per publisher,
-  broadcasts keep their order (publisher, local server and sequencer each pass them on in
-  the order they came), except across a change of sequencer.
+  2020), and always more than the last epoch its node saw, so epochs grow along one line of
+  succession. A new epoch starts when the sequencer changes: its server stopped, its node
+  died or was cut off (the other side elects its own), or `:global` resolved two sequencers
+  after a netsplit healed (the one on the lower node name goes on, in a new epoch). A
+  sequencer that stops says where its epoch ended, and its successor announces its epoch as
+  following on from there, so nodes that had every event go on with no gap (a rolling deploy
+  loses nothing). Broadcasts in flight to a sequencer that goes away are lost, as a message
+  to a node that goes down is. Per publisher, broadcasts keep their order (publisher, local
+  server and sequencer each pass them on in the order they came), except across a change of
+  sequencer. The design and its proof: ARCHITECTURE.md, "Cluster replay".
 
   Roles of one server, as `t:role/0`: `:electing` (no sequencer known yet; broadcasts wait
   in order), `{:following, pid, monitor}`, `{:sequencing, epoch, last_seq}`.
@@ -115,6 +116,7 @@ defmodule Crier.Cluster do
       when is_integer(epoch) and epoch in 0..@max_u64 and is_integer(seq) and
              seq in 0..@max_u64 and is_binary(topic) do
     Native.server_broadcast_sequenced(cluster.resource, topic, event, epoch, seq)
+    if epoch < cluster.last_epoch, do: tell_behind(cluster, cluster.role)
     %{cluster | last_epoch: max(cluster.last_epoch, epoch)}
   end
 
@@ -122,15 +124,17 @@ defmodule Crier.Cluster do
       when is_integer(epoch) and epoch in 0..@max_u64 and is_pid(sequencer) do
     # A sequencer whose clock is behind may start an epoch older than one this node has seen:
     # this node would drop its events as stale. It is told, and starts a newer one.
-    if epoch <= cluster.last_epoch and sequencer != self(),
+    if epoch < cluster.last_epoch and sequencer != self(),
       do: send(sequencer, {:crier_cluster, {:epoch_behind, cluster.last_epoch}})
 
     Native.server_start_epoch(cluster.resource, epoch, follows)
     %{cluster | last_epoch: max(cluster.last_epoch, epoch)}
   end
 
+  # A node has seen a newer epoch than this sequencer's (a late message of a former sequencer
+  # names an older one, or this one's own: ignored).
   def handle({:epoch_behind, seen}, %__MODULE__{role: {:sequencing, epoch, _}} = cluster)
-      when is_integer(seen) and seen >= epoch do
+      when is_integer(seen) and seen > epoch do
     handle(:renew_epoch, %{cluster | last_epoch: max(cluster.last_epoch, seen)})
   end
 
@@ -215,6 +219,14 @@ defmodule Crier.Cluster do
         follow(cluster, pid)
     end
   end
+
+  # An event of an epoch older than one this node has seen: dropped as stale by the hub. If
+  # it came from the sequencer this node follows (its clock is behind, and this node missed
+  # its epoch start), that sequencer is told, and starts a newer epoch.
+  defp tell_behind(cluster, {:following, pid, _}),
+    do: send(pid, {:crier_cluster, {:epoch_behind, cluster.last_epoch}})
+
+  defp tell_behind(_cluster, _role), do: :ok
 
   defp retry_election(cluster) do
     Process.send_after(self(), {:crier_cluster, :elect}, @reelect_after)
