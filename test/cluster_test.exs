@@ -144,6 +144,38 @@ defmodule Crier.ClusterTest do
     end)
   end
 
+  test "servers that were not told of a change of name holder catch up by themselves", %{
+    a: a,
+    b: b,
+    client_b: client_b
+  } do
+    sequencer = PeerCluster.await_cluster!(@server, [a, b])
+    [follower] = [a, b] -- [sequencer]
+    key = {Crier.Cluster, @server}
+    sequencer_pid = :erpc.call(sequencer, Process, :whereis, [@server])
+    follower_pid = :erpc.call(follower, Process, :whereis, [@server])
+
+    # The name vanishes: its sequencer takes it back.
+    :erpc.call(sequencer, :global, :unregister_name, [key])
+    Wait.until(fn -> :erpc.call(follower, :global, :whereis_name, [key]) == sequencer_pid end)
+
+    # The name moves to the follower behind both servers' backs: the former sequencer follows
+    # it, and broadcasts still reach everyone.
+    :erpc.call(sequencer, :global, :unregister_name, [key])
+    :yes = :erpc.call(follower, :global, :register_name, [key, follower_pid])
+    role = fn node -> :erpc.call(node, :sys, :get_state, [@server]).cluster.role end
+
+    Wait.until(fn ->
+      match?({:sequencing, _, _}, role.(follower)) and
+        match?({:following, ^follower_pid, _}, role.(sequencer))
+    end)
+
+    :ok =
+      :erpc.call(a, Crier, :broadcast, [@server, "room", %Event{data: "still"}, [cluster: true]])
+
+    assert [%{data: "still"} | _] = events_until(client_b, "still", [])
+  end
+
   # The events up to the first with `data`, newest first.
   defp events_until(client, data, seen) do
     assert {:ok, event, client} = SseClient.next_event(client)

@@ -36,6 +36,10 @@ defmodule Crier.Cluster do
   # after this many ms rather than in a loop.
   @reelect_after 10
 
+  # How often a server checks that the sequencer it follows (or is) still holds the :global
+  # name: a safety net for a name conflict whose resolution it was not told of.
+  @check_every 1_000
+
   # Epochs and sequence numbers are u64 in the hub.
   @max_u64 0xFFFF_FFFF_FFFF_FFFF
 
@@ -71,6 +75,7 @@ defmodule Crier.Cluster do
   def init(name, resource) do
     :ok = :pg.join(@scope, {Crier, name}, self())
     send(self(), {:crier_cluster, :elect})
+    Process.send_after(self(), {:crier_cluster, :check}, @check_every)
     %__MODULE__{name: name, resource: resource}
   end
 
@@ -167,6 +172,11 @@ defmodule Crier.Cluster do
     elect(%{cluster | role: :electing})
   end
 
+  def handle(:check, cluster) do
+    Process.send_after(self(), {:crier_cluster, :check}, @check_every)
+    check(cluster, :global.whereis_name({__MODULE__, cluster.name}))
+  end
+
   # Stale: an election already done, a monitor of a former sequencer.
   def handle(_other, cluster), do: cluster
 
@@ -227,6 +237,35 @@ defmodule Crier.Cluster do
     do: send(pid, {:crier_cluster, {:epoch_behind, cluster.last_epoch}})
 
   defp tell_behind(_cluster, _role), do: :ok
+
+  # The role against who holds the name now. A sequencer that lost its name without being told
+  # follows the holder (or takes the name back if nobody holds it); a follower of a former
+  # sequencer follows the holder, or sequences if the name is its own.
+  defp check(%__MODULE__{role: {:sequencing, _, _}} = cluster, holder) do
+    cond do
+      holder == self() -> cluster
+      holder == :undefined -> retake_name(cluster)
+      true -> follow(cluster, holder)
+    end
+  end
+
+  defp check(%__MODULE__{role: {:following, pid, ref}} = cluster, holder)
+       when is_pid(holder) and holder != pid do
+    Process.demonitor(ref, [:flush])
+    cluster = %{cluster | role: :electing}
+
+    if holder == self(),
+      do: sequence(cluster, follows(cluster)),
+      else: follow(cluster, holder)
+  end
+
+  defp check(cluster, _holder), do: cluster
+
+  # If another server takes it first, the next check follows that one.
+  defp retake_name(cluster) do
+    _ = :global.register_name({__MODULE__, cluster.name}, self(), &__MODULE__.resolve/3)
+    cluster
+  end
 
   defp retry_election(cluster) do
     Process.send_after(self(), {:crier_cluster, :elect}, @reelect_after)

@@ -8,7 +8,10 @@ defmodule Crier.Test.PeerCluster do
 
   alias Crier.Test.Wait
 
-  @doc "Makes the test node distributed (starting epmd if needed); peers need that."
+  @doc """
+  Makes the test node distributed (starting epmd if needed); peers need that. It is hidden:
+  the peers' `:global` and `:pg` see only each other, so a test can split them cleanly.
+  """
   @spec ensure_distributed!() :: :ok
   def ensure_distributed! do
     unless Node.alive?() do
@@ -22,7 +25,7 @@ defmodule Crier.Test.PeerCluster do
 
       name = :"crier_test_#{System.unique_integer([:positive])}@127.0.0.1"
 
-      case :net_kernel.start([name, :longnames]) do
+      case :net_kernel.start(name, %{name_domain: :longnames, hidden: true}) do
         {:ok, _} -> :ok
         {:error, {:already_started, _}} -> :ok
       end
@@ -33,10 +36,11 @@ defmodule Crier.Test.PeerCluster do
 
   @doc """
   Starts a peer named after `prefix`, linked to the caller, connected to every node in
-  `others`, with `:global` synced. Returns `{peer_pid, node}`.
+  `others`, with `:global` synced, and `args` added to its command line. Returns
+  `{peer_pid, node}`.
   """
-  @spec start_peer!(atom(), [node()]) :: {pid(), node()}
-  def start_peer!(prefix, others \\ []) do
+  @spec start_peer!(atom(), [node()], [charlist()]) :: {pid(), node()}
+  def start_peer!(prefix, others \\ [], args \\ []) do
     paths = Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
     cookie = Atom.to_charlist(Node.get_cookie())
 
@@ -45,7 +49,7 @@ defmodule Crier.Test.PeerCluster do
         name: :"#{prefix}_#{System.unique_integer([:positive])}",
         host: ~c"127.0.0.1",
         longnames: true,
-        args: [~c"-setcookie", cookie | paths]
+        args: [~c"-setcookie", cookie | paths] ++ args
       })
 
     {:ok, _} = :erpc.call(node, :application, :ensure_all_started, [:crier])
