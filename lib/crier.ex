@@ -166,8 +166,8 @@ defmodule Crier do
 
   A cluster id (`<epoch>-<seq>` with an epoch of 10 base-36 digits, the id of a
   `cluster: true` broadcast, see `Crier.Cluster`; an id the application gave that the rings
-  hold is taken as the application's) is replayed exactly on any node: the cluster events of the topics after it that the client
-  has not seen, none twice. If this node is behind the client's old node, the stream waits
+  hold is taken as the application's) is replayed exactly on any node: the cluster events
+  of the topics after it that the client has not seen, none twice. If this node is behind the client's old node, the stream waits
   (up to 2 s) for the events the client has seen. If the node cannot prove an exact replay
   (the id is from an earlier epoch, or older than what the node and its rings hold), the
   stream starts live and its first event has type `crier-gap` (data `"epoch"`, `"behind"` or
@@ -218,7 +218,9 @@ defmodule Crier do
     resource = Crier.Server.resource!(name)
 
     if Keyword.get(opts, :cluster, false) do
-      # Checked here, so a bad event or topic raises in the caller, not on every node.
+      # Checked here, so a bad event or topic raises in the caller, not on every node; the
+      # event goes through the local server (which `resource!/1` found running) to the
+      # sequencer.
       _ = Event.encode(event)
 
       unless is_binary(topic) and String.valid?(topic),
