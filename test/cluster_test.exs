@@ -72,6 +72,20 @@ defmodule Crier.ClusterTest do
     assert {:ok, %{data: "from B"}, _} = SseClient.next_event(client_b)
   end
 
+  test "a cluster broadcast that cannot be sent raises in the caller, and nothing is sent", %{
+    a: a,
+    client_b: client_b
+  } do
+    for {topic, event} <- [{"room", %Event{id: "a\nb", data: "x"}}, {<<0xFF>>, %Event{data: "x"}}] do
+      assert_raise ErlangError, ~r/ArgumentError/, fn ->
+        :erpc.call(a, Crier, :broadcast, [@server, topic, event, [cluster: true]])
+      end
+    end
+
+    :ok = :erpc.call(a, Crier, :broadcast, [@server, "room", %Event{data: "ok"}, [cluster: true]])
+    assert {:ok, %{data: "ok"}, _} = SseClient.next_event(client_b)
+  end
+
   test "a server survives cluster messages it does not expect and goes on serving", %{
     a: a,
     b: b,
