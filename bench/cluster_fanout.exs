@@ -234,7 +234,7 @@ defmodule ClusterBench do
 
     case for({{:sequencing, _, _}, node} <- Enum.zip(roles, nodes), do: node) do
       [sequencer] when length(roles) == 3 ->
-        if Enum.all?(roles, &(elem(&1, 0) in [:sequencing, :following])),
+        if :electing not in roles,
           do: sequencer,
           else: retry_sequencer(nodes, tries)
 
