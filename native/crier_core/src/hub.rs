@@ -39,8 +39,8 @@ use crate::stream::{Stream, StreamError, WireEvent};
 /// An event owned by a command, checked before it is queued.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OwnedEvent {
-    /// See [`Event::id`]. When `None` and the topic keeps a ring, the hub assigns the topic's
-    /// next sequence number.
+    /// See [`Event::id`]. When `None`, a cluster event gets its position's id, and a local
+    /// one, if the topic keeps a ring, the hub's next sequence number.
     pub id: Option<String>,
     /// See [`Event::event`].
     pub event: Option<String>,
