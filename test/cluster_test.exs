@@ -127,6 +127,8 @@ defmodule Crier.ClusterTest do
     ahead = epoch + 3_600_000_000
     follower_pid = :erpc.call(follower, Process, :whereis, [@server])
     send(follower_pid, {:crier_cluster, {:epoch_start, ahead, nil, self()}})
+    # Called from here, so it is handled after the message above.
+    assert :sys.get_state(follower_pid).cluster.last_epoch == ahead
 
     :ok =
       :erpc.call(a, Crier, :broadcast, [@server, "room", %Event{data: "stale"}, [cluster: true]])
@@ -148,6 +150,7 @@ defmodule Crier.ClusterTest do
     # And when it announces an epoch older than one a node has seen, it is told at once.
     {:sequencing, renewed, _} = :erpc.call(sequencer, :sys, :get_state, [@server]).cluster.role
     send(follower_pid, {:crier_cluster, {:epoch_start, renewed + 3_600_000_000, nil, self()}})
+    assert :sys.get_state(follower_pid).cluster.last_epoch == renewed + 3_600_000_000
     send(sequencer_pid, {:crier_cluster, :renew_epoch})
 
     Wait.until(fn ->
