@@ -8,7 +8,8 @@ defmodule Crier.Server do
   #   {:crier_request, conn_resource, request}  - spawn a request process
   #   {:crier_exit, pid, ref, reason}           - end an :exit-mode owner
   #   :crier_stopped                            - shutdown finished
-  # and other nodes send {:crier_cluster_broadcast, topic, event} through :pg.
+  # and cluster broadcasts come as {:crier_cluster, message} (see Crier.Cluster), with the
+  # sequencer's monitor as {{:crier_cluster, :sequencer_down}, ref, :process, pid, reason}.
 
   use GenServer
   require Logger
@@ -35,8 +36,8 @@ defmodule Crier.Server do
     case Native.server_start(config.native, self()) |> Crier.Errors.unwrap!() do
       {:ok, resource} ->
         :persistent_term.put({Crier, config.name}, resource)
-        Cluster.join(config.name)
-        {:ok, Map.put(config, :resource, resource)}
+        cluster = Cluster.init(config.name, resource)
+        {:ok, config |> Map.put(:resource, resource) |> Map.put(:cluster, cluster)}
 
       {:error, reason} ->
         {:stop, reason}
@@ -54,9 +55,12 @@ defmodule Crier.Server do
     {:noreply, state}
   end
 
-  def handle_info({:crier_cluster_broadcast, topic, event}, state) do
-    Native.server_broadcast(state.resource, topic, event)
-    {:noreply, state}
+  def handle_info({:crier_cluster, message}, state) do
+    {:noreply, %{state | cluster: Cluster.handle(message, state.cluster)}}
+  end
+
+  def handle_info({{:crier_cluster, :sequencer_down}, ref, :process, _pid, _reason}, state) do
+    {:noreply, %{state | cluster: Cluster.handle({:sequencer_down, ref}, state.cluster)}}
   end
 
   def handle_info({:EXIT, _pid, _reason}, state), do: {:noreply, state}
@@ -64,6 +68,7 @@ defmodule Crier.Server do
 
   @impl GenServer
   def terminate(_reason, state) do
+    Cluster.leave(state.cluster)
     Native.server_shutdown(state.resource, state.final_event)
     deadline = System.monotonic_time(:millisecond) + state.shutdown_timeout + 6_000
     await_stopped(state.name, deadline)

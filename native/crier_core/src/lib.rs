@@ -12,6 +12,7 @@
 //! client leaves, which it reports as one close ([`lifecycle`], [`report`]). `ARCHITECTURE.md`
 //! at the repository root draws it.
 
+pub mod cluster_order;
 pub mod config;
 pub mod connection;
 mod exchange;

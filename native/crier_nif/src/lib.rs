@@ -1,5 +1,5 @@
 //! rustler glue between the BEAM and `crier_core`: resources, term conversion, and a
-//! [`crier_core::notify::Notify`] over `enif_send`. No protocol logic lives here.
+//! [`crier_core::reporter::Reporter`] over `enif_send`. No protocol logic lives here.
 
 mod atoms;
 mod beam_reporter;
