@@ -22,7 +22,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::http::response::{self, Framing};
 use crate::http::{chunked, RequestHead, Version};
-use crate::stats::{Gauge, GaugeHold, Stats};
+use crate::stats::{GaugeHold, Stats, Streams};
 
 /// What went wrong with an owner's call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +86,7 @@ pub(crate) enum Response {
         chunked: bool,
         /// An SSE stream: it gets heartbeats while idle.
         sse: bool,
-        _counted: GaugeHold,
+        _counted: GaugeHold<Streams>,
     },
     /// `remaining` more body bytes follow a content-length head.
     Sized { remaining: u64 },
@@ -267,7 +267,7 @@ impl Exchange {
             _ => Response::Streaming {
                 chunked: framing == Framing::Chunked,
                 sse,
-                _counted: GaugeHold::take(stats, Gauge::Streams),
+                _counted: GaugeHold::take(stats),
             },
         });
         Ok(head)

@@ -12,14 +12,14 @@ use std::sync::Arc;
 
 use crate::exchange::CallError;
 use crate::sse::WireEvent;
-use crate::stats::{Gauge, GaugeHold, Stats};
+use crate::stats::{GaugeHold, Stats, Subscribers};
 
 /// The topics one stream is subscribed to. See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Membership {
     topics: Vec<String>,
     /// Held while `topics` is not empty.
-    counted: Option<GaugeHold>,
+    counted: Option<GaugeHold<Subscribers>>,
 }
 
 /// What [`Membership::detach`] did.
@@ -40,7 +40,7 @@ impl Membership {
             return false;
         }
         if self.counted.is_none() {
-            self.counted = Some(GaugeHold::take(stats, Gauge::Subscribers));
+            self.counted = Some(GaugeHold::take(stats));
         }
         self.topics.push(topic.to_string());
         true

@@ -34,7 +34,8 @@ pub enum BodyRead {
 enum Arrival {
     Receiving,
     Complete,
-    Failed(HttpError),
+    /// Boxed: rare, and every connection holds an `Arrival`.
+    Failed(Box<HttpError>),
 }
 
 /// Where `Expect: 100-continue` stands (RFC 9110 section 10.1.1).
@@ -90,7 +91,7 @@ impl RequestBody {
     /// what the owner now waits for.
     pub(crate) fn read(&mut self, max: usize) -> (BodyRead, bool) {
         if let Arrival::Failed(error) = &self.arrival {
-            return (BodyRead::Failed(error.clone()), false);
+            return (BodyRead::Failed(HttpError::clone(error)), false);
         }
         if self.buffered.is_empty() && self.arrival == Arrival::Receiving {
             self.reader_waits = true;
@@ -119,7 +120,7 @@ impl RequestBody {
 
     /// The body is malformed or too large. Returns true when the waiting owner must be woken.
     pub(crate) fn failed(&mut self, error: HttpError) -> bool {
-        self.arrival = Arrival::Failed(error);
+        self.arrival = Arrival::Failed(Box::new(error));
         self.wake_reader_if(true)
     }
 

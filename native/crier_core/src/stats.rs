@@ -5,6 +5,7 @@
 //! no path can forget a decrement. The counters every write of every connection touches are
 //! [`Spread`] over cache lines, so connections on different cores do not fight over one.
 
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -158,42 +159,52 @@ impl Drop for GaugeGuard<'_> {
     }
 }
 
-/// The gauges a piece of connection state holds a count of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Gauge {
-    /// [`Stats::streams`]
-    Streams,
-    /// [`Stats::subscribers`]
-    Subscribers,
+/// A gauge a piece of connection state holds a count of.
+pub(crate) trait Gauge {
+    fn counter(stats: &Stats) -> &AtomicU64;
 }
 
-/// One count of a gauge, held by the state it counts and given back when dropped.
+/// [`Stats::streams`], held by a streamed response.
 #[derive(Debug)]
-pub(crate) struct GaugeHold {
-    stats: Arc<Stats>,
-    gauge: Gauge,
+pub(crate) struct Streams;
+
+impl Gauge for Streams {
+    fn counter(stats: &Stats) -> &AtomicU64 {
+        &stats.streams
+    }
 }
 
-impl GaugeHold {
-    pub(crate) fn take(stats: &Arc<Stats>, gauge: Gauge) -> Self {
-        Self::counter(stats, gauge).fetch_add(1, Relaxed);
+/// [`Stats::subscribers`], held by a stream subscribed to at least one topic.
+#[derive(Debug)]
+pub(crate) struct Subscribers;
+
+impl Gauge for Subscribers {
+    fn counter(stats: &Stats) -> &AtomicU64 {
+        &stats.subscribers
+    }
+}
+
+/// One count of gauge `G`, held by the state it counts and given back when dropped. The gauge
+/// is a type, so a hold is one pointer (and an `Option` of one no more).
+#[derive(Debug)]
+pub(crate) struct GaugeHold<G: Gauge> {
+    stats: Arc<Stats>,
+    gauge: PhantomData<G>,
+}
+
+impl<G: Gauge> GaugeHold<G> {
+    pub(crate) fn take(stats: &Arc<Stats>) -> Self {
+        G::counter(stats).fetch_add(1, Relaxed);
         GaugeHold {
             stats: stats.clone(),
-            gauge,
-        }
-    }
-
-    fn counter(stats: &Stats, gauge: Gauge) -> &AtomicU64 {
-        match gauge {
-            Gauge::Streams => &stats.streams,
-            Gauge::Subscribers => &stats.subscribers,
+            gauge: PhantomData,
         }
     }
 }
 
-impl Drop for GaugeHold {
+impl<G: Gauge> Drop for GaugeHold<G> {
     fn drop(&mut self) {
-        Self::counter(&self.stats, self.gauge).fetch_sub(1, Relaxed);
+        G::counter(&self.stats).fetch_sub(1, Relaxed);
     }
 }
 
@@ -225,8 +236,8 @@ mod tests {
     #[test]
     fn a_gauge_hold_counts_while_it_lives() {
         let stats = Arc::new(Stats::default());
-        let streams = GaugeHold::take(&stats, Gauge::Streams);
-        let subscribed = GaugeHold::take(&stats, Gauge::Subscribers);
+        let streams = GaugeHold::<Streams>::take(&stats);
+        let subscribed = GaugeHold::<Subscribers>::take(&stats);
         assert_eq!(
             (stats.snapshot().streams, stats.snapshot().subscribers),
             (1, 1)
@@ -235,6 +246,11 @@ mod tests {
         assert_eq!(stats.snapshot().streams, 0);
         drop(subscribed);
         assert_eq!(stats.snapshot().subscribers, 0);
+    }
+
+    #[test]
+    fn a_gauge_hold_is_one_pointer() {
+        assert_eq!(std::mem::size_of::<Option<GaugeHold<Streams>>>(), 8);
     }
 
     #[test]

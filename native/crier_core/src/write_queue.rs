@@ -23,6 +23,7 @@
 //! `queued_bytes` gauge follows it, and the queue gives its count back when dropped.
 
 use std::collections::VecDeque;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -54,9 +55,10 @@ pub(crate) struct Overflow;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Waiter {
     None,
-    /// A chunk of `needs` bytes is waiting for room.
+    /// A chunk of `needs` bytes is waiting for room. Never zero (empty chunks are not
+    /// queued), which lets the enum take no more room than the number.
     Writable {
-        needs: usize,
+        needs: NonZeroUsize,
     },
 }
 
@@ -118,11 +120,12 @@ impl WriteQueue {
     /// An owner's chunk of `len` bytes: `Queued` when it fits (the caller then pushes it),
     /// else `Full`, and the owner is woken once it would fit.
     pub(crate) fn offer(&mut self, len: usize) -> Push {
-        if self.has_room(len) {
-            Push::Queued
-        } else {
-            self.waiter = Waiter::Writable { needs: len };
-            Push::Full
+        match NonZeroUsize::new(len) {
+            Some(needs) if !self.has_room(len) => {
+                self.waiter = Waiter::Writable { needs };
+                Push::Full
+            }
+            _ => Push::Queued,
         }
     }
 
@@ -181,7 +184,7 @@ impl WriteQueue {
         self.replay = self.replay.saturating_sub(freed);
         self.stats.queued_bytes.sub(freed as u64);
         match self.waiter {
-            Waiter::Writable { needs } if self.has_room(needs) => {
+            Waiter::Writable { needs } if self.has_room(needs.get()) => {
                 self.waiter = Waiter::None;
                 true
             }
