@@ -27,6 +27,7 @@ pub mod server;
 pub mod shared;
 pub mod sse;
 pub mod stats;
+pub mod tls;
 mod task;
 mod write_queue;
 
