@@ -67,6 +67,10 @@ pub struct ServerConfig {
     pub tcp_user_timeout: Option<Duration>,
     /// Listen backlog. Default is 4096.
     pub backlog: u32,
+    /// TLS for every connection (see [`crate::tls::server_config`]); `None` serves plain
+    /// TCP. A handshake must finish within `limits.header_timeout` of the accept, like a
+    /// request head. Default is `None`.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +86,7 @@ impl Default for ServerConfig {
             tcp_keepalive: Some(Duration::from_secs(30)),
             tcp_user_timeout: Some(Duration::from_secs(30)),
             backlog: 4096,
+            tls: None,
         }
     }
 }

@@ -29,6 +29,7 @@ use crate::reporter::Reporter;
 use crate::request_body::RequestBody;
 use crate::shared::Shared;
 use crate::sse::WireEvent;
+use crate::tls::TlsInfo;
 use crate::write_queue::{WriteQueue, CHUNK_FRAMING};
 
 pub use crate::exchange::CallError;
@@ -116,6 +117,8 @@ pub struct Connection<N: Reporter> {
     pub peer: SocketAddr,
     /// The server's address on this connection.
     pub local: SocketAddr,
+    /// What the TLS handshake agreed, for a connection over TLS.
+    pub tls: Option<Arc<TlsInfo>>,
     pub(crate) server: Arc<Shared<N>>,
     state: Mutex<State<N::Owner>>,
     task_wake: tokio::sync::Notify,
@@ -127,12 +130,14 @@ impl<N: Reporter> Connection<N> {
         server: Arc<Shared<N>>,
         peer: SocketAddr,
         local: SocketAddr,
+        tls: Option<Arc<TlsInfo>>,
     ) -> Self {
         let queue = WriteQueue::new(server.config.write_queue_bytes, server.stats.clone());
         Connection {
             id,
             peer,
             local,
+            tls,
             server,
             state: Mutex::new(State {
                 exchange: Exchange::none(),

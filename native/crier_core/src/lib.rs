@@ -27,8 +27,9 @@ pub mod server;
 pub mod shared;
 pub mod sse;
 pub mod stats;
-pub mod tls;
 mod task;
+pub mod tls;
+mod transport;
 mod write_queue;
 
 pub use bytes::Bytes;

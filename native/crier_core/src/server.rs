@@ -165,7 +165,12 @@ async fn accept_loop<N: Reporter>(listener: TcpListener, shared: Arc<Shared<N>>)
             continue;
         }
         let id = shared.next_conn.fetch_add(1, Relaxed);
-        shared.tasks.spawn(task::run(socket, shared.clone(), id));
+        match &shared.config.tls {
+            None => shared.tasks.spawn(task::run(socket, shared.clone(), id)),
+            Some(tls) => shared
+                .tasks
+                .spawn(task::run_tls(socket, shared.clone(), id, tls.clone())),
+        };
     }
 }
 

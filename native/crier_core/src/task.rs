@@ -20,11 +20,10 @@ use crate::report::CloseReason;
 use crate::reporter::Reporter;
 use crate::shared::Shared;
 use crate::stats::{GaugeGuard, Spread};
+use crate::transport::{TlsTransport, Transport};
 
 /// Most buffers handed to one `writev`; Linux's `IOV_MAX` is 1024.
 const MAX_IOVECS: usize = 256;
-/// Size of one read from the socket.
-const READ_CHUNK: usize = 8 * 1024;
 /// Most bytes of a request body the owner never read that are read and thrown away after
 /// the response so the connection can carry the next request; a longer one closes the
 /// connection instead, which costs the client a reconnect rather than the server a transfer.
@@ -51,15 +50,48 @@ pub(crate) async fn run<N: Reporter>(socket: TcpStream, shared: Arc<Shared<N>>, 
     let _task = GaugeGuard::new(&shared.stats.tasks);
     // The accept loop counted this connection when it checked the cap.
     let _conn = GaugeGuard::adopt(&shared.stats.connections);
-    let mut task = Task::open(socket, &shared, conn_id);
+    // The task is built here, not in a shared async helper: a helper's arguments would sit in
+    // every plain connection's future beside the task they were moved into.
+    let mut task = Task::open(socket, Vec::new(), &shared, conn_id);
     let reason = task.serve().await;
-    let topics = task.connection.report_close(reason);
-    shared.hub.subscriber_closed(conn_id, topics);
-    shared.unregister(conn_id);
+    task.report_close(reason);
 }
 
-struct Task<N: Reporter> {
+/// Serves one accepted connection over TLS until it closes: the handshake, which must finish
+/// within `header_timeout` of the accept as a request head must, then HTTP/1.1.
+pub(crate) async fn run_tls<N: Reporter>(
     socket: TcpStream,
+    shared: Arc<Shared<N>>,
+    conn_id: u64,
+    tls: Arc<rustls::ServerConfig>,
+) {
+    let _task = GaugeGuard::new(&shared.stats.tasks);
+    let _conn = GaugeGuard::adopt(&shared.stats.connections);
+    let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(socket);
+    let deadline = shared.config.limits.header_timeout;
+    let stream = tokio::select! {
+        done = tokio::time::timeout(deadline, handshake) => match done {
+            Ok(Ok(stream)) => stream,
+            // A failed handshake has had its alert; a slow one is dropped like a slow head.
+            Ok(Err(_)) | Err(_) => {
+                shared.stats.rejected.fetch_add(1, Relaxed);
+                return;
+            }
+        },
+        _ = shared.stopping.cancelled() => return,
+    };
+    let (tcp, session) = stream.into_inner();
+    let mut inbuf = Vec::new();
+    let Ok(transport) = TlsTransport::new(tcp, session, &mut inbuf) else {
+        return;
+    };
+    let mut task = Task::open(transport, inbuf, &shared, conn_id);
+    let reason = task.serve().await;
+    task.report_close(reason);
+}
+
+struct Task<N: Reporter, T: Transport> {
+    socket: T,
     connection: Arc<Connection<N>>,
     /// Bytes read but not yet parsed: a partial head, or pipelined requests.
     inbuf: Vec<u8>,
@@ -87,19 +119,33 @@ enum ReadSide {
     Watch,
 }
 
-impl<N: Reporter> Task<N> {
+impl<N: Reporter, T: Transport> Task<N, T> {
     /// Creates the connection's shared half and registers it with the server.
-    fn open(socket: TcpStream, shared: &Arc<Shared<N>>, conn_id: u64) -> Self {
+    fn open(socket: T, inbuf: Vec<u8>, shared: &Arc<Shared<N>>, conn_id: u64) -> Self {
         let unknown = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
-        let peer = socket.peer_addr().unwrap_or(unknown);
-        let local = socket.local_addr().unwrap_or(unknown);
-        let connection = Arc::new(Connection::new(conn_id, shared.clone(), peer, local));
+        let peer = socket.tcp().peer_addr().unwrap_or(unknown);
+        let local = socket.tcp().local_addr().unwrap_or(unknown);
+        let connection = Arc::new(Connection::new(
+            conn_id,
+            shared.clone(),
+            peer,
+            local,
+            socket.tls_info(),
+        ));
         shared.register(&connection);
         Task {
             socket,
             connection,
-            inbuf: Vec::new(),
+            inbuf,
         }
+    }
+
+    /// Reports the close to the owner, the hub and the server's registry.
+    fn report_close(&self, reason: CloseReason) {
+        let shared = &self.connection.server;
+        let topics = self.connection.report_close(reason);
+        shared.hub.subscriber_closed(self.connection.id, topics);
+        shared.unregister(self.connection.id);
     }
 
     fn shared(&self) -> &Shared<N> {
@@ -196,11 +242,11 @@ impl<N: Reporter> Task<N> {
                 return Err(HeadEnd::Gone);
             }
             tokio::select! {
-                ready = self.socket.readable() => {
+                ready = self.socket.tcp().readable() => {
                     if ready.is_err() {
                         return Err(HeadEnd::Gone);
                     }
-                    match read_into(&self.socket, &mut self.inbuf) {
+                    match self.socket.read_into(&mut self.inbuf) {
                         Ok(0) => return Err(HeadEnd::Gone),
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -233,11 +279,12 @@ impl<N: Reporter> Task<N> {
                 .send_timeout
                 .min(std::time::Duration::from_secs(5));
         let mut out = VecDeque::from([answer]);
-        while !out.is_empty() {
+        while !out.is_empty() || self.socket.has_pending() {
             tokio::select! {
-                ready = self.socket.writable() => {
+                ready = self.socket.tcp().writable() => {
                     if ready.is_err() { return; }
-                    match write_batch(&self.socket, &mut out, &self.shared().stats.writes) {
+                    let writes = &self.connection.server.stats.writes;
+                    match write_batch(&mut self.socket, &mut out, writes) {
                         Ok(n) => { self.shared().stats.bytes_written.add(n as u64); }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(_) => return,
@@ -253,15 +300,16 @@ impl<N: Reporter> Task<N> {
     /// can destroy the answer in flight (RFC 9112 section 9.6): stop sending, then read and
     /// discard until the peer closes too, for half a second at most.
     async fn linger_close(&mut self) {
-        let _ = socket2::SockRef::from(&self.socket).shutdown(std::net::Shutdown::Write);
+        self.socket.close_write();
         let linger = Instant::now() + std::time::Duration::from_millis(500);
         // On the heap: an array here would sit in every connection task's future, refused or not.
         let mut scratch = vec![0u8; 4096];
         loop {
             tokio::select! {
-                ready = self.socket.readable() => {
+                ready = self.socket.tcp().readable() => {
                     if ready.is_err() { return; }
-                    match self.socket.try_read(&mut scratch) {
+                    // Raw socket bytes: for TLS, records nobody decrypts.
+                    match self.socket.tcp().try_read(&mut scratch) {
                         Ok(0) => return,
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -300,9 +348,9 @@ impl<N: Reporter> Task<N> {
             if let Some(reason) = view.close {
                 return Outcome::Closed(reason);
             }
-            if !out.is_empty() {
-                let stats = &self.shared().stats;
-                match write_batch(&self.socket, &mut out, &stats.writes) {
+            if !out.is_empty() || self.socket.has_pending() {
+                let stats = &self.connection.server.stats;
+                match write_batch(&mut self.socket, &mut out, &stats.writes) {
                     Ok(n) => {
                         if n > 0 {
                             self.connection.written(n);
@@ -321,7 +369,7 @@ impl<N: Reporter> Task<N> {
                     }
                 }
             }
-            if out.is_empty() {
+            if out.is_empty() && !self.socket.has_pending() {
                 if view.draining {
                     return Outcome::Closed(CloseReason::Shutdown);
                 }
@@ -331,7 +379,7 @@ impl<N: Reporter> Task<N> {
                     return Outcome::Done { keep_alive };
                 }
             }
-            let want_write = !out.is_empty();
+            let want_write = !out.is_empty() || self.socket.has_pending();
             if want_write && stalled_since.is_none() {
                 stalled_since = Some(Instant::now());
             }
@@ -363,7 +411,7 @@ impl<N: Reporter> Task<N> {
             };
             tokio::select! {
                 _ = self.connection.woken() => {}
-                ready = self.socket.ready(interest) => {
+                ready = self.socket.tcp().ready(interest) => {
                     match ready {
                         Err(_) => return Outcome::Closed(CloseReason::Closed),
                         Ok(ready) if ready.is_read_closed() || ready.is_error() || ready.is_readable() => {
@@ -416,11 +464,11 @@ impl<N: Reporter> Task<N> {
                 return false;
             }
             tokio::select! {
-                ready = self.socket.readable() => {
+                ready = self.socket.tcp().readable() => {
                     if ready.is_err() {
                         return false;
                     }
-                    match read_into(&self.socket, &mut self.inbuf) {
+                    match self.socket.read_into(&mut self.inbuf) {
                         Ok(0) => return false,
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -450,7 +498,7 @@ impl<N: Reporter> Task<N> {
             ReadSide::Watch => {
                 // Urgent data: nobody reads it, so its readiness would wake this wait at once
                 // forever. Cleared, the next wake-up is the next event.
-                let _ = self.socket.try_io(WATCH_CLOSE, || {
+                let _ = self.socket.tcp().try_io(WATCH_CLOSE, || {
                     Err::<(), _>(io::ErrorKind::WouldBlock.into())
                 });
                 Ok(())
@@ -461,7 +509,7 @@ impl<N: Reporter> Task<N> {
     /// Reads what the socket has: body bytes for the owner, or pipelined requests for later.
     /// End of stream or an error means the client is gone.
     fn read_during_exchange(&mut self, decoder: &mut BodyDecoder) -> Result<(), Outcome> {
-        match read_into(&self.socket, &mut self.inbuf) {
+        match self.socket.read_into(&mut self.inbuf) {
             Ok(0) => Err(Outcome::Closed(CloseReason::Closed)),
             Ok(_) if !decoder.is_done() => self.decode_body(decoder),
             Ok(_) => Ok(()),
@@ -488,23 +536,11 @@ impl<N: Reporter> Task<N> {
     }
 }
 
-/// Reads once and appends what arrived to `buf`.
-///
-/// The read goes through a buffer on this (synchronous) function's stack and only the bytes
-/// read are appended, so `buf` grows to what arrived, not by a whole read chunk: an idle
-/// stream keeps no read buffer.
-fn read_into(socket: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let mut chunk = [0u8; READ_CHUNK];
-    let n = socket.try_read(&mut chunk)?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n)
-}
-
 /// Writes as much of `out` as the socket takes now, in vectored writes of up to
 /// [`MAX_IOVECS`] buffers; returns the bytes written, leaving the rest in `out`. Each write
 /// call that wrote is counted in `writes`.
-fn write_batch(
-    socket: &TcpStream,
+fn write_batch<T: Transport>(
+    socket: &mut T,
     out: &mut VecDeque<Bytes>,
     writes: &Spread,
 ) -> io::Result<usize> {
@@ -515,7 +551,7 @@ fn write_batch(
             .take(MAX_IOVECS)
             .map(|b| IoSlice::new(b))
             .collect();
-        let written = match socket.try_write_vectored(&slices) {
+        let written = match socket.write_vectored(&slices) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && total > 0 => return Ok(total),
             Err(e) => return Err(e),
@@ -526,6 +562,13 @@ fn write_batch(
         advance(out, written);
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
+        }
+    }
+    // TLS records the socket had no room for when their plaintext was taken.
+    if socket.has_pending() {
+        match socket.flush_pending() {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+            _ => {}
         }
     }
     Ok(total)
@@ -578,9 +621,10 @@ mod tests {
     /// Every open connection costs its task's future and its shared state, so their sizes
     /// are the per-stream memory the core adds to the socket's. One timer (112 bytes in tokio
     /// 1.54) serves both the heartbeat and the send deadline, one readiness future (152
-    /// bytes) both directions, and the rare large steps are boxed: 792 bytes with tokio 1.54.
-    /// The shared state is 312 bytes (296 before it was split into its state machines; the
-    /// task future lost 16).
+    /// bytes) both directions, and the rare large steps are boxed: 784 bytes with tokio 1.54.
+    /// The shared state is 320 bytes (296 before it was split into its state machines; the
+    /// task future lost 16; TLS data took 8, while the future lost 8 when the task came to
+    /// be built in `run` itself).
     #[test]
     fn a_connection_task_stays_small() {
         let runtime = tokio::runtime::Builder::new_current_thread()

@@ -40,6 +40,40 @@ impl Alpn {
     }
 }
 
+/// What a connection's TLS handshake agreed, as `Plug.Conn.get_ssl_data/1` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `TLSv1.3` or `TLSv1.2`.
+    pub version: &'static str,
+    /// The cipher suite's IANA name, e.g. `TLS13_AES_128_GCM_SHA256`.
+    pub cipher: String,
+    /// The protocol ALPN chose, if the client offered one the server has.
+    pub alpn: Option<Alpn>,
+    /// The server name the client asked for (SNI), if it sent one.
+    pub sni: Option<String>,
+}
+
+impl TlsInfo {
+    /// Reads what `session`'s finished handshake agreed.
+    pub fn of(session: &rustls::ServerConnection) -> Self {
+        let version = match session.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "TLSv1.3",
+        };
+        let cipher = session
+            .negotiated_cipher_suite()
+            .and_then(|suite| suite.suite().as_str())
+            .unwrap_or("unknown")
+            .to_string();
+        TlsInfo {
+            version,
+            cipher,
+            alpn: session.alpn_protocol().and_then(Alpn::from_id),
+            sni: session.server_name().map(str::to_string),
+        }
+    }
+}
+
 /// The ALPN protocols offered when none are configured: HTTP/2 first, as browsers only speak
 /// it over TLS, then HTTP/1.1 for clients without it.
 pub const DEFAULT_ALPN: [Alpn; 2] = [Alpn::H2, Alpn::Http11];
