@@ -54,6 +54,17 @@ defmodule Crier do
     * `:backlog` - listen backlog. Default is 4096.
     * `:replay` - events each topic keeps for `Last-Event-ID` replay, unless set per topic
       with `set_replay/3`. Default is 0 (off).
+
+  TLS (HTTPS) is on when a certificate and its key are given; a certificate or key that
+  cannot be used, or that do not belong together, makes `start_link/1` return
+  `{:error, {:tls, why}}`. A handshake must finish within `:header_timeout` of the accept.
+
+    * `:certfile` or `:cert` - the certificate chain, end-entity first: a PEM file's path,
+      or PEM, DER or a list of DER.
+    * `:keyfile` or `:key` - its private key: a PEM file's path, or PEM, or
+      `{:RSAPrivateKey | :ECPrivateKey | :PrivateKeyInfo, der}` as `:ssl` takes it.
+    * `:alpn` - the protocols offered, in order of preference, of `"h2"` and `"http/1.1"`.
+      Default is `["h2", "http/1.1"]`.
   """
 
   alias Crier.{Cluster, Conn, Errors, Event, Native}

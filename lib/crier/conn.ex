@@ -17,6 +17,10 @@ defmodule Crier.Conn do
       (`GET http://host:port/path`) `host` holds the target's authority, whatever the client
       sent as Host (RFC 9112 section 3.2.2)
     * `:peer`, `:local` - `{ip_tuple, port}` of the client and of the server
+    * `:tls` - `nil` over plain TCP; over TLS, what the handshake agreed, with the names of
+      `:ssl.connection_information/1`: `protocol` (`:"tlsv1.3"` or `:"tlsv1.2"`),
+      `cipher_suite` (its IANA name), `negotiated_protocol` (the ALPN choice, or `nil`) and
+      `sni_hostname` (the server name the client asked for, or `nil`)
     * `:server` - the name of the `Crier` server that accepted the request
     * `:owner` - the process that owns the conn, the one running the handler; the calls that
       write or read the exchange raise `ArgumentError` from any other process
@@ -38,6 +42,7 @@ defmodule Crier.Conn do
     :peer,
     :local,
     :owner,
+    :tls,
     headers: [],
     state: :unset,
     send_timeout: 15_000,
@@ -56,6 +61,7 @@ defmodule Crier.Conn do
           peer: {:inet.ip_address(), :inet.port_number()},
           local: {:inet.ip_address(), :inet.port_number()},
           owner: pid(),
+          tls: keyword() | nil,
           state: :unset | :chunked | :sent,
           send_timeout: timeout(),
           assigns: map()
@@ -76,7 +82,7 @@ defmodule Crier.Conn do
   @spec new(reference(), tuple(), atom(), timeout()) :: t()
   def new(
         resource,
-        {ref, method, path, query, version, headers, peer, local},
+        {ref, method, path, query, version, headers, peer, local, tls},
         server,
         send_timeout
       ) do
@@ -91,6 +97,7 @@ defmodule Crier.Conn do
       headers: headers,
       peer: peer,
       local: local,
+      tls: tls,
       owner: self(),
       send_timeout: send_timeout
     }

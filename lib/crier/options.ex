@@ -58,6 +58,7 @@ defmodule Crier.Options do
       |> Keyword.take(@native_keys)
       |> Map.new()
       |> Map.merge(%{ip: ip!(opts[:ip]), port: port!(opts[:port])})
+      |> Map.merge(Crier.Options.TLS.native(opts))
 
     %{
       name: name,

@@ -21,8 +21,9 @@ defmodule Crier.PlugAdapter.Impl do
   # default write queue (256 KiB), so the queue stays full while the socket drains.
   @file_read_bytes 64 * 1024
 
-  # The default port of the http scheme (RFC 9110 section 4.2.1), Crier's only one.
+  # The default ports of the http and https schemes (RFC 9110 sections 4.2.1 and 4.2.2).
   @http_port 80
+  @https_port 443
 
   @type headers :: [{String.t(), String.t()}]
 
@@ -166,9 +167,9 @@ defmodule Crier.PlugAdapter.Impl do
   def get_sock_data(%Conn{local: {address, port}}), do: %{address: address, port: port}
 
   @doc false
-  # Crier speaks plain TCP only; TLS belongs to the proxy in front of it.
-  @spec get_ssl_data(Conn.t()) :: nil
-  def get_ssl_data(%Conn{}), do: nil
+  # What the TLS handshake agreed (see `Crier.Conn`'s `:tls`), or nil over plain TCP.
+  @spec get_ssl_data(Conn.t()) :: keyword() | nil
+  def get_ssl_data(%Conn{tls: tls}), do: tls
 
   @doc false
   @spec get_http_protocol(Conn.t()) :: :"HTTP/1.0" | :"HTTP/1.1"
@@ -190,7 +191,7 @@ defmodule Crier.PlugAdapter.Impl do
       method: conn.method,
       host: host,
       port: port,
-      scheme: :http,
+      scheme: if(conn.tls, do: :https, else: :http),
       request_path: conn.path,
       path_info:
         for(segment <- :binary.split(conn.path, "/", [:global]), segment != "", do: segment),
@@ -201,30 +202,32 @@ defmodule Crier.PlugAdapter.Impl do
   end
 
   defp host_and_port(%Conn{} = conn) do
+    default = if conn.tls, do: @https_port, else: @http_port
+
     case Conn.get_req_header(conn, "host") do
-      [host | _] -> split_host(host)
-      [] -> {"", @http_port}
+      [host | _] -> split_host(host, default)
+      [] -> {"", default}
     end
   end
 
   # "example.com", "example.com:8080", "[::1]:4000", "example.com:" (RFC 9110 section 7.2,
   # RFC 3986 section 3.2.3: an empty port is the default one).
-  defp split_host("[" <> _ = host) do
+  defp split_host("[" <> _ = host, default) do
     case :binary.split(host, "]:") do
-      [address, port] -> {address <> "]", parse_port(port)}
-      [_] -> {host, @http_port}
+      [address, port] -> {address <> "]", parse_port(port, default)}
+      [_] -> {host, default}
     end
   end
 
-  defp split_host(host) do
+  defp split_host(host, default) do
     case :binary.split(host, ":") do
-      [name, port] -> {name, parse_port(port)}
-      [_] -> {host, @http_port}
+      [name, port] -> {name, parse_port(port, default)}
+      [_] -> {host, default}
     end
   end
 
-  defp parse_port(""), do: @http_port
-  defp parse_port(digits), do: String.to_integer(digits)
+  defp parse_port("", default), do: default
+  defp parse_port(digits, _default), do: String.to_integer(digits)
 
   defp sent({:ok, conn}, _old, _state), do: conn
   defp sent({:error, :closed}, conn, state), do: %{conn | state: state}

@@ -27,4 +27,11 @@ rustler::atoms! {
     http_1_0 = "HTTP/1.0",
     http_1_1 = "HTTP/1.1",
     nil,
+    tls,
+    protocol,
+    cipher_suite,
+    negotiated_protocol,
+    sni_hostname,
+    tlsv1_2 = "tlsv1.2",
+    tlsv1_3 = "tlsv1.3",
 }

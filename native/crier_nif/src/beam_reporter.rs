@@ -11,6 +11,7 @@ use crier_core::connection::Connection;
 use crier_core::http::{RequestHead, Version};
 use crier_core::report::{CloseReason, Wake};
 use crier_core::reporter::Reporter;
+use crier_core::tls::TlsInfo;
 use rustler::types::tuple::make_tuple;
 use rustler::{Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
 
@@ -65,8 +66,9 @@ impl Reporter for BeamReporter {
     fn request(&self, connection: &Arc<Connection<Self>>, exchange: u64, head: RequestHead) {
         let resource = ResourceArc::new(ConnResource::new(connection.clone(), exchange));
         let (peer, local) = (connection.peer, connection.local);
+        let tls = connection.tls.clone();
         send(&self.server_pid, move |env| {
-            let request = encode_request(env, exchange, &head, peer, local);
+            let request = encode_request(env, exchange, &head, (peer, local), tls.as_deref());
             make_tuple(
                 env,
                 &[
@@ -120,8 +122,8 @@ fn encode_request<'a>(
     env: Env<'a>,
     exchange: u64,
     head: &RequestHead,
-    peer: SocketAddr,
-    local: SocketAddr,
+    (peer, local): (SocketAddr, SocketAddr),
+    tls: Option<&TlsInfo>,
 ) -> Term<'a> {
     let version = match head.version {
         Version::Http10 => atoms::http_1_0(),
@@ -149,8 +151,36 @@ fn encode_request<'a>(
             headers.encode(env),
             encode_addr(env, peer),
             encode_addr(env, local),
+            tls.map_or_else(|| atoms::nil().encode(env), |tls| encode_tls(env, tls)),
         ],
     )
+}
+
+/// What the handshake agreed, as a keyword list with `:ssl.connection_information/1`'s
+/// names where it has one: `protocol` (`:"tlsv1.3"`), `cipher_suite` (IANA name),
+/// `negotiated_protocol` (ALPN, or `nil`), `sni_hostname` (or `nil`).
+fn encode_tls<'a>(env: Env<'a>, tls: &TlsInfo) -> Term<'a> {
+    let protocol = if tls.version == "TLSv1.2" {
+        atoms::tlsv1_2()
+    } else {
+        atoms::tlsv1_3()
+    };
+    let nil = atoms::nil().encode(env);
+    let alpn = tls.alpn.map_or(nil, |alpn| encode_binary(env, alpn.id()));
+    let sni = tls
+        .sni
+        .as_ref()
+        .map_or(nil, |name| encode_binary(env, name.as_bytes()));
+    vec![
+        (atoms::protocol(), protocol.encode(env)),
+        (
+            atoms::cipher_suite(),
+            encode_binary(env, tls.cipher.as_bytes()),
+        ),
+        (atoms::negotiated_protocol(), alpn),
+        (atoms::sni_hostname(), sni),
+    ]
+    .encode(env)
 }
 
 /// `{ip_tuple, port}` as `:inet` writes addresses.

@@ -7,13 +7,20 @@ use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, ResourceArc, Term
 use crate::atoms;
 use crate::beam_reporter::BeamReporter;
 use crate::resources::ServerResource;
-use crate::terms::{decode_config, decode_event, encode_binary, encode_stats, Invalid};
+use crate::terms::{decode_config, decode_event, decode_tls, encode_binary, encode_stats, Invalid};
 
 /// Binds and starts a server whose reports go to `server_pid`. Binding is one non-blocking
 /// syscall; no name resolution happens here.
 #[rustler::nif]
 fn server_start<'a>(env: Env<'a>, options: Term<'a>, server_pid: LocalPid) -> NifResult<Term<'a>> {
-    let (config, replay) = decode_config(options)?;
+    let (mut config, replay) = decode_config(options)?;
+    match decode_tls(options)? {
+        Ok(tls) => config.tls = tls,
+        Err(error) => {
+            let why = encode_binary(env, error.to_string().as_bytes());
+            return Ok((atoms::error(), (atoms::tls(), why)).encode(env));
+        }
+    }
     let reporter = BeamReporter { server_pid };
     match Server::start(config, reporter, crate::runtime::handle(), replay) {
         Ok(server) => {

@@ -4,10 +4,13 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use crier_core::config::ServerConfig;
 use crier_core::hub::OwnedEvent;
 use crier_core::report::CloseReason;
 use crier_core::stats::Snapshot;
+use crier_core::tls::{self, Alpn, TlsError, DEFAULT_ALPN};
 use rustler::types::atom::Atom;
 use rustler::{Binary, Encoder, Env, NewBinary, Term};
 
@@ -138,6 +141,42 @@ pub fn decode_config(map: Term) -> Checked<(ServerConfig, usize)> {
     config.tcp_user_timeout = optional_ms(map, "tcp_user_timeout", config.tcp_user_timeout)?;
     let replay = to_usize(get_uint(map, "replay")?.unwrap_or(0));
     Ok((config, replay))
+}
+
+/// The TLS part of the options: `tls_cert` and `tls_key` (PEM binaries, both or neither) and
+/// `alpn` (a list of `"h2"` and `"http/1.1"`, in order of preference). `Ok(None)`: plain TCP.
+/// A certificate or key that cannot be used is the inner error, for `{:error, {:tls, why}}`.
+pub fn decode_tls(map: Term) -> Checked<Result<Option<Arc<rustls::ServerConfig>>, TlsError>> {
+    let (cert, key) = match (get(map, "tls_cert"), get(map, "tls_key")) {
+        (None, None) => return Ok(Ok(None)),
+        (Some(cert), Some(key)) => (cert, key),
+        _ => return Err(Invalid("tls needs both a certificate and a key".into())),
+    };
+    let cert: Binary = cert
+        .decode()
+        .map_err(|_| Invalid("tls_cert must be a binary".into()))?;
+    let key: Binary = key
+        .decode()
+        .map_err(|_| Invalid("tls_key must be a binary".into()))?;
+    let alpn = match get(map, "alpn") {
+        None => DEFAULT_ALPN.to_vec(),
+        Some(list) => {
+            let ids: Vec<Binary> = list
+                .decode()
+                .map_err(|_| Invalid("alpn must be a list of binaries".into()))?;
+            ids.iter()
+                .map(|id| {
+                    Alpn::from_id(id.as_slice()).ok_or_else(|| {
+                        Invalid(format!(
+                            "alpn protocols are \"h2\" and \"http/1.1\", got: {:?}",
+                            String::from_utf8_lossy(id.as_slice())
+                        ))
+                    })
+                })
+                .collect::<Checked<Vec<Alpn>>>()?
+        }
+    };
+    Ok(tls::server_config(cert.as_slice(), key.as_slice(), &alpn).map(Some))
 }
 
 fn optional_ms(map: Term, key: &str, default: Option<Duration>) -> Checked<Option<Duration>> {
