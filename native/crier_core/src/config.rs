@@ -71,6 +71,70 @@ pub struct ServerConfig {
     /// TCP. A handshake must finish within `limits.header_timeout` of the accept, like a
     /// request head. Default is `None`.
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// HTTP/2 settings and limits, for connections whose ALPN chose `h2`.
+    pub h2: H2Settings,
+}
+
+/// HTTP/2's settings and its limits against known attacks (RFC 9113 section 10.5). Each
+/// stream is one exchange with its own write queue; the connection's write side is shared.
+#[derive(Debug, Clone)]
+pub struct H2Settings {
+    /// Streams a client may hold open on one connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    /// A browser puts every tab of an origin on one connection and an SSE stream stays open,
+    /// so this is the number of tabs one browser can keep live; each costs one exchange's
+    /// state and task. RFC 9113 asks for at least 100. Default is 256.
+    pub max_concurrent_streams: u32,
+    /// Receive window of each stream (SETTINGS_INITIAL_WINDOW_SIZE): request body bytes a
+    /// client may send ahead of the owner's reads. SSE requests carry none. Default is
+    /// 65,535, the protocol's own.
+    pub initial_window_size: u32,
+    /// Receive window of the whole connection: request body bytes of all its streams ahead
+    /// of the owners' reads. Default is 1 MiB.
+    pub initial_connection_window_size: u32,
+    /// Largest frame payload the server accepts (SETTINGS_MAX_FRAME_SIZE). Default is
+    /// 16,384, the protocol's minimum.
+    pub max_frame_size: u32,
+    /// Largest decoded header list, HPACK's output, counted as RFC 9113 section 6.5.2 does
+    /// (SETTINGS_MAX_HEADER_LIST_SIZE). It stops HPACK bombs, and the CONTINUATION flood:
+    /// h2 counts a header block across its CONTINUATION frames and answers past it with 431
+    /// or GOAWAY. Default is 24 KiB, HTTP/1.1's request line plus header block limits.
+    pub max_header_list_size: u32,
+    /// Streams a client may open and reset before the server has taken them: the rapid
+    /// reset attack (CVE-2023-44487). Past it, the connection ends with GOAWAY
+    /// (ENHANCE_YOUR_CALM). Default is 20, h2's.
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams the server may reset for the client's protocol errors on one connection
+    /// before it ends it with GOAWAY (RUSTSEC-2024-0003's flood of bad frames). Default
+    /// is 1,024, h2's.
+    pub max_local_error_reset_streams: usize,
+    /// Bytes of response body h2 buffers per stream beyond what flow control lets out. Kept
+    /// small so the stream's write queue holds the rest: backpressure, overflow and the send
+    /// timeout then work as on HTTP/1.1. Default is 64 KiB.
+    pub max_send_buffer_size: usize,
+    /// Idle time of a connection after which the server sends a PING; `None` sends none.
+    /// With `ping_timeout`, it finds a peer that vanished behind a proxy or NAT that
+    /// keeps the TCP connection. Default is 30 s.
+    pub ping_interval: Option<std::time::Duration>,
+    /// How long a PING may go unanswered before the connection is closed and every owner
+    /// on it told `timeout`. Default is 15 s.
+    pub ping_timeout: std::time::Duration,
+}
+
+impl Default for H2Settings {
+    fn default() -> Self {
+        H2Settings {
+            max_concurrent_streams: 256,
+            initial_window_size: 65_535,
+            initial_connection_window_size: 1024 * 1024,
+            max_frame_size: 16_384,
+            max_header_list_size: 24 * 1024,
+            max_pending_accept_reset_streams: 20,
+            max_local_error_reset_streams: 1024,
+            max_send_buffer_size: 64 * 1024,
+            ping_interval: Some(std::time::Duration::from_secs(30)),
+            ping_timeout: std::time::Duration::from_secs(15),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -87,6 +151,7 @@ impl Default for ServerConfig {
             tcp_user_timeout: Some(Duration::from_secs(30)),
             backlog: 4096,
             tls: None,
+            h2: H2Settings::default(),
         }
     }
 }

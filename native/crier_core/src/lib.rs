@@ -16,6 +16,7 @@ pub mod cluster_order;
 pub mod config;
 pub mod connection;
 mod exchange;
+mod h2;
 pub mod http;
 pub mod hub;
 mod lifecycle;

@@ -20,6 +20,7 @@ use crate::report::CloseReason;
 use crate::reporter::Reporter;
 use crate::shared::Shared;
 use crate::stats::{GaugeGuard, Spread};
+use crate::tls::Alpn;
 use crate::transport::{TlsTransport, Transport};
 
 /// Most buffers handed to one `writev`; Linux's `IOV_MAX` is 1024.
@@ -58,7 +59,8 @@ pub(crate) async fn run<N: Reporter>(socket: TcpStream, shared: Arc<Shared<N>>, 
 }
 
 /// Serves one accepted connection over TLS until it closes: the handshake, which must finish
-/// within `header_timeout` of the accept as a request head must, then HTTP/1.1.
+/// within `header_timeout` of the accept as a request head must, then HTTP/2 ([`crate::h2`])
+/// if ALPN chose it, else HTTP/1.1.
 pub(crate) async fn run_tls<N: Reporter>(
     socket: TcpStream,
     shared: Arc<Shared<N>>,
@@ -80,6 +82,11 @@ pub(crate) async fn run_tls<N: Reporter>(
         },
         _ = shared.stopping.cancelled() => return,
     };
+    if stream.get_ref().1.alpn_protocol() == Some(Alpn::H2.id()) {
+        // Boxed: HTTP/2's connection state lives in this task only for h2 connections.
+        Box::pin(crate::h2::serve(stream, shared.clone())).await;
+        return;
+    }
     let (tcp, session) = stream.into_inner();
     let mut inbuf = Vec::new();
     let Ok(transport) = TlsTransport::new(tcp, session, &mut inbuf) else {

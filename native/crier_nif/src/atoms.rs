@@ -26,6 +26,7 @@ rustler::atoms! {
     bad_request,
     http_1_0 = "HTTP/1.0",
     http_1_1 = "HTTP/1.1",
+    http_2 = "HTTP/2",
     nil,
     tls,
     protocol,

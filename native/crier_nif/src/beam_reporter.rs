@@ -128,6 +128,7 @@ fn encode_request<'a>(
     let version = match head.version {
         Version::Http10 => atoms::http_1_0(),
         Version::Http11 => atoms::http_1_1(),
+        Version::Http2 => atoms::http_2(),
     };
     let headers: Vec<Term<'a>> = head
         .headers

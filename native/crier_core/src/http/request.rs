@@ -11,6 +11,9 @@ pub enum Version {
     Http10,
     /// HTTP/1.1.
     Http11,
+    /// HTTP/2 (one stream of a connection, [`crate::h2`]): bodies end with the stream, as
+    /// close-delimited ones end with the connection, so no chunked coding.
+    Http2,
 }
 
 /// How the request's body is framed (RFC 9112 section 6.3).
@@ -251,7 +254,8 @@ fn build_head(req: &httparse::Request<'_, '_>) -> Result<RequestHead, HttpError>
     }
     let body = framing.body_kind()?;
     let keep_alive = match version {
-        Version::Http11 => !framing.connection_close,
+        // The HTTP/1 parser never yields HTTP/2, which has no connection header.
+        Version::Http11 | Version::Http2 => !framing.connection_close,
         Version::Http10 => framing.connection_keep_alive && !framing.connection_close,
     };
     if version == Version::Http11 && !framing.has_host {

@@ -188,7 +188,7 @@ pub fn keeps_alive<N: AsRef<[u8]>, V: AsRef<[u8]>>(
 }
 
 /// The head of an interim (1xx) response, or `None` on HTTP/1.0, which has no interim
-/// responses (RFC 9110 section 15.2). The status line carries `reason` when given, else
+/// responses (RFC 9110 section 15.2), and on HTTP/2. The status line carries `reason` when given, else
 /// Crier's phrase. The reason and headers must have passed [`check_head`].
 pub fn informational_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     version: Version,
@@ -196,7 +196,8 @@ pub fn informational_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     reason: Option<&[u8]>,
     headers: &[(N, V)],
 ) -> Option<Bytes> {
-    if version == Version::Http10 {
+    // HTTP/2 has interim responses, but h2 0.4 has no call to send one: they are left out.
+    if version != Version::Http11 {
         return None;
     }
     let mut head = BytesMut::with_capacity(64);
@@ -279,6 +280,7 @@ where
     out.put_slice(match version {
         Version::Http10 => b"HTTP/1.0 ",
         Version::Http11 => b"HTTP/1.1 ",
+        Version::Http2 => b"HTTP/2 ",
     });
     out.put_slice(status.to_string().as_bytes());
     out.put_u8(b' ');
