@@ -58,6 +58,29 @@ defmodule Crier.DemoTest do
     assert DemoRunner.wait_line(demo, ~r{stream #{ref} closed: (\w+)}, 5_000) == ["closed"]
   end
 
+  test "HTTPS=1 serves the demo over TLS: the page and its events over HTTP/2" do
+    demo = DemoRunner.start([{~c"HTTPS", ~c"1"}])
+    on_exit(fn -> DemoRunner.stop(demo) end)
+    assert demo.url =~ ~r{\Ahttps://}
+    # A self-signed certificate made at start: -k accepts it.
+    {out, 0} = curl(["-sk", "--http2", "-w", "\n%{http_version}", demo.url])
+    assert out =~ "<title>Crier demo</title>"
+    assert String.ends_with?(out, "\n2")
+
+    {out, _} =
+      curl([
+        "-skN",
+        "--http2",
+        "--max-time",
+        "3",
+        "-H",
+        "accept: text/event-stream",
+        demo.url <> "events"
+      ])
+
+    assert out =~ "event: tick"
+  end
+
   defp curl(args) do
     System.cmd("curl", ["--max-time", "10" | args])
   end

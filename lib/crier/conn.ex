@@ -12,7 +12,8 @@ defmodule Crier.Conn do
 
     * `:ref` - tells this stream's messages apart: `{:crier, ref, message}`
     * `:method`, `:path`, `:query` - the request line (`query` without the `?`)
-    * `:version` - `:"HTTP/1.1"` or `:"HTTP/1.0"`
+    * `:version` - `:"HTTP/1.1"`, `:"HTTP/1.0"` or `:"HTTP/2"` (one stream of an HTTP/2
+      connection over TLS: each stream is its own conn, told of its own close)
     * `:headers` - request headers, names lowercased, in order; for an absolute-form target
       (`GET http://host:port/path`) `host` holds the target's authority, whatever the client
       sent as Host (RFC 9112 section 3.2.2)
@@ -56,7 +57,7 @@ defmodule Crier.Conn do
           method: String.t(),
           path: String.t(),
           query: String.t(),
-          version: :"HTTP/1.0" | :"HTTP/1.1",
+          version: :"HTTP/1.0" | :"HTTP/1.1" | :"HTTP/2",
           headers: [{String.t(), String.t()}],
           peer: {:inet.ip_address(), :inet.port_number()},
           local: {:inet.ip_address(), :inet.port_number()},

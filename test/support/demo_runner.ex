@@ -15,16 +15,16 @@ defmodule Crier.Test.DemoRunner do
   @root Path.expand("../..", __DIR__)
 
   @doc "Starts the demo and waits for its URL."
-  @spec start() :: t()
-  def start do
+  @spec start([{charlist(), charlist()}]) :: t()
+  def start(env \\ []) do
     mix = System.find_executable("mix") || raise "mix is not on the PATH"
     # --no-compile: the test run has compiled everything already, and a second cargo build
     # would only wait for the first one's lock.
     {port, pgid} =
-      spawn_program(mix, ~w(run --no-compile examples/demo.exs), env: [{~c"PORT", ~c"0"}])
+      spawn_program(mix, ~w(run --no-compile examples/demo.exs), env: [{~c"PORT", ~c"0"} | env])
 
     demo = %__MODULE__{port: port, pgid: pgid}
-    [url] = wait_line(demo, ~r{Crier demo on (http://\S+/)}, 60_000)
+    [url] = wait_line(demo, ~r{Crier demo on (https?://\S+/)}, 60_000)
     %{demo | url: url}
   end
 

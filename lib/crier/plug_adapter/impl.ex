@@ -172,7 +172,7 @@ defmodule Crier.PlugAdapter.Impl do
   def get_ssl_data(%Conn{tls: tls}), do: tls
 
   @doc false
-  @spec get_http_protocol(Conn.t()) :: :"HTTP/1.0" | :"HTTP/1.1"
+  @spec get_http_protocol(Conn.t()) :: :"HTTP/1.0" | :"HTTP/1.1" | :"HTTP/2"
   def get_http_protocol(%Conn{version: version}), do: version
 
   @doc false
