@@ -340,3 +340,62 @@ fn a_stream_window_past_the_maximum_resets_that_stream_only() {
     assert_eq!(closes, vec![(7, CloseReason::Closed)]);
     victim.still_streams();
 }
+
+#[test]
+fn a_peer_that_answers_no_ping_is_closed_and_every_owner_on_it_told_timeout() {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let tls = tls::server_config(
+        cert.pem().as_bytes(),
+        signing_key.serialize_pem().as_bytes(),
+        &DEFAULT_ALPN,
+    )
+    .unwrap();
+    let mut config = ServerConfig {
+        tls: Some(tls),
+        heartbeat: None,
+        ..ServerConfig::default()
+    };
+    config.h2.ping_interval = Some(Duration::from_millis(200));
+    config.h2.ping_timeout = Duration::from_millis(200);
+    let setup = Setup {
+        server: TestServer::start(config),
+        der: cert.der().clone(),
+    };
+    // The raw client never answers anything, as a peer gone behind a NAT that keeps the
+    // TCP connection: its two streams' owners are told once the PING goes unanswered.
+    let mut silent = raw_client(&setup);
+    send(
+        &mut silent,
+        HEADERS,
+        END_STREAM | END_HEADERS,
+        1,
+        &get_block(&[]),
+    );
+    send(
+        &mut silent,
+        HEADERS,
+        END_STREAM | END_HEADERS,
+        3,
+        &get_block(&[]),
+    );
+    for owner in [1, 2] {
+        let (connection, exchange, _) = setup.server.next_request(owner);
+        connection
+            .send_chunked(
+                exchange,
+                200,
+                None,
+                &[("content-type", "text/event-stream")],
+                true,
+            )
+            .unwrap();
+    }
+    let mut closes = drain_reports(&setup.server, Duration::from_secs(3));
+    closes.sort_by_key(|c| c.0);
+    assert_eq!(
+        closes,
+        vec![(1, CloseReason::Timeout), (2, CloseReason::Timeout)]
+    );
+    drop(silent);
+}
