@@ -46,7 +46,7 @@ defmodule Crier.NifFuzzTest do
     end
 
     # Still alive, and still serving.
-    {:ok, server} = Native.server_start(%{port: 0}, self())
+    {:ok, server} = Native.server_start(native_options(), self(), [self()])
     assert is_integer(Native.server_port(server))
     Native.server_shutdown(server, nil)
   end
@@ -77,7 +77,8 @@ defmodule Crier.NifFuzzTest do
   # A server reporting to this process, with a few live connections (some streaming, some
   # not yet answered) and one already closed.
   defp setup_round do
-    {:ok, server} = Native.server_start(%{port: 0, heartbeat: 50, send_timeout: 1_000}, self())
+    options = native_options(heartbeat: 50, send_timeout: 1_000)
+    {:ok, server} = Native.server_start(options, self(), [self()])
     port = Native.server_port(server)
 
     clients =
@@ -150,10 +151,10 @@ defmodule Crier.NifFuzzTest do
   # What each NIF takes; a NIF added later gets arbitrary terms after its resource.
   defp signature(name, arity) do
     case {name, arity} do
-      {:server_start, 2} -> [:options, :pid]
+      {:server_start, 3} -> [:options, :pid, :pids]
       {:server_broadcast, 3} -> [:server, :text, :event]
       {:server_set_replay, 3} -> [:server, :text, :size]
-      {:server_shutdown, 2} -> [:server, :event_or_nil]
+      {:server_shutdown, 2} -> [:server, :iodata_or_nil]
       {:encode_event, 1} -> [:event]
       {:conn_set_owner, 3} -> [:conn, :pid, :atom]
       {:conn_send_chunked, 4} -> [:conn, :status, :headers, :boolean]
@@ -185,6 +186,9 @@ defmodule Crier.NifFuzzTest do
       :pid ->
         :proper_types.elements([self(), ctx.dead_pid])
 
+      :pids ->
+        :proper_types.list(:proper_types.elements([self(), ctx.dead_pid]))
+
       :atom ->
         :proper_types.elements(known_atoms())
 
@@ -215,8 +219,8 @@ defmodule Crier.NifFuzzTest do
       :event ->
         event_gen()
 
-      :event_or_nil ->
-        :proper_types.oneof([:proper_types.exactly(nil), event_gen()])
+      :iodata_or_nil ->
+        :proper_types.oneof([:proper_types.exactly(nil), iodata_gen()])
 
       :options ->
         options_gen()
@@ -287,7 +291,7 @@ defmodule Crier.NifFuzzTest do
       [:max_request_line, :max_header_bytes, :max_headers, :max_body, :header_timeout] ++
         [:keepalive_timeout, :write_queue_bytes, :send_timeout, :heartbeat] ++
         [:shutdown_timeout, :max_connections, :tcp_keepalive, :tcp_user_timeout, :backlog] ++
-        [:replay, :ip]
+        [:replay, :ip, :close_grace]
 
     value =
       :proper_types.oneof([
@@ -295,7 +299,19 @@ defmodule Crier.NifFuzzTest do
         :proper_types.any()
       ])
 
-    :proper_types.bind(map_gen(keys, value), &Map.put(&1, :port, 0), false)
+    # Random values over a valid map: every key must be there, or the NIF looks no further.
+    valid = native_options()
+
+    :proper_types.bind(
+      map_gen(keys, value),
+      &(valid |> Map.merge(&1) |> Map.put(:port, 0)),
+      false
+    )
+  end
+
+  # The options map Crier.Options gives the NIF, on a free port.
+  defp native_options(opts \\ []) do
+    Crier.Options.validate!([name: :fuzz, handler: Crier.Test.FunHandler, port: 0] ++ opts).native
   end
 
   defp map_gen(keys, value) do

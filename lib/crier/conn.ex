@@ -20,7 +20,7 @@ defmodule Crier.Conn do
     * `:assigns` - free for the handler
   """
 
-  alias Crier.{Errors, Native}
+  alias Crier.{Boundary, Errors, Native}
 
   @enforce_keys [:ref, :resource]
   defstruct [
@@ -104,11 +104,12 @@ defmodule Crier.Conn do
   @doc false
   @spec start_stream(t(), 100..999, headers(), boolean()) :: {:ok, t()} | {:error, :closed}
   def start_stream(%__MODULE__{} = conn, status, headers, sse?) do
-    check_head!(status, headers)
+    result =
+      if check_head!(status, headers),
+        do: Native.conn_send_chunked_dirty(conn.resource, status, headers, sse?),
+        else: Native.conn_send_chunked(conn.resource, status, headers, sse?)
 
-    conn.resource
-    |> Native.conn_send_chunked(status, headers, sse?)
-    |> written(conn, :chunked)
+    written(result, conn, :chunked)
   end
 
   @doc """
@@ -118,9 +119,9 @@ defmodule Crier.Conn do
   """
   @spec send_resp(t(), 100..999, headers(), iodata()) :: {:ok, t()} | {:error, :closed}
   def send_resp(%__MODULE__{} = conn, status, headers, body) do
-    check_head!(status, headers)
+    large_head? = check_head!(status, headers)
 
-    if large?(body) do
+    if large_head? or Boundary.large_iodata?(body) do
       Native.conn_send_resp_dirty(conn.resource, status, headers, body)
     else
       Native.conn_send_resp(conn.resource, status, headers, body)
@@ -135,13 +136,19 @@ defmodule Crier.Conn do
   response. This streams a file without holding it in memory.
   """
   @spec send_head(t(), 100..999, headers(), non_neg_integer()) :: {:ok, t()} | {:error, :closed}
-  def send_head(%__MODULE__{} = conn, status, headers, length)
-      when is_integer(length) and length >= 0 do
-    check_head!(status, headers)
+  def send_head(%__MODULE__{} = conn, status, headers, length) do
+    large_head? = check_head!(status, headers)
 
-    conn.resource
-    |> Native.conn_send_sized(status, headers, length)
-    |> written(conn, :chunked)
+    unless is_integer(length) and length >= 0 do
+      raise ArgumentError, "length must be a non-negative integer, got: #{inspect(length)}"
+    end
+
+    result =
+      if large_head?,
+        do: Native.conn_send_sized_dirty(conn.resource, status, headers, length),
+        else: Native.conn_send_sized(conn.resource, status, headers, length)
+
+    written(result, conn, :chunked)
   end
 
   @doc """
@@ -150,9 +157,12 @@ defmodule Crier.Conn do
   """
   @spec inform(t(), 100..199, headers()) :: :ok | {:error, :closed}
   def inform(%__MODULE__{} = conn, status, headers \\ []) do
-    check_head!(status, headers)
+    result =
+      if check_head!(status, headers),
+        do: Native.conn_inform_dirty(conn.resource, status, headers),
+        else: Native.conn_inform(conn.resource, status, headers)
 
-    case conn.resource |> Native.conn_inform(status, headers) |> written(conn, conn.state) do
+    case written(result, conn, conn.state) do
       {:ok, _conn} -> :ok
       error -> error
     end
@@ -177,7 +187,7 @@ defmodule Crier.Conn do
 
   defp push_chunk(conn, data, deadline) do
     pushed =
-      if large?(data),
+      if Boundary.large_iodata?(data),
         do: Native.conn_chunk_dirty(conn.resource, data),
         else: Native.conn_chunk(conn.resource, data)
 
@@ -317,34 +327,15 @@ defmodule Crier.Conn do
   defp closed_or_raise(other),
     do: raise(RuntimeError, "unexpected reply from Crier: #{inspect(other)}")
 
-  # Copying this much into Rust takes long enough (flattening an iolist more so) to hold a
-  # normal scheduler past the ~1 ms a NIF may take: such data goes through a dirty scheduler.
-  @dirty_bytes 256 * 1024
-
-  defp large?(data) when is_binary(data), do: byte_size(data) > @dirty_bytes
-
-  defp large?(data) when is_list(data) do
-    :erlang.iolist_size(data) > @dirty_bytes
-  rescue
-    # Not iodata: the NIF refuses it with a message that says so.
-    ArgumentError -> false
-  end
-
-  defp large?(_data), do: false
-
+  # Raises for a bad status or header list; true when the head is large enough for a dirty
+  # scheduler (see Crier.Boundary).
   defp check_head!(status, headers) do
     unless is_integer(status) do
       raise ArgumentError, "status must be an integer in 100..999, got: #{inspect(status)}"
     end
 
-    unless is_list(headers) and Enum.all?(headers, &header?/1) do
-      raise ArgumentError,
-            "headers must be a list of {name, value} string tuples, got: #{inspect(headers)}"
-    end
+    Boundary.headers!(headers)
   end
-
-  defp header?({name, value}) when is_binary(name) and is_binary(value), do: true
-  defp header?(_), do: false
 
   defp deadline(:infinity), do: :infinity
   defp deadline(ms), do: System.monotonic_time(:millisecond) + ms

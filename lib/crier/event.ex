@@ -36,6 +36,11 @@ defmodule Crier.Event do
   """
   @spec encode(t() | map()) :: binary()
   def encode(event) do
-    event |> Crier.Native.encode_event() |> Crier.Errors.unwrap!()
+    encoded =
+      if Crier.Boundary.large_event?(event),
+        do: Crier.Native.encode_event_dirty(event),
+        else: Crier.Native.encode_event(event)
+
+    Crier.Errors.unwrap!(encoded)
   end
 end

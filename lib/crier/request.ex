@@ -9,8 +9,10 @@ defmodule Crier.Request do
   alias Crier.{Conn, Native}
 
   @doc false
-  def start(conn_resource, request, config) do
-    :proc_lib.spawn(__MODULE__, :run, [conn_resource, request, config])
+  # Linked to the calling `Crier.Dispatcher`, which traps exits: the request process ends
+  # with its server, and its own end (crash or not) ends nothing else.
+  def start_link(conn_resource, request, config) do
+    :proc_lib.spawn_link(__MODULE__, :run, [conn_resource, request, config])
   end
 
   @doc false

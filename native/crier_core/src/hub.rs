@@ -204,12 +204,7 @@ impl<N: Notify> Hub<N> {
         topics: &[String],
         last_event_id: Option<&str>,
     ) -> Result<(), StreamError> {
-        let mut added = Vec::with_capacity(topics.len());
-        for topic in topics {
-            if stream.attach_topic(exchange, topic)? {
-                added.push(topic.clone());
-            }
-        }
+        let added = stream.attach_topics(exchange, topics)?;
         // One command for all the topics: their missed events are replayed merged, in the
         // order they were published.
         if !added.is_empty() {

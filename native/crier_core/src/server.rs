@@ -70,10 +70,15 @@ impl<N: Notify> Shared<N> {
     }
 }
 
+/// The listening socket, where [`Server::stop_listening`] can take it out and close it while
+/// the accept task polls it.
+type ListenerSlot = Arc<Mutex<Option<TcpListener>>>;
+
 /// A running server. Dropping it does not stop it: call [`Server::shutdown`].
 pub struct Server<N: Notify> {
     shared: Arc<Shared<N>>,
     local_addr: SocketAddr,
+    listener: ListenerSlot,
     stop_accepting: Arc<tokio::sync::Notify>,
     runtime: Handle,
 }
@@ -105,15 +110,17 @@ impl<N: Notify> Server<N> {
             next_exchange: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
         });
+        let listener = Arc::new(Mutex::new(Some(listener)));
         let stop_accepting = Arc::new(tokio::sync::Notify::new());
         runtime.spawn(accept_loop(
-            listener,
+            listener.clone(),
             shared.clone(),
             stop_accepting.clone(),
         ));
         Ok(Server {
             shared,
             local_addr,
+            listener,
             stop_accepting,
             runtime: runtime.clone(),
         })
@@ -134,6 +141,20 @@ impl<N: Notify> Server<N> {
         self.shared.stats.snapshot()
     }
 
+    /// Closes the listening socket before it returns, so the port is free for a new server at
+    /// once; connections still in the kernel's accept queue are reset by the close. Open
+    /// connections are left alone. A second call does nothing.
+    pub fn stop_listening(&self) {
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(listener);
+        // Wakes the accept task, which finds the slot empty and ends.
+        self.stop_accepting.notify_one();
+    }
+
     /// Stops accepting, lets every stream drain for `shutdown_timeout` (SSE streams first get
     /// `final_event`, already encoded), then closes what is left with `shutdown` and calls
     /// [`Notify::stopped`]. Returns at once; a second call does nothing.
@@ -141,7 +162,7 @@ impl<N: Notify> Server<N> {
         if self.shared.stopping.swap(true, SeqCst) {
             return;
         }
-        self.stop_accepting.notify_one();
+        self.stop_listening();
         let shared = self.shared.clone();
         self.runtime.spawn(async move {
             for stream in shared.live_streams() {
@@ -155,7 +176,7 @@ impl<N: Notify> Server<N> {
             }
             wait_until_empty(
                 &shared,
-                tokio::time::Instant::now() + Duration::from_secs(5),
+                tokio::time::Instant::now() + shared.config.close_grace,
             )
             .await;
             shared.notify.stopped();
@@ -183,18 +204,28 @@ fn bind(config: &ServerConfig) -> io::Result<std::net::TcpListener> {
 }
 
 async fn accept_loop<N: Notify>(
-    listener: TcpListener,
+    listener: ListenerSlot,
     shared: Arc<Shared<N>>,
     stop: Arc<tokio::sync::Notify>,
 ) {
+    // Locked only for one non-blocking poll, so stop_listening never waits for an accept.
+    let accept = || {
+        std::future::poll_fn(
+            |cx| match &*listener.lock().unwrap_or_else(|p| p.into_inner()) {
+                Some(listener) => listener.poll_accept(cx).map(Some),
+                None => std::task::Poll::Ready(None),
+            },
+        )
+    };
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+            accepted = accept() => accepted,
             _ = stop.notified() => return,
         };
         let socket = match accepted {
-            Ok((socket, _peer)) => socket,
-            Err(_) => {
+            None => return,
+            Some(Ok((socket, _peer))) => socket,
+            Some(Err(_)) => {
                 // Out of descriptors or memory: back off instead of spinning on the error.
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;

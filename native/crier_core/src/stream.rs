@@ -6,7 +6,7 @@
 //! its response) it means, so a stale handle from an earlier request on a keep-alive
 //! connection cannot write into a later response.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -687,22 +687,30 @@ impl<N: Notify> Stream<N> {
         true
     }
 
-    /// Marks the stream as subscribed to `topic`; false if it cannot be (closed, not a
-    /// streaming response, or already subscribed to it).
-    pub(crate) fn attach_topic(&self, exchange: u64, topic: &str) -> Result<bool, StreamError> {
+    /// Marks the stream as subscribed to each of `topics` it does not hold yet, and returns
+    /// those; an error if it cannot be subscribed (closed, or not a streaming response).
+    pub(crate) fn attach_topics(
+        &self,
+        exchange: u64,
+        topics: &[String],
+    ) -> Result<Vec<String>, StreamError> {
         let mut st = self.lock();
         Self::check_open(&st, exchange)?;
         if !matches!(st.response, Response::Streaming { .. }) {
             return Err(StreamError::NotStreaming);
         }
-        if st.topics.iter().any(|t| t == topic) {
-            return Ok(false);
-        }
-        if st.topics.is_empty() {
+        // One set for the whole call keeps a subscribe to many topics linear.
+        let mut held: HashSet<&str> = st.topics.iter().map(String::as_str).collect();
+        let added: Vec<String> = topics
+            .iter()
+            .filter(|topic| held.insert(topic.as_str()))
+            .cloned()
+            .collect();
+        if st.topics.is_empty() && !added.is_empty() {
             self.server.stats.subscribers.fetch_add(1, Relaxed);
         }
-        st.topics.push(topic.to_string());
-        Ok(true)
+        st.topics.extend(added.iter().cloned());
+        Ok(added)
     }
 
     /// Removes `topic` from the stream's subscriptions; a stream left with none and no owner

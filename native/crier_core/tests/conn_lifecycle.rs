@@ -187,3 +187,18 @@ fn many_streams_closed_at_once_are_each_reported_once() {
     }
     wait_for_no_tasks(&server);
 }
+
+#[test]
+fn stop_listening_frees_the_port_before_it_returns_and_keeps_open_connections() {
+    let server = TestServer::start(quiet_config());
+    let addr = server.addr();
+    let (mut client, stream, exchange, _) = server.request(GET, 4);
+    server.server.stop_listening();
+    // The port is free at once: a new listener binds it (without SO_REUSEPORT).
+    let rebound = std::net::TcpListener::bind(addr).expect("the port is still bound");
+    drop(rebound);
+    // The open connection is still served.
+    stream.send_resp(exchange, 200, HEADERS, b"ok").unwrap();
+    let answer = read_until(&mut client, b"ok");
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+}

@@ -18,12 +18,13 @@ use crate::resources::ConnResource;
 use crate::terms::{close_reason_atom, encode_binary};
 
 /// What the owner wants done when its stream closes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub enum OnClose {
     /// Send `{:crier, ref, {:error, reason}}`.
     Message,
-    /// End the owner with `{:shutdown, reason}` (the server process does the `exit/2`).
-    Exit,
+    /// End the owner with `{:shutdown, reason}`; the dispatcher `via` does the `exit/2`
+    /// (a NIF cannot send an exit signal).
+    Exit { via: LocalPid },
 }
 
 /// The process that owns a stream.
@@ -33,10 +34,22 @@ pub struct Owner {
     pub on_close: OnClose,
 }
 
-/// Reports of one server, sent to its `Crier.Server` process (requests, exits to carry out)
-/// and to owners (closes, wake-ups).
+/// Reports of one server: requests go to one of its `Crier.Dispatcher` processes, chosen by
+/// connection id (so no one mailbox carries them all), closes and wake-ups to owners, and
+/// the end of the shutdown to its `Crier.Listener`.
 pub struct BeamNotify {
-    pub server_pid: LocalPid,
+    pub listener: LocalPid,
+    /// Never empty: `server_start` refuses an empty list.
+    pub dispatchers: Vec<LocalPid>,
+}
+
+impl BeamNotify {
+    /// The dispatcher of connection `conn_id`: every exchange of one connection, and the
+    /// exits of its owners, go through the same one.
+    pub fn dispatcher(&self, conn_id: u64) -> &LocalPid {
+        let index = (conn_id % self.dispatchers.len() as u64) as usize;
+        &self.dispatchers[index]
+    }
 }
 
 thread_local! {
@@ -64,7 +77,9 @@ impl Notify for BeamNotify {
     fn request(&self, stream: &Arc<Stream<Self>>, exchange: u64, head: RequestHead) {
         let resource = ResourceArc::new(ConnResource::new(stream.clone(), exchange));
         let (peer, local) = (stream.peer, stream.local);
-        send(&self.server_pid, move |env| {
+        // If the dispatcher is gone, the message and the resource in it are dropped, and the
+        // dropped resource closes the exchange as `owner_gone`: the client is not left waiting.
+        send(self.dispatcher(stream.id), move |env| {
             let request = encode_request(env, exchange, &head, peer, local);
             make_tuple(
                 env,
@@ -83,9 +98,9 @@ impl Notify for BeamNotify {
                 let error = (atoms::error(), close_reason_atom(reason)).encode(env);
                 (atoms::crier(), exchange, error).encode(env)
             }),
-            OnClose::Exit => {
+            OnClose::Exit { via } => {
                 let pid = owner.pid;
-                send(&self.server_pid, move |env| {
+                send(&via, move |env| {
                     (
                         atoms::crier_exit(),
                         pid,
@@ -109,7 +124,7 @@ impl Notify for BeamNotify {
     }
 
     fn stopped(&self) {
-        send(&self.server_pid, |env| atoms::crier_stopped().encode(env));
+        send(&self.listener, |env| atoms::crier_stopped().encode(env));
     }
 }
 

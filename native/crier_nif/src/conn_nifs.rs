@@ -8,7 +8,9 @@ use crate::atoms;
 use crate::beam_notify::{OnClose, Owner};
 use crate::resources::ConnResource;
 use crate::server_nifs::topic_name;
-use crate::terms::{decode_close_reason, decode_headers, decode_iodata, encode_binary, Invalid};
+use crate::terms::{
+    decode_close_reason, decode_headers, decode_iodata, decode_list, encode_binary, Invalid,
+};
 
 type Conn = ResourceArc<ConnResource>;
 
@@ -56,7 +58,8 @@ fn conn_set_owner<'a>(
     on_close: Atom,
 ) -> NifResult<Term<'a>> {
     let on_close = if on_close == atoms::exit() {
-        OnClose::Exit
+        let via = *conn.stream.server().notify.dispatcher(conn.stream.id);
+        OnClose::Exit { via }
     } else if on_close == atoms::message() {
         OnClose::Message
     } else {
@@ -77,6 +80,30 @@ fn conn_set_owner<'a>(
 
 #[rustler::nif]
 fn conn_send_chunked<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    status: i64,
+    headers: Term<'a>,
+    sse: bool,
+) -> NifResult<Term<'a>> {
+    send_chunked(env, conn, status, headers, sse)
+}
+
+/// `conn_send_chunked` on a dirty CPU scheduler, for header lists long enough that decoding
+/// and writing them could hold a normal scheduler past a millisecond. So are the other
+/// `_dirty` head NIFs.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn conn_send_chunked_dirty<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    status: i64,
+    headers: Term<'a>,
+    sse: bool,
+) -> NifResult<Term<'a>> {
+    send_chunked(env, conn, status, headers, sse)
+}
+
+fn send_chunked<'a>(
     env: Env<'a>,
     conn: Conn,
     status: i64,
@@ -136,6 +163,27 @@ fn conn_send_sized<'a>(
     headers: Term<'a>,
     length: u64,
 ) -> NifResult<Term<'a>> {
+    send_sized(env, conn, status, headers, length)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn conn_send_sized_dirty<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    status: i64,
+    headers: Term<'a>,
+    length: u64,
+) -> NifResult<Term<'a>> {
+    send_sized(env, conn, status, headers, length)
+}
+
+fn send_sized<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    status: i64,
+    headers: Term<'a>,
+    length: u64,
+) -> NifResult<Term<'a>> {
     with_headers(env, headers, |headers| {
         conn.stream
             .send_sized(conn.exchange, status, headers, length)
@@ -149,6 +197,20 @@ fn conn_inform<'a>(
     status: i64,
     headers: Term<'a>,
 ) -> NifResult<Term<'a>> {
+    inform(env, conn, status, headers)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn conn_inform_dirty<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    status: i64,
+    headers: Term<'a>,
+) -> NifResult<Term<'a>> {
+    inform(env, conn, status, headers)
+}
+
+fn inform<'a>(env: Env<'a>, conn: Conn, status: i64, headers: Term<'a>) -> NifResult<Term<'a>> {
     with_headers(env, headers, |headers| {
         conn.stream.inform(conn.exchange, status, headers)
     })
@@ -218,12 +280,37 @@ fn conn_read_body<'a>(env: Env<'a>, conn: Conn, max: usize) -> NifResult<Term<'a
 fn conn_subscribe<'a>(
     env: Env<'a>,
     conn: Conn,
-    topics: Vec<Binary<'a>>,
+    topics: Term<'a>,
     last_event_id: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let topics = topics
-        .iter()
-        .map(topic_name)
+    subscribe(env, conn, topics, last_event_id)
+}
+
+/// `conn_subscribe` on a dirty CPU scheduler, for many topics at once.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn conn_subscribe_dirty<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    topics: Term<'a>,
+    last_event_id: Term<'a>,
+) -> NifResult<Term<'a>> {
+    subscribe(env, conn, topics, last_event_id)
+}
+
+fn subscribe<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    topics: Term<'a>,
+    last_event_id: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let topics = decode_list(topics, "topics")?
+        .into_iter()
+        .map(|topic| {
+            let topic: Binary = topic
+                .decode()
+                .map_err(|_| Invalid("each topic must be a string".into()))?;
+            topic_name(&topic)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let last_event_id = if last_event_id.is_atom() {
         None

@@ -1,0 +1,104 @@
+defmodule Crier.Listener do
+  @moduledoc false
+  # Owns the Rust server of one Crier server: binds it, makes it reachable by name (in
+  # :persistent_term, read by broadcast/stats/port without a call), relays cluster
+  # broadcasts, and runs the graceful shutdown when its supervisor stops it.
+  #
+  # The Rust server monitors this process: if it dies without terminating (killed), the
+  # listening socket closes and the streams are shut down. A new incarnation also closes the
+  # previous one's socket itself before it binds, so a restart on the same port never races
+  # that monitor.
+  #
+  # Rust reports here `:crier_stopped` (shutdown finished); other nodes send
+  # `{:crier_cluster_broadcast, topic, event}` through :pg.
+
+  use GenServer
+  require Logger
+
+  alias Crier.{Cluster, Native, Options}
+
+  @doc false
+  @spec start_link({map(), :ets.tid()}) :: GenServer.on_start()
+  def start_link({config, _table} = args),
+    do: GenServer.start_link(__MODULE__, args, name: config.name)
+
+  @impl GenServer
+  def init({config, table}) do
+    Process.flag(:trap_exit, true)
+    dispatchers = table |> :ets.tab2list() |> Enum.sort() |> Enum.map(&elem(&1, 1))
+    stop_previous_incarnation(config.name)
+
+    case Native.server_start(config.native, self(), dispatchers) |> Crier.Errors.unwrap!() do
+      {:ok, resource} ->
+        :persistent_term.put({Crier, config.name}, resource)
+        Cluster.join(config.name)
+        {:ok, Map.put(config, :resource, resource)}
+
+      {:error, reason} ->
+        {:stop, reason}
+    end
+  end
+
+  defp stop_previous_incarnation(name) do
+    case :persistent_term.get({Crier, name}, nil) do
+      nil -> :ok
+      previous -> Native.server_stop_listening(previous)
+    end
+  end
+
+  @impl GenServer
+  def handle_info({:crier_cluster_broadcast, topic, event}, state) do
+    Crier.Boundary.broadcast!(state.resource, topic, event)
+    {:noreply, state}
+  rescue
+    error in ArgumentError ->
+      Logger.warning(
+        "Crier #{inspect(state.name)}: cluster broadcast refused: #{Exception.message(error)}"
+      )
+
+      {:noreply, state}
+  end
+
+  def handle_info(:crier_stopped, state), do: {:noreply, state}
+  def handle_info({:EXIT, _pid, _reason}, state), do: {:noreply, state}
+
+  def handle_info(message, state) do
+    Logger.warning("Crier #{inspect(state.name)}: listener ignored #{inspect(message)}")
+    {:noreply, state}
+  end
+
+  @impl GenServer
+  def handle_call(request, _from, state) do
+    Logger.warning("Crier #{inspect(state.name)}: listener ignored call #{inspect(request)}")
+    {:reply, {:error, :unknown_call}, state}
+  end
+
+  @impl GenServer
+  def handle_cast(request, state) do
+    Logger.warning("Crier #{inspect(state.name)}: listener ignored cast #{inspect(request)}")
+    {:noreply, state}
+  end
+
+  @impl GenServer
+  def terminate(_reason, state) do
+    Native.server_shutdown(state.resource, state.final_event)
+    # Rust drains for :shutdown_timeout, then gives closed streams one grace period.
+    deadline = System.monotonic_time(:millisecond) + state.shutdown_timeout + 2 * Options.grace()
+    await_stopped(state.name, deadline)
+    # A new incarnation may have put its own resource there already.
+    if :persistent_term.get({Crier, state.name}, nil) == state.resource do
+      :persistent_term.erase({Crier, state.name})
+    end
+
+    :ok
+  end
+
+  defp await_stopped(name, deadline) do
+    receive do
+      :crier_stopped -> :ok
+    after
+      max(deadline - System.monotonic_time(:millisecond), 0) ->
+        Logger.warning("Crier #{inspect(name)}: shutdown did not finish")
+    end
+  end
+end
