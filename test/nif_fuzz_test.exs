@@ -291,7 +291,7 @@ defmodule Crier.NifFuzzTest do
       [:max_request_line, :max_header_bytes, :max_headers, :max_body, :header_timeout] ++
         [:keepalive_timeout, :write_queue_bytes, :send_timeout, :heartbeat] ++
         [:shutdown_timeout, :max_connections, :tcp_keepalive, :tcp_user_timeout, :backlog] ++
-        [:replay, :ip, :close_grace]
+        [:replay, :ip, :close_grace, :telemetry]
 
     value =
       :proper_types.oneof([

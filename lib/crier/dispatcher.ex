@@ -21,7 +21,9 @@ defmodule Crier.Dispatcher do
     Process.flag(:trap_exit, true)
     :ets.insert(table, {index, self()})
     [parent | _] = Process.get(:"$ancestors")
-    {:ok, %{config: config, parent: parent}}
+    # Each request process gets a copy of what it needs, no more: it is copied per request.
+    request_config = Map.take(config, [:name, :target, :on_close, :send_timeout])
+    {:ok, %{config: request_config, parent: parent}}
   end
 
   @impl GenServer
@@ -32,6 +34,12 @@ defmodule Crier.Dispatcher do
 
   def handle_info({:crier_exit, pid, _ref, reason}, state) do
     Process.exit(pid, {:shutdown, reason})
+    {:noreply, state}
+  end
+
+  # Rust reports stream closes here only when telemetry is enabled.
+  def handle_info({:crier_closed, ref, reason, nanos, subscribed}, state) do
+    Crier.Telemetry.stream_closed(state.config.name, ref, reason, nanos, subscribed)
     {:noreply, state}
   end
 

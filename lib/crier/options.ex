@@ -198,7 +198,12 @@ defmodule Crier.Options do
     native =
       values
       |> Map.take(@native_keys)
-      |> Map.merge(%{ip: ip!(values.ip), port: values.port, close_grace: @grace})
+      |> Map.merge(%{
+        ip: ip!(values.ip),
+        port: values.port,
+        close_grace: @grace,
+        telemetry: Crier.Telemetry.enabled?()
+      })
 
     %{
       name: values.name,

@@ -77,4 +77,24 @@ pub trait Notify: Send + Sync + Sized + 'static {
 
     /// The server finished shutting down; every stream is closed.
     fn stopped(&self) {}
+
+    /// A stream closed: every close the stats count, owned or subscribed (subscribed
+    /// streams have no owner to tell), with how long its exchange had been open. For
+    /// metrics; it may be called on any thread, and the default does nothing.
+    fn stream_closed(&self, _close: StreamClose) {}
+}
+
+/// One stream close, as [`Notify::stream_closed`] reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamClose {
+    /// The connection's stream id.
+    pub stream_id: u64,
+    /// The exchange that closed.
+    pub exchange: u64,
+    /// Why.
+    pub reason: CloseReason,
+    /// Time from the request's head to the close.
+    pub open_for: std::time::Duration,
+    /// Whether the stream was subscribed to a topic.
+    pub subscribed: bool,
 }

@@ -15,7 +15,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::http::response::{self, Framing};
 use crate::http::{chunked, HttpError, RequestHead, Version};
-use crate::notify::{CloseReason, Notify, Wake};
+use crate::notify::{CloseReason, Notify, StreamClose, Wake};
 use crate::server::Shared;
 
 /// What went wrong with an owner's call.
@@ -135,6 +135,8 @@ pub(crate) struct State<O> {
     expect_continue: bool,
     continue_sent: bool,
     draining: bool,
+    /// When the exchange began, for the duration [`Notify::stream_closed`] reports.
+    began: std::time::Instant,
 }
 
 /// The locked state of a stream.
@@ -207,6 +209,7 @@ impl<N: Notify> Stream<N> {
                 expect_continue: false,
                 continue_sent: false,
                 draining: false,
+                began: std::time::Instant::now(),
             }),
             wake: tokio::sync::Notify::new(),
         }
@@ -513,6 +516,7 @@ impl<N: Notify> Stream<N> {
             st.finished = true;
             st.keep_alive = false;
             self.server.stats.count_close(CloseReason::OwnerGone);
+            self.report_stream_closed(&st, CloseReason::OwnerGone, false);
         }
         drop(st);
         self.wake_task();
@@ -795,6 +799,7 @@ impl<N: Notify> Stream<N> {
         };
         st.expect_continue = head.expect_continue;
         st.continue_sent = false;
+        st.began = std::time::Instant::now();
     }
 
     /// Moves queued bytes into `out` and says what else the task must do.
@@ -912,6 +917,16 @@ impl<N: Notify> Stream<N> {
         };
     }
 
+    fn report_stream_closed(&self, st: &State<N::Owner>, reason: CloseReason, subscribed: bool) {
+        self.server.notify.stream_closed(StreamClose {
+            stream_id: self.id,
+            exchange: st.exchange,
+            reason,
+            open_for: st.began.elapsed(),
+            subscribed,
+        });
+    }
+
     /// Reports the close to the owner (once) and returns the topics to leave. Called by the
     /// task as it ends the connection.
     pub(crate) fn report_close(&self, fallback: CloseReason) -> Vec<String> {
@@ -944,6 +959,9 @@ impl<N: Notify> Stream<N> {
             self.server.stats.subscribers.fetch_sub(1, Relaxed);
         }
         let exchange = st.exchange;
+        if counted {
+            self.report_stream_closed(&st, reason, !topics.is_empty());
+        }
         drop(st);
         if counted {
             self.server.stats.count_close(reason);

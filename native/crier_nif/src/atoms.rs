@@ -14,6 +14,7 @@ rustler::atoms! {
     crier_request,
     crier_exit,
     crier_stopped,
+    crier_closed,
     writable,
     body,
     message,

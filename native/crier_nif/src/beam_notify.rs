@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crier_core::http::{RequestHead, Version};
-use crier_core::notify::{CloseReason, Notify, Wake};
+use crier_core::notify::{CloseReason, Notify, StreamClose, Wake};
 use crier_core::stream::Stream;
 use rustler::types::tuple::make_tuple;
 use rustler::{Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
@@ -41,6 +41,8 @@ pub struct BeamNotify {
     pub listener: LocalPid,
     /// Never empty: `server_start` refuses an empty list.
     pub dispatchers: Vec<LocalPid>,
+    /// Whether `:telemetry` is loaded: only then are stream closes reported.
+    pub telemetry: bool,
 }
 
 impl BeamNotify {
@@ -126,6 +128,35 @@ impl Notify for BeamNotify {
     fn stopped(&self) {
         send(&self.listener, |env| atoms::crier_stopped().encode(env));
     }
+
+    /// `{:crier_closed, ref, reason, duration_ns, subscribed?}` to the connection's
+    /// dispatcher, which emits the telemetry event. A close found on a scheduler thread (an
+    /// owner's death, seen in a NIF callback) is sent from tokio: `enif_send` from there
+    /// needs a process environment this callback does not have.
+    fn stream_closed(&self, close: StreamClose) {
+        if !self.telemetry {
+            return;
+        }
+        let to = *self.dispatcher(close.stream_id);
+        if rustler::thread::is_scheduler_thread() {
+            crate::runtime::handle()
+                .spawn(async move { send(&to, move |env| closed_message(env, close)) });
+        } else {
+            send(&to, move |env| closed_message(env, close));
+        }
+    }
+}
+
+fn closed_message(env: Env<'_>, close: StreamClose) -> Term<'_> {
+    let nanos = u64::try_from(close.open_for.as_nanos()).unwrap_or(u64::MAX);
+    (
+        atoms::crier_closed(),
+        close.exchange,
+        close_reason_atom(close.reason),
+        nanos,
+        close.subscribed,
+    )
+        .encode(env)
 }
 
 /// `{ref, method, path, query, version, headers, peer, local}`; `Crier.Conn` builds its struct

@@ -7,7 +7,8 @@ use crate::atoms;
 use crate::beam_notify::BeamNotify;
 use crate::resources::ServerResource;
 use crate::terms::{
-    decode_config, decode_event, decode_iodata, decode_list, encode_binary, encode_stats, Invalid,
+    decode_config, decode_event, decode_flag, decode_iodata, decode_list, encode_binary,
+    encode_stats, Invalid,
 };
 
 /// Binds and starts a server owned by `listener` (monitored: its death stops the server)
@@ -32,6 +33,7 @@ fn server_start<'a>(
     let notify = BeamNotify {
         listener,
         dispatchers,
+        telemetry: decode_flag(options, "telemetry")?,
     };
     match Server::start(config, notify, crate::runtime::handle(), replay) {
         Ok(server) => {

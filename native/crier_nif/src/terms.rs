@@ -84,6 +84,13 @@ fn field<'a>(map: Term<'a>, key: &str) -> Checked<Term<'a>> {
         .ok_or_else(|| Invalid(format!("server options lack {key}")))
 }
 
+/// A boolean option.
+pub fn decode_flag(map: Term, key: &str) -> Checked<bool> {
+    field(map, key)?
+        .decode::<bool>()
+        .map_err(|_| Invalid(format!("{key} must be a boolean")))
+}
+
 fn is_nil(term: Term) -> bool {
     term == atoms::nil().to_term(term.get_env())
 }
