@@ -176,6 +176,49 @@ defmodule Crier.LifecycleTest do
     end
   end
 
+  describe "the Rust server alone" do
+    defp native_options,
+      do: Crier.Options.validate!(name: :lifecycle, handler: FunHandler, port: 0).native
+
+    defp refused?(port) do
+      match?(
+        {:error, :econnrefused},
+        :gen_tcp.connect({127, 0, 0, 1}, port, [:binary, active: false], 1_000)
+      )
+    end
+
+    test "stops listening when its owner dies, with no new incarnation to do it" do
+      owner =
+        spawn(fn ->
+          receive do
+            :exit -> :ok
+          end
+        end)
+
+      {:ok, server} = Crier.Native.server_start(native_options(), owner, [self()])
+      port = Crier.Native.server_port(server)
+      refute refused?(port)
+      Process.exit(owner, :kill)
+      Wait.until(fn -> refused?(port) end, 5_000, "the listener outlived its owner")
+    end
+
+    test "stops listening when its last reference goes" do
+      test = self()
+
+      holder =
+        spawn(fn ->
+          {:ok, server} = Crier.Native.server_start(native_options(), test, [test])
+          send(test, {:port, Crier.Native.server_port(server)})
+        end)
+
+      assert_receive {:port, port}
+      ref = Process.monitor(holder)
+      assert_receive {:DOWN, ^ref, :process, ^holder, _}
+      # This process saw the resource only as a port number; nothing else holds it.
+      Wait.until(fn -> refused?(port) end, 5_000, "the listener outlived its last reference")
+    end
+  end
+
   # Opens one connection after another until `deadline`: each sends a GET and must get an
   # answer, a close or a reset within 5 s (or be refused while nothing listens).
   defp probe(port, deadline) do
