@@ -157,10 +157,7 @@ defmodule Crier do
         conn |> Conn.get_req_header("last-event-id") |> List.first()
       end)
 
-    result =
-      if many?,
-        do: Native.conn_subscribe_dirty(conn.resource, topics, last_event_id),
-        else: Native.conn_subscribe(conn.resource, topics, last_event_id)
+    result = Boundary.call(many?, :conn_subscribe, [conn.resource, topics, last_event_id])
 
     case Errors.unwrap!(result) do
       :ok ->

@@ -16,6 +16,12 @@ defmodule Crier.Boundary do
   @max_topic_bytes 65_536
 
   @doc false
+  # Calls NIF `name` with `args`, through its dirty-scheduler twin when `dirty?`.
+  @spec call(boolean(), atom(), list()) :: term()
+  def call(true = _dirty?, name, args), do: Native.dirty(name, args)
+  def call(false, name, args), do: apply(Native, name, args)
+
+  @doc false
   @spec large_iodata?(term()) :: boolean()
   def large_iodata?(data) when is_binary(data), do: byte_size(data) > @dirty_bytes
 
@@ -96,11 +102,8 @@ defmodule Crier.Boundary do
   def broadcast!(resource, topic, event) do
     topic!(topic)
 
-    result =
-      if large_event?(event),
-        do: Native.server_broadcast_dirty(resource, topic, event),
-        else: Native.server_broadcast(resource, topic, event)
-
-    Errors.unwrap!(result)
+    large_event?(event)
+    |> call(:server_broadcast, [resource, topic, event])
+    |> Errors.unwrap!()
   end
 end

@@ -104,12 +104,10 @@ defmodule Crier.Conn do
   @doc false
   @spec start_stream(t(), 100..999, headers(), boolean()) :: {:ok, t()} | {:error, :closed}
   def start_stream(%__MODULE__{} = conn, status, headers, sse?) do
-    result =
-      if check_head!(status, headers),
-        do: Native.conn_send_chunked_dirty(conn.resource, status, headers, sse?),
-        else: Native.conn_send_chunked(conn.resource, status, headers, sse?)
-
-    written(result, conn, :chunked)
+    status
+    |> check_head!(headers)
+    |> Boundary.call(:conn_send_chunked, [conn.resource, status, headers, sse?])
+    |> written(conn, :chunked)
   end
 
   @doc """
@@ -121,11 +119,8 @@ defmodule Crier.Conn do
   def send_resp(%__MODULE__{} = conn, status, headers, body) do
     large_head? = check_head!(status, headers)
 
-    if large_head? or Boundary.large_iodata?(body) do
-      Native.conn_send_resp_dirty(conn.resource, status, headers, body)
-    else
-      Native.conn_send_resp(conn.resource, status, headers, body)
-    end
+    (large_head? or Boundary.large_iodata?(body))
+    |> Boundary.call(:conn_send_resp, [conn.resource, status, headers, body])
     |> written(conn, :sent)
   end
 
@@ -143,12 +138,9 @@ defmodule Crier.Conn do
       raise ArgumentError, "length must be a non-negative integer, got: #{inspect(length)}"
     end
 
-    result =
-      if large_head?,
-        do: Native.conn_send_sized_dirty(conn.resource, status, headers, length),
-        else: Native.conn_send_sized(conn.resource, status, headers, length)
-
-    written(result, conn, :chunked)
+    large_head?
+    |> Boundary.call(:conn_send_sized, [conn.resource, status, headers, length])
+    |> written(conn, :chunked)
   end
 
   @doc """
@@ -158,9 +150,7 @@ defmodule Crier.Conn do
   @spec inform(t(), 100..199, headers()) :: :ok | {:error, :closed}
   def inform(%__MODULE__{} = conn, status, headers \\ []) do
     result =
-      if check_head!(status, headers),
-        do: Native.conn_inform_dirty(conn.resource, status, headers),
-        else: Native.conn_inform(conn.resource, status, headers)
+      Boundary.call(check_head!(status, headers), :conn_inform, [conn.resource, status, headers])
 
     case written(result, conn, conn.state) do
       {:ok, _conn} -> :ok
@@ -188,7 +178,7 @@ defmodule Crier.Conn do
   defp push_chunk(conn, data, deadline) do
     pushed =
       if Boundary.large_iodata?(data),
-        do: Native.conn_chunk_dirty(conn.resource, data),
+        do: Native.dirty(:conn_chunk, [conn.resource, data]),
         else: Native.conn_chunk(conn.resource, data)
 
     case pushed do

@@ -8,9 +8,8 @@ defmodule Crier.Dispatcher do
   # stops, it ends every request process still linked to it before it exits.
 
   use GenServer
-  require Logger
 
-  alias Crier.{Options, Request}
+  alias Crier.{Options, Request, Server}
 
   @doc false
   @spec start_link({map(), :ets.tid(), pos_integer()}) :: GenServer.on_start()
@@ -46,28 +45,14 @@ defmodule Crier.Dispatcher do
   # A request process ended (its parent's exit is handled by GenServer itself).
   def handle_info({:EXIT, _pid, _reason}, state), do: {:noreply, state}
 
-  def handle_info(message, state) do
-    Logger.warning("Crier #{inspect(state.config.name)}: dispatcher ignored #{inspect(message)}")
-    {:noreply, state}
-  end
+  def handle_info(message, state), do: Server.ignore(state, state.config.name, :info, message)
 
   @impl GenServer
-  def handle_call(request, _from, state) do
-    Logger.warning(
-      "Crier #{inspect(state.config.name)}: dispatcher ignored call #{inspect(request)}"
-    )
-
-    {:reply, {:error, :unknown_call}, state}
-  end
+  def handle_call(request, _from, state),
+    do: Server.ignore(state, state.config.name, :call, request)
 
   @impl GenServer
-  def handle_cast(request, state) do
-    Logger.warning(
-      "Crier #{inspect(state.config.name)}: dispatcher ignored cast #{inspect(request)}"
-    )
-
-    {:noreply, state}
-  end
+  def handle_cast(request, state), do: Server.ignore(state, state.config.name, :cast, request)
 
   @impl GenServer
   def terminate(_reason, state) do

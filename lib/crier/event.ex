@@ -36,11 +36,9 @@ defmodule Crier.Event do
   """
   @spec encode(t() | map()) :: binary()
   def encode(event) do
-    encoded =
-      if Crier.Boundary.large_event?(event),
-        do: Crier.Native.encode_event_dirty(event),
-        else: Crier.Native.encode_event(event)
-
-    Crier.Errors.unwrap!(encoded)
+    event
+    |> Crier.Boundary.large_event?()
+    |> Crier.Boundary.call(:encode_event, [event])
+    |> Crier.Errors.unwrap!()
   end
 end

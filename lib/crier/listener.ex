@@ -15,7 +15,7 @@ defmodule Crier.Listener do
   use GenServer
   require Logger
 
-  alias Crier.{Cluster, Native, Options}
+  alias Crier.{Cluster, Native, Options, Server}
 
   @doc false
   @spec start_link({map(), :ets.tid()}) :: GenServer.on_start()
@@ -62,22 +62,13 @@ defmodule Crier.Listener do
   def handle_info(:crier_stopped, state), do: {:noreply, state}
   def handle_info({:EXIT, _pid, _reason}, state), do: {:noreply, state}
 
-  def handle_info(message, state) do
-    Logger.warning("Crier #{inspect(state.name)}: listener ignored #{inspect(message)}")
-    {:noreply, state}
-  end
+  def handle_info(message, state), do: Server.ignore(state, state.name, :info, message)
 
   @impl GenServer
-  def handle_call(request, _from, state) do
-    Logger.warning("Crier #{inspect(state.name)}: listener ignored call #{inspect(request)}")
-    {:reply, {:error, :unknown_call}, state}
-  end
+  def handle_call(request, _from, state), do: Server.ignore(state, state.name, :call, request)
 
   @impl GenServer
-  def handle_cast(request, state) do
-    Logger.warning("Crier #{inspect(state.name)}: listener ignored cast #{inspect(request)}")
-    {:noreply, state}
-  end
+  def handle_cast(request, state), do: Server.ignore(state, state.name, :cast, request)
 
   @impl GenServer
   def terminate(_reason, state) do

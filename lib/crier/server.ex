@@ -18,6 +18,7 @@ defmodule Crier.Server do
   # supervisor owns, where the listener, started after them, reads them.
 
   use Supervisor
+  require Logger
 
   alias Crier.{Dispatcher, Listener, Options}
 
@@ -38,6 +39,16 @@ defmodule Crier.Server do
     :persistent_term.get({Crier, name})
   rescue
     ArgumentError -> raise ArgumentError, "no Crier server named #{inspect(name)} is running"
+  end
+
+  @doc false
+  # What a server process does with a message, call or cast it does not expect: logs it and
+  # goes on (a call is answered `{:error, :unknown_call}`), as a GenServer callback result.
+  @spec ignore(term(), atom(), :info | :call | :cast, term()) ::
+          {:noreply, term()} | {:reply, {:error, :unknown_call}, term()}
+  def ignore(state, name, kind, message) do
+    Logger.warning("Crier #{inspect(name)} ignored an unexpected #{kind}: #{inspect(message)}")
+    if kind == :call, do: {:reply, {:error, :unknown_call}, state}, else: {:noreply, state}
   end
 
   @impl Supervisor

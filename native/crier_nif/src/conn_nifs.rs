@@ -78,6 +78,8 @@ fn conn_set_owner<'a>(
     reply(env, result)
 }
 
+/// Sends a chunked (or SSE) response head. Like every NIF here that decodes a list or
+/// copies data, it has a dirty-scheduler twin through `dirty_nifs::dirty`.
 #[rustler::nif]
 fn conn_send_chunked<'a>(
     env: Env<'a>,
@@ -89,21 +91,7 @@ fn conn_send_chunked<'a>(
     send_chunked(env, conn, status, headers, sse)
 }
 
-/// `conn_send_chunked` on a dirty CPU scheduler, for header lists long enough that decoding
-/// and writing them could hold a normal scheduler past a millisecond. So are the other
-/// `_dirty` head NIFs.
-#[rustler::nif(schedule = "DirtyCpu")]
-fn conn_send_chunked_dirty<'a>(
-    env: Env<'a>,
-    conn: Conn,
-    status: i64,
-    headers: Term<'a>,
-    sse: bool,
-) -> NifResult<Term<'a>> {
-    send_chunked(env, conn, status, headers, sse)
-}
-
-fn send_chunked<'a>(
+pub(crate) fn send_chunked<'a>(
     env: Env<'a>,
     conn: Conn,
     status: i64,
@@ -127,20 +115,7 @@ fn conn_send_resp<'a>(
     send_resp(env, conn, status, headers, body)
 }
 
-/// `conn_send_resp` on a dirty CPU scheduler, for bodies large enough that copying them could
-/// hold a normal scheduler for more than about a millisecond.
-#[rustler::nif(schedule = "DirtyCpu")]
-fn conn_send_resp_dirty<'a>(
-    env: Env<'a>,
-    conn: Conn,
-    status: i64,
-    headers: Term<'a>,
-    body: Term<'a>,
-) -> NifResult<Term<'a>> {
-    send_resp(env, conn, status, headers, body)
-}
-
-fn send_resp<'a>(
+pub(crate) fn send_resp<'a>(
     env: Env<'a>,
     conn: Conn,
     status: i64,
@@ -166,18 +141,7 @@ fn conn_send_sized<'a>(
     send_sized(env, conn, status, headers, length)
 }
 
-#[rustler::nif(schedule = "DirtyCpu")]
-fn conn_send_sized_dirty<'a>(
-    env: Env<'a>,
-    conn: Conn,
-    status: i64,
-    headers: Term<'a>,
-    length: u64,
-) -> NifResult<Term<'a>> {
-    send_sized(env, conn, status, headers, length)
-}
-
-fn send_sized<'a>(
+pub(crate) fn send_sized<'a>(
     env: Env<'a>,
     conn: Conn,
     status: i64,
@@ -200,17 +164,12 @@ fn conn_inform<'a>(
     inform(env, conn, status, headers)
 }
 
-#[rustler::nif(schedule = "DirtyCpu")]
-fn conn_inform_dirty<'a>(
+pub(crate) fn inform<'a>(
     env: Env<'a>,
     conn: Conn,
     status: i64,
     headers: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    inform(env, conn, status, headers)
-}
-
-fn inform<'a>(env: Env<'a>, conn: Conn, status: i64, headers: Term<'a>) -> NifResult<Term<'a>> {
     with_headers(env, headers, |headers| {
         conn.stream.inform(conn.exchange, status, headers)
     })
@@ -222,13 +181,7 @@ fn conn_chunk<'a>(env: Env<'a>, conn: Conn, data: Term<'a>) -> NifResult<Term<'a
     chunk(env, conn, data)
 }
 
-/// `conn_chunk` on a dirty CPU scheduler, for large data (see `conn_send_resp_dirty`).
-#[rustler::nif(schedule = "DirtyCpu")]
-fn conn_chunk_dirty<'a>(env: Env<'a>, conn: Conn, data: Term<'a>) -> NifResult<Term<'a>> {
-    chunk(env, conn, data)
-}
-
-fn chunk<'a>(env: Env<'a>, conn: Conn, data: Term<'a>) -> NifResult<Term<'a>> {
+pub(crate) fn chunk<'a>(env: Env<'a>, conn: Conn, data: Term<'a>) -> NifResult<Term<'a>> {
     let data = decode_iodata(data, "chunk data")?;
     match conn.stream.chunk(conn.exchange, data.as_slice()) {
         Ok(Push::Queued) => Ok(atoms::ok().encode(env)),
@@ -286,18 +239,7 @@ fn conn_subscribe<'a>(
     subscribe(env, conn, topics, last_event_id)
 }
 
-/// `conn_subscribe` on a dirty CPU scheduler, for many topics at once.
-#[rustler::nif(schedule = "DirtyCpu")]
-fn conn_subscribe_dirty<'a>(
-    env: Env<'a>,
-    conn: Conn,
-    topics: Term<'a>,
-    last_event_id: Term<'a>,
-) -> NifResult<Term<'a>> {
-    subscribe(env, conn, topics, last_event_id)
-}
-
-fn subscribe<'a>(
+pub(crate) fn subscribe<'a>(
     env: Env<'a>,
     conn: Conn,
     topics: Term<'a>,

@@ -98,18 +98,11 @@ fn server_broadcast(
     broadcast(server, topic, event)
 }
 
-/// `server_broadcast` on a dirty CPU scheduler, for events whose copy and UTF-8 check could
-/// hold a normal scheduler past a millisecond.
-#[rustler::nif(schedule = "DirtyCpu")]
-fn server_broadcast_dirty(
+pub(crate) fn broadcast(
     server: ResourceArc<ServerResource>,
     topic: Binary,
     event: Term,
 ) -> NifResult<Atom> {
-    broadcast(server, topic, event)
-}
-
-fn broadcast(server: ResourceArc<ServerResource>, topic: Binary, event: Term) -> NifResult<Atom> {
     let event = decode_event(event)?;
     let topic = topic_name(&topic)?;
     server
@@ -173,13 +166,7 @@ fn encode_event<'a>(env: Env<'a>, event: Term<'a>) -> NifResult<Term<'a>> {
     encode(env, event)
 }
 
-/// `encode_event` on a dirty CPU scheduler, for large events.
-#[rustler::nif(schedule = "DirtyCpu")]
-fn encode_event_dirty<'a>(env: Env<'a>, event: Term<'a>) -> NifResult<Term<'a>> {
-    encode(env, event)
-}
-
-fn encode<'a>(env: Env<'a>, event: Term<'a>) -> NifResult<Term<'a>> {
+pub(crate) fn encode<'a>(env: Env<'a>, event: Term<'a>) -> NifResult<Term<'a>> {
     let bytes = decode_event(event)?
         .encode()
         .map_err(|e| Invalid(format!("invalid event: {e}")))?;

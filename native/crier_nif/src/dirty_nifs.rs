@@ -1,0 +1,65 @@
+//! One NIF on a dirty CPU scheduler that runs any of the NIFs whose work grows with their
+//! arguments (decoding long lists, copying large binaries). The Elixir side calls it
+//! instead of the plain NIF when an argument is large enough (see `Crier.Boundary`) that the
+//! work could hold a normal scheduler past a millisecond; small calls stay on the cheaper
+//! normal scheduler.
+
+use rustler::{Atom, Encoder, Env, NifResult, Term};
+
+use crate::conn_nifs;
+use crate::server_nifs;
+use crate::terms::{decode_list, Invalid};
+
+rustler::atoms! {
+    conn_send_chunked,
+    conn_send_resp,
+    conn_send_sized,
+    conn_inform,
+    conn_chunk,
+    conn_subscribe,
+    server_broadcast,
+    encode_event,
+}
+
+/// `dirty(name, args)`: the NIF `name` applied to the list `args`, on a dirty scheduler.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn dirty<'a>(env: Env<'a>, name: Atom, args: Term<'a>) -> NifResult<Term<'a>> {
+    let args = decode_list(args, "arguments")?;
+    let bad = || {
+        Invalid(format!(
+            "no dirty NIF of that name takes {} arguments",
+            args.len()
+        ))
+    };
+    match args.as_slice() {
+        [conn, status, headers, sse] if name == conn_send_chunked() => conn_nifs::send_chunked(
+            env,
+            conn.decode()?,
+            status.decode()?,
+            *headers,
+            sse.decode()?,
+        ),
+        [conn, status, headers, body] if name == conn_send_resp() => {
+            conn_nifs::send_resp(env, conn.decode()?, status.decode()?, *headers, *body)
+        }
+        [conn, status, headers, length] if name == conn_send_sized() => conn_nifs::send_sized(
+            env,
+            conn.decode()?,
+            status.decode()?,
+            *headers,
+            length.decode()?,
+        ),
+        [conn, status, headers] if name == conn_inform() => {
+            conn_nifs::inform(env, conn.decode()?, status.decode()?, *headers)
+        }
+        [conn, data] if name == conn_chunk() => conn_nifs::chunk(env, conn.decode()?, *data),
+        [conn, topics, last_event_id] if name == conn_subscribe() => {
+            conn_nifs::subscribe(env, conn.decode()?, *topics, *last_event_id)
+        }
+        [server, topic, event] if name == server_broadcast() => {
+            server_nifs::broadcast(server.decode()?, topic.decode()?, *event).map(|a| a.encode(env))
+        }
+        [event] if name == encode_event() => server_nifs::encode(env, *event),
+        _ => Err(bad().into()),
+    }
+}
