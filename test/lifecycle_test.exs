@@ -149,6 +149,55 @@ defmodule Crier.LifecycleTest do
       assert_receive {:owner, _}
     end
 
+    test "a new incarnation serves while the killed one still drains a slow client", ctx do
+      # The setup's server is replaced by one whose drain a client that never reads keeps
+      # busy; its supervisor is killed, so its listener drains while the restart happens.
+      stop_supervised!({Crier, ctx.name})
+      test = self()
+      chunk = String.duplicate("z", 64 * 1024)
+
+      start_supervised!(
+        {Crier,
+         name: ctx.name,
+         port: ctx.port,
+         shutdown_timeout: 3_000,
+         write_queue_bytes: 64 * 1024 * 1024,
+         handler:
+           {FunHandler,
+            fn conn ->
+              {:ok, conn} = Crier.sse(conn)
+              for _ <- 1..128, do: {:ok, _} = Crier.Conn.chunk(conn, chunk)
+              send(test, :queued)
+              Process.sleep(:infinity)
+            end}}
+      )
+
+      {:ok, slow} =
+        :gen_tcp.connect({127, 0, 0, 1}, ctx.port, [:binary, active: false, recbuf: 4096])
+
+      :ok = RawClient.get(slow, "/")
+      assert_receive :queued
+      listener = Process.whereis(ctx.name)
+      [top | _] = tree(ctx.name)
+      Process.exit(top, :kill)
+
+      Wait.until(
+        fn ->
+          pid = Process.whereis(ctx.name)
+          pid != nil and pid != listener
+        end,
+        2_000,
+        "no new incarnation while the old one drains"
+      )
+
+      # The old listener is still draining its slow client, and the new one serves.
+      assert Process.alive?(listener)
+      client = RawClient.connect(ctx.port)
+      :ok = RawClient.get(client, "/")
+      assert {:ok, _} = RawClient.read_until(client, "200 OK")
+      :gen_tcp.close(slow)
+    end
+
     test "a killed listener closes its port before the new one binds", ctx do
       # Kill every process of the tree but the top one (the listener among them): the tree
       # restarts what it must, on the same port.

@@ -166,6 +166,7 @@ defmodule Crier.NifFuzzTest do
       {:conn_read_body, 2} -> [:conn, :size]
       {:conn_subscribe, 3} -> [:conn, :topics, :text_or_nil]
       {:conn_unsubscribe, 2} -> [:conn, :text]
+      {:dirty, 2} -> [:dirty_name, :dirty_args]
       _ -> resource_then_any(Atom.to_string(name), arity)
     end
   end
@@ -224,6 +225,19 @@ defmodule Crier.NifFuzzTest do
 
       :options ->
         options_gen()
+
+      :dirty_name ->
+        :proper_types.elements(
+          ~w(conn_send_chunked conn_send_resp conn_send_sized conn_inform conn_chunk
+             conn_subscribe server_broadcast encode_event other)a
+        )
+
+      :dirty_args ->
+        :proper_types.oneof([
+          :proper_types.list(arg_gen(ctx)),
+          :proper_types.vector(4, arg_gen(ctx)),
+          :proper_types.any()
+        ])
 
       :any ->
         arg_gen(ctx)

@@ -72,6 +72,9 @@ defmodule Crier.Listener do
 
   @impl GenServer
   def terminate(_reason, state) do
+    # The name goes at once: when the parent was killed, its restart must be able to
+    # register a new incarnation while this one drains (which closed its socket first).
+    if Process.whereis(state.name) == self(), do: Process.unregister(state.name)
     Native.server_shutdown(state.resource, state.final_event)
     # Rust drains for :shutdown_timeout, then gives closed streams one grace period.
     deadline = System.monotonic_time(:millisecond) + state.shutdown_timeout + 2 * Options.grace()
