@@ -183,11 +183,36 @@ defmodule CrierTest do
   end
 
   describe "a handler that fails" do
-    test "raising before any response gives a 500", %{port: port} do
+    test "raising before any response gives a 500 and closes the connection, as Bandit does",
+         %{port: port} do
       {client, handler, _} = request(port)
       send(handler, {:run, fn _conn -> raise "boom" end})
-      assert {:ok, data} = RawClient.read_until(client, "Internal Server Error")
-      assert {500, _, "Internal Server Error"} = RawClient.parse_response(data)
+      # The handler's state is unknown: nothing more is read from this connection.
+      :ok = RawClient.get(client, "/next")
+      assert {:closed, data} = RawClient.read_to_close(client)
+      assert {500, headers, "Internal Server Error"} = RawClient.parse_response(data)
+      assert {"connection", "close"} in headers
+      refute_received {:called, _, %{path: "/next"}}
+    end
+
+    test "an owner that dies before any response (a linked exit, a kill) gets its client a " <>
+           "500 and a close",
+         %{port: port} do
+      for kill <- [
+            fn handler ->
+              send(
+                handler,
+                {:run, fn _ -> spawn_link(fn -> exit(:boom) end) && :timer.sleep(:infinity) end}
+              )
+            end,
+            &Process.exit(&1, :kill)
+          ] do
+        {client, handler, _} = request(port)
+        kill.(handler)
+        assert {:closed, data} = RawClient.read_to_close(client)
+        assert {500, headers, "Internal Server Error"} = RawClient.parse_response(data)
+        assert {"connection", "close"} in headers
+      end
     end
 
     test "returning without a response gives a 500", %{port: port} do
@@ -206,6 +231,33 @@ defmodule CrierTest do
       assert {:closed, body} = RawClient.read_to_close(client)
       assert body =~ "7\r\npartial\r\n"
       refute body =~ "0\r\n\r\n"
+    end
+  end
+
+  describe "calls from a process other than the owner" do
+    test "are refused at once with an ArgumentError; the stream stays healthy",
+         %{port: port} do
+      {client, handler, conn} = open_stream(port)
+
+      # This test process is not the owner: each call fails before it touches the stream.
+      for call <- [
+            &Crier.Conn.chunk(&1, "from elsewhere"),
+            &Crier.send_event(&1, %Crier.Event{data: "from elsewhere"}),
+            &Crier.Conn.send_resp(&1, 200, [], ""),
+            &Crier.Conn.send_chunked(&1, 200, []),
+            &Crier.Conn.send_head(&1, 200, [], 1),
+            &Crier.Conn.inform(&1, 103, []),
+            &Crier.Conn.read_body(&1),
+            &Crier.Conn.on_close(&1, :message)
+          ] do
+        assert %ArgumentError{message: message} = catch_error(call.(conn))
+        assert message =~ "process that owns the conn"
+      end
+
+      {:ok, _} = ControlHandler.run(handler, &Crier.Conn.chunk(&1, "from the owner"))
+      {:ok, data} = RawClient.read_until(client, "from the owner")
+      refute data =~ "from elsewhere"
+      refute_received {:crier_msg, ^handler, _, _}
     end
   end
 

@@ -348,6 +348,23 @@ defmodule Crier.PlugAdapterTest do
       assert {{:ok, "456789", _}, 0} = run(pid, &Impl.read_req_body(&1, []))
     end
 
+    test "length: 0 returns what is there, up to :read_length, as Cowboy does", %{port: port} do
+      {_client, pid, _conn} =
+        request(port, "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n0123456789")
+
+      assert {{:more, part, %Crier.Conn{}}, 0} =
+               run(pid, &Impl.read_req_body(&1, length: 0, read_length: 4))
+
+      assert byte_size(part) in 1..4
+      assert {{:ok, rest, _}, 0} = run(pid, &Impl.read_req_body(&1, []))
+      assert part <> rest == "0123456789"
+    end
+
+    test "length: 0 on an empty body returns {:ok, \"\", conn}", %{port: port} do
+      {_client, pid, _conn} = get(port, "/")
+      assert {{:ok, "", %Crier.Conn{}}, 0} = run(pid, &Impl.read_req_body(&1, length: 0))
+    end
+
     test "decodes a chunked body that arrives in pieces", %{port: port} do
       {client, pid, _conn} =
         request(
@@ -441,20 +458,32 @@ defmodule Crier.PlugAdapterTest do
       assert {fields[:host], fields[:port]} == {"example.com", 80}
     end
 
-    test "host and port come from the Host header, else from the socket", %{port: port} do
+    test "host and port come from the Host header, port 80 when it has none", %{port: port} do
       for {host_header, expected} <- [
             {"host: example.com:8080\r\n", {"example.com", 8080}},
             {"host: [::1]:4000\r\n", {"[::1]", 4000}},
-            {"host: [::1]\r\n", {"[::1]", 80}}
+            {"host: [::1]\r\n", {"[::1]", 80}},
+            {"host: banana:\r\n", {"banana", 80}}
           ] do
         {_client, _pid, conn} = request(port, "GET / HTTP/1.1\r\n#{host_header}\r\n")
         fields = Impl.conn_fields(conn)
         assert {fields[:host], fields[:port]} == expected
       end
+    end
 
+    test "an absolute-form target gives host and port, whatever Host says (RFC 9112 3.2.2)",
+         %{port: port} do
+      {_client, _pid, conn} =
+        request(port, "GET http://banana:1234/x HTTP/1.1\r\nhost: orange:2345\r\n\r\n")
+
+      fields = Impl.conn_fields(conn)
+      assert {fields[:host], fields[:port], fields[:request_path]} == {"banana", 1234, "/x"}
+    end
+
+    test "HTTP/1.0 without Host: host \"\" and port 80, as Bandit and Cowboy", %{port: port} do
       {_client, _pid, conn} = request(port, "GET / HTTP/1.0\r\n\r\n")
       fields = Impl.conn_fields(conn)
-      assert {fields[:host], fields[:port]} == {"127.0.0.1", port}
+      assert {fields[:host], fields[:port]} == {"", 80}
     end
   end
 end

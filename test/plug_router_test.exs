@@ -144,12 +144,7 @@ if Code.ensure_loaded?(Plug.Router) do
       Server.start!(context, plug: {Router, test: self()})
     end
 
-    defp request(port, raw) do
-      client = RawClient.connect(port)
-      :ok = :gen_tcp.send(client, raw)
-      client
-    end
-
+    defp request(port, raw), do: RawClient.send_new(port, raw)
     defp get(port, path), do: request(port, "GET #{path} HTTP/1.1\r\nhost: x\r\n\r\n")
 
     # Waits for the /events plug to report its process; returns it and a monitor on it.
@@ -297,20 +292,6 @@ if Code.ensure_loaded?(Plug.Router) do
       test rule, %{port: port} do
         assert {unquote(status), _, unquote(body)} = response(get(port, unquote(path)))
       end
-    end
-
-    test "an exception before any response gives a 500, and the connection stays usable",
-         %{port: port} do
-      client =
-        request(
-          port,
-          "GET /crash HTTP/1.1\r\nhost: x\r\n\r\nGET /nowhere HTTP/1.1\r\nhost: x\r\n\r\n"
-        )
-
-      {:ok, data} = RawClient.read_until(client, "no route")
-
-      assert data =~
-               ~r/\AHTTP\/1\.1 500 [^\r]*\r\n.*\r\n\r\nInternal Server ErrorHTTP\/1\.1 404 .*\r\n\r\nno route\z/s
     end
 
     test "an exception mid-stream cuts the connection instead of ending the body cleanly",

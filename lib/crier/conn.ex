@@ -13,9 +13,13 @@ defmodule Crier.Conn do
     * `:ref` - tells this stream's messages apart: `{:crier, ref, message}`
     * `:method`, `:path`, `:query` - the request line (`query` without the `?`)
     * `:version` - `:"HTTP/1.1"` or `:"HTTP/1.0"`
-    * `:headers` - request headers, names lowercased, in order
+    * `:headers` - request headers, names lowercased, in order; for an absolute-form target
+      (`GET http://host:port/path`) `host` holds the target's authority, whatever the client
+      sent as Host (RFC 9112 section 3.2.2)
     * `:peer`, `:local` - `{ip_tuple, port}` of the client and of the server
     * `:server` - the name of the `Crier` server that accepted the request
+    * `:owner` - the process that owns the conn, the one running the handler; the calls that
+      write or read the exchange raise `ArgumentError` from any other process
     * `:state` - `:unset`, `:chunked` or `:sent`
     * `:assigns` - free for the handler
   """
@@ -33,6 +37,7 @@ defmodule Crier.Conn do
     :version,
     :peer,
     :local,
+    :owner,
     headers: [],
     state: :unset,
     send_timeout: 15_000,
@@ -50,6 +55,7 @@ defmodule Crier.Conn do
           headers: [{String.t(), String.t()}],
           peer: {:inet.ip_address(), :inet.port_number()},
           local: {:inet.ip_address(), :inet.port_number()},
+          owner: pid(),
           state: :unset | :chunked | :sent,
           send_timeout: timeout(),
           assigns: map()
@@ -57,7 +63,16 @@ defmodule Crier.Conn do
 
   @type headers :: [{String.t(), String.t()}]
 
+  @typedoc """
+  A response status: a code, or `{code, reason_phrase}` to write that phrase in the status
+  line instead of Crier's own (every registered code has one; others get none). A phrase is
+  tab, space, visible ASCII or bytes above 127 (RFC 9112 section 4); anything else, like CR
+  or LF, raises `ArgumentError`.
+  """
+  @type status :: 100..999 | {100..999, String.t()}
+
   @doc false
+  # Called by the request process, which owns the conn from then on.
   @spec new(reference(), tuple(), atom(), timeout()) :: t()
   def new(
         resource,
@@ -76,6 +91,7 @@ defmodule Crier.Conn do
       headers: headers,
       peer: peer,
       local: local,
+      owner: self(),
       send_timeout: send_timeout
     }
   end
@@ -94,16 +110,19 @@ defmodule Crier.Conn do
   added unless present; `content-length` and `transfer-encoding` are the server's.
 
   Returns `{:error, :closed}` if the client already left. Raises `ArgumentError` for a status
-  outside 100..999 or a header with CR, LF or NUL (nothing is sent; the conn stays usable).
+  outside 100..999, a bad reason phrase (see `t:status/0`) or a header with CR, LF or NUL
+  (nothing is sent; the conn stays usable).
   """
-  @spec send_chunked(t(), 100..999, headers()) :: {:ok, t()} | {:error, :closed}
+  @spec send_chunked(t(), status(), headers()) :: {:ok, t()} | {:error, :closed}
   def send_chunked(conn, status, headers \\ []) do
     start_stream(conn, status, headers, false)
   end
 
   @doc false
-  @spec start_stream(t(), 100..999, headers(), boolean()) :: {:ok, t()} | {:error, :closed}
+  @spec start_stream(t(), status(), headers(), boolean()) :: {:ok, t()} | {:error, :closed}
   def start_stream(%__MODULE__{} = conn, status, headers, sse?) do
+    check_owner!(conn, "send_chunked/3")
+
     status
     |> check_head!(headers)
     |> Boundary.call(:conn_send_chunked, [conn.resource, status, headers, sse?])
@@ -112,11 +131,13 @@ defmodule Crier.Conn do
 
   @doc """
   Sends a complete response with `content-length`. HEAD requests, 204 and 304 get the head
-  alone. Returns `{:error, :closed}` if the client already left; raises `ArgumentError` for a
-  bad status, header, or a body that is not iodata.
+  alone; to HEAD, an empty `body` keeps a `content-length` given in `headers` (the size the
+  GET response would have) or sends none. Returns `{:error, :closed}` if the client already
+  left; raises `ArgumentError` for a bad status, header, or a body that is not iodata.
   """
-  @spec send_resp(t(), 100..999, headers(), iodata()) :: {:ok, t()} | {:error, :closed}
+  @spec send_resp(t(), status(), headers(), iodata()) :: {:ok, t()} | {:error, :closed}
   def send_resp(%__MODULE__{} = conn, status, headers, body) do
+    check_owner!(conn, "send_resp/4")
     large_head? = check_head!(status, headers)
 
     (large_head? or Boundary.large_iodata?(body))
@@ -130,8 +151,10 @@ defmodule Crier.Conn do
   A longer body raises `ArgumentError`; a shorter one closes the connection after the
   response. This streams a file without holding it in memory.
   """
-  @spec send_head(t(), 100..999, headers(), non_neg_integer()) :: {:ok, t()} | {:error, :closed}
+  @spec send_head(t(), status(), headers(), non_neg_integer()) ::
+          {:ok, t()} | {:error, :closed}
   def send_head(%__MODULE__{} = conn, status, headers, length) do
+    check_owner!(conn, "send_head/4")
     large_head? = check_head!(status, headers)
 
     unless is_integer(length) and length >= 0 do
@@ -147,8 +170,10 @@ defmodule Crier.Conn do
   Sends an informational (1xx) response before the final one, such as 103 Early Hints.
   HTTP/1.0 clients get nothing, as RFC 9110 says.
   """
-  @spec inform(t(), 100..199, headers()) :: :ok | {:error, :closed}
+  @spec inform(t(), 100..199 | {100..199, String.t()}, headers()) :: :ok | {:error, :closed}
   def inform(%__MODULE__{} = conn, status, headers \\ []) do
+    check_owner!(conn, "inform/3")
+
     result =
       Boundary.call(check_head!(status, headers), :conn_inform, [conn.resource, status, headers])
 
@@ -166,11 +191,13 @@ defmodule Crier.Conn do
   Returns `{:error, :closed}` once the stream is closed, whatever the reason.
 
   Call it from the process that owns the conn (the one running the handler): the notice
-  that the queue has room again goes to the owner. The wait leaves nothing behind in the
-  mailbox, whether it ends with room or with the timeout.
+  that the queue has room again goes to the owner, so a call from any other process raises
+  `ArgumentError` at once. The wait leaves nothing behind in the mailbox, whether it ends
+  with room or with the timeout.
   """
   @spec chunk(t(), iodata()) :: {:ok, t()} | {:error, :closed}
   def chunk(%__MODULE__{} = conn, data) do
+    check_owner!(conn, "chunk/2")
     deadline = deadline(conn.send_timeout)
     push_chunk(conn, data, deadline)
   end
@@ -221,7 +248,9 @@ defmodule Crier.Conn do
 
   Options: `:length` (most bytes returned by this call, default 8,000,000), `:read_length`
   (bytes taken from the socket buffer at a time, default 1,000,000) and `:read_timeout`
-  (how long to wait for more bytes, default 15,000 ms).
+  (how long to wait for more bytes, default 15,000 ms). A call always takes at least one
+  piece, so `length: 0` returns the bytes already there, up to `:read_length` (waiting for
+  the first ones if none came yet), as under Cowboy.
 
   Returns `{:ok, body, conn}` when the body is complete, `{:more, partial, conn}` when
   `:length` was reached first or `:read_timeout` passed after some bytes came (call again
@@ -233,19 +262,28 @@ defmodule Crier.Conn do
   @spec read_body(t(), keyword()) ::
           {:ok, binary(), t()} | {:more, binary(), t()} | {:error, term()}
   def read_body(%__MODULE__{} = conn, opts \\ []) do
+    check_owner!(conn, "read_body/2")
     length = Keyword.get(opts, :length, 8_000_000)
     read_length = Keyword.get(opts, :read_length, 1_000_000)
     read_timeout = Keyword.get(opts, :read_timeout, 15_000)
     read_loop(conn, length, read_length, read_timeout, [])
   end
 
-  defp read_loop(conn, remaining, read_length, read_timeout, acc) when remaining > 0 do
-    case Native.conn_read_body(conn.resource, min(remaining, read_length)) do
+  # Takes pieces of at most `read_length` bytes until `remaining` bytes came or the body
+  # ended. The first piece is taken whatever `remaining` is: see the doc on `length: 0`.
+  defp read_loop(conn, remaining, read_length, read_timeout, acc) do
+    piece = if remaining > 0, do: min(remaining, read_length), else: read_length
+
+    case Native.conn_read_body(conn.resource, piece) do
       {:ok, bytes, true} ->
         {:ok, IO.iodata_to_binary([acc | bytes]), conn}
 
       {:ok, bytes, false} ->
-        read_loop(conn, remaining - byte_size(bytes), read_length, read_timeout, [acc | bytes])
+        remaining = remaining - byte_size(bytes)
+
+        if remaining > 0,
+          do: read_loop(conn, remaining, read_length, read_timeout, [acc | bytes]),
+          else: {:more, IO.iodata_to_binary([acc | bytes]), conn}
 
       :wait ->
         ref = conn.ref
@@ -273,10 +311,6 @@ defmodule Crier.Conn do
     end
   end
 
-  defp read_loop(conn, _remaining, _read_length, _read_timeout, acc) do
-    {:more, IO.iodata_to_binary(acc), conn}
-  end
-
   @doc """
   Chooses how the calling process, which must own `conn`, learns that its stream closed,
   overriding the server's `:on_close` for this stream only: `:message` sends
@@ -285,6 +319,8 @@ defmodule Crier.Conn do
   """
   @spec on_close(t(), :message | :exit) :: :ok | {:error, :closed}
   def on_close(%__MODULE__{} = conn, mode) when mode in [:message, :exit] do
+    check_owner!(conn, "on_close/2")
+
     case Native.conn_set_owner(conn.resource, self(), mode) do
       :ok -> :ok
       other -> other |> Errors.unwrap!() |> closed_or_raise()
@@ -317,11 +353,26 @@ defmodule Crier.Conn do
   defp closed_or_raise(other),
     do: raise(RuntimeError, "unexpected reply from Crier: #{inspect(other)}")
 
+  # Wake-ups (room in the write queue, body bytes) and the close go to the owner, and Plug
+  # looks for {:plug_conn, :sent} in the caller's mailbox: a call from another process would
+  # wait for a notice it never gets and then time out a healthy stream. Refused at once, as
+  # Bandit's adapter does.
+  defp check_owner!(%__MODULE__{owner: owner}, _call) when owner == self(), do: :ok
+
+  defp check_owner!(%__MODULE__{owner: owner}, call) do
+    raise ArgumentError,
+          "Crier.Conn.#{call} must be called by the process that owns the conn " <>
+            "(#{inspect(owner)}, the one running the handler), not from #{inspect(self())}"
+  end
+
   # Raises for a bad status or header list; true when the head is large enough for a dirty
   # scheduler (see Crier.Boundary).
   defp check_head!(status, headers) do
-    unless is_integer(status) do
-      raise ArgumentError, "status must be an integer in 100..999, got: #{inspect(status)}"
+    unless is_integer(status) or
+             match?({code, phrase} when is_integer(code) and is_binary(phrase), status) do
+      raise ArgumentError,
+            "status must be an integer in 100..999 or a {status, reason_phrase} tuple, " <>
+              "got: #{inspect(status)}"
     end
 
     Boundary.headers!(headers)

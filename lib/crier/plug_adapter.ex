@@ -23,6 +23,10 @@ if Code.ensure_loaded?(Plug.Conn.Adapter) do
         never sits in memory; `length` may be `:all`.
       * `read_req_body/2` - `Crier.Conn.read_body/2`, with Plug's options and defaults.
       * `inform/3` - a 1xx before the response (nothing for HTTP/1.0 clients).
+      * every status line carries `Plug.Conn.Status.reason_phrase/1`'s phrase, so custom
+        statuses from `config :plug, :statuses` go out as configured; statuses given as
+        atoms (`send_resp(conn, :im_a_teapot, "")`, `plug_status: :not_found`) work
+        everywhere.
       * `upgrade/3`, `push/3` - `{:error, :not_supported}`.
       * `get_ssl_data/1` - `nil`: Crier serves plain HTTP; put TLS in the proxy in front.
 
@@ -37,15 +41,17 @@ if Code.ensure_loaded?(Plug.Conn.Adapter) do
     require Logger
 
     alias Crier.PlugAdapter.Impl
+    alias Plug.Conn.Status
 
     @doc """
     Serves one request: builds a `%Plug.Conn{}` from `crier_conn`, calls `plug.call/2` with
     the already initialised `opts`, and sends a response the plug left set but unsent.
 
     An exception (or throw, or exit) in the plug is logged and answered with its
-    `Plug.Exception` status (500 for most) when nothing was sent yet. After a response
-    started, the process exits with `{:shutdown, :plug_error}` instead: what was sent still
-    goes out, then the connection closes without ending the body, so the client can tell.
+    `Plug.Exception` status (500 for most) when nothing was sent yet, and the connection
+    closes after it. After a response started, the process exits with
+    `{:shutdown, :plug_error}` instead: what was sent still goes out, then the connection
+    closes without ending the body, so the client can tell.
     """
     @spec run(Crier.Conn.t(), module(), Plug.opts()) :: :ok
     def run(%Crier.Conn{} = crier_conn, plug, opts) do
@@ -75,7 +81,10 @@ if Code.ensure_loaded?(Plug.Conn.Adapter) do
       do: failed(crier_conn, wrapper.kind, wrapper.reason, wrapper.stack)
 
     defp failed(crier_conn, kind, reason, stacktrace) do
-      status = if kind == :error, do: Plug.Exception.status(reason), else: 500
+      # A Plug.Exception may give its status as an atom (plug_status: :im_a_teapot).
+      status =
+        if kind == :error, do: reason |> Plug.Exception.status() |> Status.code(), else: 500
+
       message = "Crier: #{crier_conn.method} #{crier_conn.path}: "
 
       if status >= 500 do
@@ -90,20 +99,39 @@ if Code.ensure_loaded?(Plug.Conn.Adapter) do
         # that the body is incomplete.
         exit({:shutdown, :plug_error})
       else
-        body = Plug.Conn.Status.reason_phrase(status)
-        Crier.Conn.send_resp(crier_conn, status, [{"content-type", "text/plain"}], body)
+        # The connection closes after the answer, as under Bandit and Cowboy: what the plug
+        # left behind (an unread body, say) is unknown.
+        {_code, body} = status_line = status_line(status)
+        headers = [{"content-type", "text/plain"}, {"connection", "close"}]
+        Crier.Conn.send_resp(crier_conn, status_line, headers, body)
         :ok
       end
     end
 
-    @impl true
-    defdelegate send_resp(payload, status, headers, body), to: Impl
+    # The status as Crier writes it: the code (Plug's atoms go through Status.code/1) and
+    # Plug's reason phrase, `config :plug, :statuses` included. A code Plug has no phrase for
+    # gets Crier's (none for an unregistered one) instead of an ArgumentError.
+    defp status_line(status) do
+      code = Status.code(status)
+
+      try do
+        {code, Status.reason_phrase(code)}
+      rescue
+        ArgumentError -> {code, ""}
+      end
+    end
 
     @impl true
-    defdelegate send_file(payload, status, headers, path, offset, length), to: Impl
+    def send_resp(payload, status, headers, body),
+      do: Impl.send_resp(payload, status_line(status), headers, body)
 
     @impl true
-    defdelegate send_chunked(payload, status, headers), to: Impl
+    def send_file(payload, status, headers, path, offset, length),
+      do: Impl.send_file(payload, status_line(status), headers, path, offset, length)
+
+    @impl true
+    def send_chunked(payload, status, headers),
+      do: Impl.send_chunked(payload, status_line(status), headers)
 
     @impl true
     defdelegate chunk(payload, body), to: Impl
@@ -112,7 +140,7 @@ if Code.ensure_loaded?(Plug.Conn.Adapter) do
     defdelegate read_req_body(payload, opts), to: Impl
 
     @impl true
-    defdelegate inform(payload, status, headers), to: Impl
+    def inform(payload, status, headers), do: Impl.inform(payload, status_line(status), headers)
 
     @impl true
     defdelegate upgrade(payload, protocol, opts), to: Impl

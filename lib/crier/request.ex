@@ -47,6 +47,7 @@ defmodule Crier.Request do
     adapter = Module.concat([Crier, PlugAdapter])
 
     if Code.ensure_loaded?(adapter) do
+      watch_exit(conn)
       # run/3 answers what the plug raises. When a started response must be cut short it
       # exits instead of returning: finish/1 would end the body cleanly, while a dead owner's
       # stream is flushed and closed without its last chunk.
@@ -59,6 +60,46 @@ defmodule Crier.Request do
     end
   end
 
+  # A linked process that exits abnormally (a crashed Task.async, a spawn_link) kills this
+  # process before any code of its own can answer or log; Bandit and Cowboy survive it by
+  # trapping exits or isolating the plug. Trapping exits here would turn `on_close: :exit`
+  # into a message the plug never reads, so the answer comes from Rust instead (the owner is
+  # monitored: a 500 and a close, or a cut stream) and this watcher, spawned before the plug
+  # runs and monitoring it, logs why the process ended. It waits hibernated (about 1 KB) and
+  # ends with the process it watches.
+  defp watch_exit(conn) do
+    owner = self()
+    request = "#{conn.method} #{conn.path}"
+
+    watcher =
+      spawn(fn ->
+        monitor = Process.monitor(owner)
+        send(owner, {__MODULE__, :watching, self()})
+        :erlang.hibernate(__MODULE__, :log_exit, [monitor, request])
+      end)
+
+    receive do
+      {__MODULE__, :watching, ^watcher} -> :ok
+    end
+  end
+
+  @doc false
+  # The watcher's wait: see watch_exit/1.
+  def log_exit(monitor, request) do
+    receive do
+      {:DOWN, ^monitor, :process, _owner, reason} when reason in [:normal, :shutdown] -> :ok
+      {:DOWN, ^monitor, :process, _owner, {:shutdown, _}} -> :ok
+      {:DOWN, ^monitor, :process, owner, reason} -> log_exit_reason(owner, request, reason)
+    end
+  end
+
+  defp log_exit_reason(owner, request, reason) do
+    Logger.error(
+      "Crier: #{request}: the plug process #{inspect(owner)} exited before it was done: " <>
+        Exception.format_exit(reason)
+    )
+  end
+
   defp finish(conn) do
     unless Native.conn_finish(conn.resource) do
       Logger.error(
@@ -69,9 +110,10 @@ defmodule Crier.Request do
     end
   end
 
-  # An exception before any response gives a 500. After one, the stream is cut: this process
-  # exits, and a dead owner's stream is flushed and closed without its last chunk, so the
-  # client sees the truncation instead of a clean end.
+  # An exception before any response gives a 500, and the connection closes after it: the
+  # handler's state is unknown, as Bandit and Cowboy reason. After a response started, the
+  # stream is cut: this process exits, and a dead owner's stream is flushed and closed without
+  # its last chunk, so the client sees the truncation instead of a clean end.
   defp handler_failed(conn, error, stacktrace) do
     Logger.error(
       "Crier: handler crashed on #{conn.method} #{conn.path}: " <>
@@ -85,11 +127,12 @@ defmodule Crier.Request do
     end
   end
 
+  # Also the answer to a handler that returned without one: a bug, so the connection ends.
   defp respond_500(conn) do
     Native.conn_send_resp(
       conn.resource,
       500,
-      [{"content-type", "text/plain"}],
+      [{"content-type", "text/plain"}, {"connection", "close"}],
       "Internal Server Error"
     )
 

@@ -99,16 +99,82 @@ defmodule Crier.HTTP.RFC9112Test do
              do: "GET / HTTP/1.1\r\nhost: #{host}\r\n\r\n"
            )},
           {"a request with two Host fields is rejected with 400", 400,
-           ["GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n"]}
+           ["GET / HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n"]},
+          {"a Host whose port is not 1*DIGIT up to 65535 is rejected with 400 (3.2, RFC 3986 3.2.3)",
+           400,
+           for(
+             host <- ["banana:-1234", "banana:12a", "banana:65536", "a:b:c", "[::1]:x"],
+             do: "GET / HTTP/1.1\r\nhost: #{host}\r\n\r\n"
+           )},
+          {"a Host that is not an IP literal or a reg-name is rejected with 400", 400,
+           for(
+             host <- ["[::1", "[::1]x", "[]", "a%zz", "a[b]"],
+             do: "GET / HTTP/1.1\r\nhost: #{host}\r\n\r\n"
+           )},
+          {"3.2.2 an absolute-form target with userinfo or without a host is rejected with 400",
+           400,
+           for(
+             target <- ["http://user@banana/", "http:///a", "http://banana:-1/", "http://a b/"],
+             do: "GET #{target} HTTP/1.1\r\nhost: banana\r\n\r\n"
+           )},
+          {"3.2.4 the asterisk-form with a method other than OPTIONS is rejected with 400", 400,
+           for(
+             method <- ["GET", "HEAD", "POST", "options"],
+             do: "#{method} * HTTP/1.1\r\nhost: localhost\r\n\r\n"
+           )}
         ] do
       test(rule, context, do: assert_refused(context, unquote(status), unquote(requests)))
     end
 
-    test "an absolute-form target is accepted and split into path and query", %{port: port} do
+    test "a Host with a port, an IP literal or an empty port is accepted", %{port: port} do
       client = RawClient.connect(port)
-      raw = "GET http://localhost/a/b?c=d HTTP/1.1\r\nhost: localhost\r\n\r\n"
-      assert {200, _, "GET /a/b"} = request(client, raw)
-      assert_received {:handled, _, %{path: "/a/b", query: "c=d"}}
+
+      for host <- ["banana:1234", "[::1]:4000", "[fedc:ba98::3210]", "127.0.0.1:0", "banana:"] do
+        assert {200, _, "GET /"} = request(client, "GET / HTTP/1.1\r\nhost: #{host}\r\n\r\n")
+        assert_received {:handled, _, conn}
+        assert Crier.Conn.get_req_header(conn, "host") == [host]
+      end
+    end
+
+    test "an HTTP/1.0 request without Host is accepted (Host is required of HTTP/1.1 only)",
+         %{port: port} do
+      assert {200, _, "GET /"} = request_then_close(port, "GET / HTTP/1.0\r\n\r\n")
+      assert_received {:handled, _, conn}
+      assert Crier.Conn.get_req_header(conn, "host") == []
+    end
+
+    test "3.2.2 an absolute-form target is accepted and split into path and query",
+         %{port: port} do
+      client = RawClient.connect(port)
+
+      for {target, path, query} <- [
+            {"http://localhost/a/b?c=d", "/a/b", "c=d"},
+            {"http://localhost", "/", ""},
+            {"http://localhost?x=y#f", "/", "x=y"},
+            {"HTTPS://localhost/s#f", "/s", ""}
+          ] do
+        raw = "GET #{target} HTTP/1.1\r\nhost: localhost\r\n\r\n"
+        assert {200, _, "GET " <> ^path} = request(client, raw)
+        assert_received {:handled, _, %{path: ^path, query: ^query}}
+      end
+    end
+
+    test "3.2.2 an absolute-form target's authority replaces the Host field", %{port: port} do
+      client = RawClient.connect(port)
+      raw = "GET http://banana:1234/a?b=c HTTP/1.1\r\nhost: orange:2345\r\nx: y\r\n\r\n"
+      assert {200, _, "GET /a"} = request(client, raw)
+      assert_received {:handled, _, conn}
+      assert conn.headers == [{"host", "banana:1234"}, {"x", "y"}]
+
+      # HTTP/1.0 needs no Host: the target's authority becomes one.
+      assert {200, _, "GET /"} = request(client, "GET http://[::1]:99/ HTTP/1.0\r\n\r\n")
+      assert_received {:handled, _, conn}
+      assert conn.headers == [{"host", "[::1]:99"}]
+    end
+
+    test "3.2.4 OPTIONS * is accepted, with the path \"*\"", %{port: port} do
+      client = RawClient.connect(port)
+      assert {200, _, "OPTIONS *"} = request(client, "OPTIONS * HTTP/1.1\r\nhost: a\r\n\r\n")
     end
   end
 

@@ -43,6 +43,22 @@ defmodule Crier.HTTP.SemanticsTest do
       assert header(headers, "content-length") == "6"
       assert {200, _, "abcdef"} = read_response(client)
     end
+
+    @tag handler_opts: [fun: &__MODULE__.head_with_length/1]
+    test "a HEAD response keeps the handler's content-length when it sends no body",
+         %{port: port} do
+      client = RawClient.connect(port)
+
+      for path <- ["/10001", "/none"] do
+        :ok = :gen_tcp.send(client, "HEAD #{path} HTTP/1.1\r\nhost: a\r\n\r\n")
+        assert {200, headers, ""} = read_head_response(client)
+        # The size of the GET response, which the handler knows and Crier does not.
+        assert header(headers, "content-length") == if(path == "/none", do: nil, else: "10001")
+      end
+
+      # No body byte followed either head: the connection goes on.
+      assert {200, _, "got it"} = request(client, "GET /x HTTP/1.1\r\nhost: a\r\n\r\n")
+    end
   end
 
   describe "10.1.1 Expect: 100-continue" do
@@ -84,6 +100,47 @@ defmodule Crier.HTTP.SemanticsTest do
       assert {:closed, data} = RawClient.read_to_close(client)
       assert "HTTP/1.0 200 OK\r\n" <> _ = data
       assert String.ends_with?(data, "\r\n\r\nhello")
+    end
+  end
+
+  describe "15 status codes and reason phrases (RFC 9112 section 4)" do
+    test "every registered status has its reason phrase, 418 included", %{port: port} do
+      client = RawClient.connect(port)
+
+      for {code, phrase} <- [
+            {203, "Non-Authoritative Information"},
+            {226, "IM Used"},
+            {402, "Payment Required"},
+            {416, "Range Not Satisfiable"},
+            {418, "I'm a teapot"},
+            {421, "Misdirected Request"},
+            {425, "Too Early"},
+            {451, "Unavailable For Legal Reasons"},
+            {506, "Variant Also Negotiates"},
+            {511, "Network Authentication Required"}
+          ] do
+        :ok = :gen_tcp.send(client, "GET /status/#{code} HTTP/1.1\r\nhost: a\r\n\r\n")
+        {:ok, data} = RawClient.read_until(client, "\r\n\r\nbody")
+        assert String.starts_with?(data, "HTTP/1.1 #{code} #{phrase}\r\n"), data
+      end
+    end
+
+    @tag handler_opts: [fun: &__MODULE__.own_phrases/1]
+    test "a {status, phrase} tuple writes that phrase in every head", %{port: port} do
+      client = RawClient.connect(port)
+      :ok = :gen_tcp.send(client, "GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+      {:ok, data} = RawClient.read_until(client, "0\r\n\r\n")
+      assert data =~ ~r/\AHTTP\/1\.1 103 Hints Ahead\r\n\r\nHTTP\/1\.1 299 Made Here\r\n/
+      :ok = :gen_tcp.send(client, "GET /resp HTTP/1.1\r\nhost: a\r\n\r\n")
+      {:ok, data} = RawClient.read_until(client, "\r\n\r\nx")
+      assert String.starts_with?(data, "HTTP/1.1 799 Not An RFC Status\r\n")
+    end
+
+    @tag handler_opts: [fun: &__MODULE__.bad_phrases/2]
+    test "a phrase with CR, LF or NUL raises ArgumentError and sends nothing", %{port: port} do
+      client = RawClient.connect(port)
+      assert {200, _, "after"} = request(client, "GET / HTTP/1.1\r\nhost: a\r\n\r\n")
+      assert_receive {:raised, [%ArgumentError{}, %ArgumentError{}, %ArgumentError{}]}
     end
   end
 
@@ -138,6 +195,37 @@ defmodule Crier.HTTP.SemanticsTest do
       assert date =~
                ~r/^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$/
     end
+  end
+
+  @doc false
+  def head_with_length(%{path: "/10001"} = conn),
+    do: Crier.Conn.send_resp(conn, 200, [{"Content-Length", "10001"}], "")
+
+  def head_with_length(%{path: "/none"} = conn), do: Crier.Conn.send_resp(conn, 200, [], "")
+  def head_with_length(conn), do: Crier.Conn.send_resp(conn, 200, [], "got it")
+
+  @doc false
+  def own_phrases(%{path: "/resp"} = conn),
+    do: Crier.Conn.send_resp(conn, {799, "Not An RFC Status"}, [], "x")
+
+  def own_phrases(conn) do
+    :ok = Crier.Conn.inform(conn, {103, "Hints Ahead"}, [])
+    Crier.Conn.send_chunked(conn, {299, "Made Here"}, [])
+  end
+
+  @doc false
+  def bad_phrases(conn, test) do
+    raised =
+      for phrase <- ["a\rb", "a\nb", "a\0b"] do
+        try do
+          Crier.Conn.send_resp(conn, {200, phrase}, [], "")
+        rescue
+          error -> error
+        end
+      end
+
+    send(test, {:raised, raised})
+    Crier.Conn.send_resp(conn, 200, [], "after")
   end
 
   @doc false

@@ -12,6 +12,14 @@ defmodule Crier.Test.RawClient do
     socket
   end
 
+  @doc "Connects to `port`, sends `raw` (the bytes of one or more requests) and returns the socket."
+  @spec send_new(:inet.port_number(), iodata()) :: :gen_tcp.socket()
+  def send_new(port, raw) do
+    socket = connect(port)
+    :ok = :gen_tcp.send(socket, raw)
+    socket
+  end
+
   @doc "Sends a GET for `path` with Host set."
   @spec get(:gen_tcp.socket(), String.t(), [{String.t(), String.t()}]) :: :ok
   def get(socket, path, headers \\ []) do

@@ -21,10 +21,13 @@ defmodule Crier.PlugAdapter.Impl do
   # default write queue (256 KiB), so the queue stays full while the socket drains.
   @file_read_bytes 64 * 1024
 
+  # The default port of the http scheme (RFC 9110 section 4.2.1), Crier's only one.
+  @http_port 80
+
   @type headers :: [{String.t(), String.t()}]
 
   @doc false
-  @spec send_resp(Conn.t(), 100..999, headers(), iodata()) :: {:ok, nil, Conn.t()}
+  @spec send_resp(Conn.t(), Conn.status(), headers(), iodata()) :: {:ok, nil, Conn.t()}
   def send_resp(%Conn{} = conn, status, headers, body) do
     result = Conn.send_resp(conn, status, headers, body)
     send(self(), @already_sent)
@@ -36,7 +39,7 @@ defmodule Crier.PlugAdapter.Impl do
   # content-length head, reading @file_read_bytes at a time; a HEAD request gets the
   # head alone and the file is not read. A file that turns out shorter than announced cuts
   # the response short, and Crier closes the connection after it so the client notices.
-  @spec send_file(Conn.t(), 100..999, headers(), binary(), integer(), integer() | :all) ::
+  @spec send_file(Conn.t(), Conn.status(), headers(), binary(), integer(), integer() | :all) ::
           {:ok, nil, Conn.t()}
   def send_file(%Conn{} = conn, status, headers, path, offset, length) do
     length = file_length(File.stat!(path), offset, length)
@@ -99,7 +102,7 @@ defmodule Crier.PlugAdapter.Impl do
   # A `content-length` among the headers asks for a sized body instead of chunked framing
   # (the behaviour's doc says so). A `text/event-stream` response is started as an SSE
   # stream, so it gets Crier's heartbeat comments while idle.
-  @spec send_chunked(Conn.t(), 100..999, headers()) :: {:ok, nil, Conn.t()}
+  @spec send_chunked(Conn.t(), Conn.status(), headers()) :: {:ok, nil, Conn.t()}
   def send_chunked(%Conn{} = conn, status, headers) do
     result =
       case content_length(headers) do
@@ -129,7 +132,9 @@ defmodule Crier.PlugAdapter.Impl do
   # `Plug.Conn.inform/3` accepts `:ok`, `{:ok, payload}` and `{:error, :not_supported}` and
   # nothing else, so a client that left is `:ok` here as in the send callbacks. Header names
   # may be atoms (the spec says keyword list).
-  @spec inform(Conn.t(), 100..199, [{atom() | String.t(), String.Chars.t()}]) :: :ok
+  @spec inform(Conn.t(), 100..199 | {100..199, String.t()}, [
+          {atom() | String.t(), String.Chars.t()}
+        ]) :: :ok
   def inform(%Conn{} = conn, status, headers) do
     headers = for {name, value} <- headers, do: {to_string(name), to_string(value)}
 
@@ -171,8 +176,11 @@ defmodule Crier.PlugAdapter.Impl do
 
   @doc false
   # The request as `Plug.Conn` fields, without needing Plug: `Crier.PlugAdapter.run/3` puts
-  # them in a `%Plug.Conn{}`. Host and port come from the Host header (port 80 when it has
-  # none, as the URL the client asked for), the socket's address when there is no Host.
+  # them in a `%Plug.Conn{}`. Host and port come from the Host header, which Rust has checked
+  # (RFC 9112 section 3.2) and replaced with the target's authority for an absolute-form
+  # target (section 3.2.2); the port is 80, http's, when it has none. An HTTP/1.0 request
+  # without Host gets host "" and port 80, as under Bandit and Cowboy: the URL the client asked
+  # for had no authority, and the socket's address is in `get_sock_data/1`.
   @spec conn_fields(Conn.t()) :: keyword()
   def conn_fields(%Conn{} = conn) do
     {host, port} = host_and_port(conn)
@@ -192,34 +200,31 @@ defmodule Crier.PlugAdapter.Impl do
     ]
   end
 
-  defp host_and_port(%Conn{local: {local_ip, local_port}} = conn) do
+  defp host_and_port(%Conn{} = conn) do
     case Conn.get_req_header(conn, "host") do
-      [host | _] when host != "" -> split_host(host)
-      _ -> {local_ip |> :inet.ntoa() |> to_string(), local_port}
+      [host | _] -> split_host(host)
+      [] -> {"", @http_port}
     end
   end
 
-  # "example.com", "example.com:8080", "[::1]:4000" (RFC 9110 section 7.2).
+  # "example.com", "example.com:8080", "[::1]:4000", "example.com:" (RFC 9110 section 7.2,
+  # RFC 3986 section 3.2.3: an empty port is the default one).
   defp split_host("[" <> _ = host) do
     case :binary.split(host, "]:") do
       [address, port] -> {address <> "]", parse_port(port)}
-      [_] -> {host, 80}
+      [_] -> {host, @http_port}
     end
   end
 
   defp split_host(host) do
     case :binary.split(host, ":") do
       [name, port] -> {name, parse_port(port)}
-      [_] -> {host, 80}
+      [_] -> {host, @http_port}
     end
   end
 
-  defp parse_port(text) do
-    case Integer.parse(text) do
-      {port, ""} when port in 0..65_535 -> port
-      _ -> 80
-    end
-  end
+  defp parse_port(""), do: @http_port
+  defp parse_port(digits), do: String.to_integer(digits)
 
   defp sent({:ok, conn}, _old, _state), do: conn
   defp sent({:error, :closed}, conn, state), do: %{conn | state: state}

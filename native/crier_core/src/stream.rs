@@ -253,20 +253,22 @@ impl<N: Notify> Stream<N> {
     }
 
     /// Sends a response head for a body streamed in chunks: chunked on HTTP/1.1, delimited by
-    /// the close on HTTP/1.0. With `sse`, the stream gets heartbeats when idle.
+    /// the close on HTTP/1.0. With `sse`, the stream gets heartbeats when idle. The status line
+    /// carries `reason` when given (Plug's phrase, for one), else Crier's own.
     ///
     /// # Errors
     ///
-    /// [`StreamError::Invalid`] for a bad status or header (nothing is sent; the exchange goes
-    /// on), [`StreamError::AlreadySent`], [`StreamError::Closed`].
+    /// [`StreamError::Invalid`] for a bad status, reason or header (nothing is sent; the
+    /// exchange goes on), [`StreamError::AlreadySent`], [`StreamError::Closed`].
     pub fn send_chunked<K: AsRef<[u8]>, V: AsRef<[u8]>>(
         &self,
         exchange: u64,
         status: i64,
+        reason: Option<&[u8]>,
         headers: &[(K, V)],
         sse: bool,
     ) -> Result<(), StreamError> {
-        let (status, mut st) = self.begin_response(exchange, status, headers)?;
+        let (status, mut st) = self.begin_response(exchange, status, reason, headers)?;
         let no_body = st.is_head || response::status_has_no_body(status);
         let chunked = st.version == Version::Http11 && !no_body;
         let framing = match (no_body, chunked) {
@@ -278,7 +280,7 @@ impl<N: Notify> Stream<N> {
             st.keep_alive = false;
         }
         let keep_alive = Self::response_keep_alive(&mut st, headers);
-        let head = response::encode_head(st.version, status, headers, framing, keep_alive);
+        let head = response::encode_head(st.version, status, reason, headers, framing, keep_alive);
         st.response = if no_body {
             Response::Complete
         } else {
@@ -293,7 +295,7 @@ impl<N: Notify> Stream<N> {
     }
 
     /// Sends a complete response with a content-length. HEAD requests and 204/304 get the
-    /// head alone.
+    /// head alone; see [`response::complete_framing`] for the length a HEAD response gets.
     ///
     /// # Errors
     ///
@@ -302,17 +304,14 @@ impl<N: Notify> Stream<N> {
         &self,
         exchange: u64,
         status: i64,
+        reason: Option<&[u8]>,
         headers: &[(K, V)],
         body: &[u8],
     ) -> Result<(), StreamError> {
-        let (status, mut st) = self.begin_response(exchange, status, headers)?;
-        let framing = if response::status_has_no_body(status) {
-            Framing::NoBody
-        } else {
-            Framing::Length(body.len() as u64)
-        };
+        let (status, mut st) = self.begin_response(exchange, status, reason, headers)?;
+        let framing = response::complete_framing(status, st.is_head, headers, body.len());
         let keep_alive = Self::response_keep_alive(&mut st, headers);
-        let head = response::encode_head(st.version, status, headers, framing, keep_alive);
+        let head = response::encode_head(st.version, status, reason, headers, framing, keep_alive);
         let with_body = !st.is_head && framing != Framing::NoBody && !body.is_empty();
         let mut out = BytesMut::with_capacity(head.len() + if with_body { body.len() } else { 0 });
         out.put_slice(&head);
@@ -338,10 +337,11 @@ impl<N: Notify> Stream<N> {
         &self,
         exchange: u64,
         status: i64,
+        reason: Option<&[u8]>,
         headers: &[(K, V)],
         length: u64,
     ) -> Result<(), StreamError> {
-        let (status, mut st) = self.begin_response(exchange, status, headers)?;
+        let (status, mut st) = self.begin_response(exchange, status, reason, headers)?;
         let no_body = response::status_has_no_body(status);
         let framing = if no_body {
             Framing::NoBody
@@ -349,7 +349,7 @@ impl<N: Notify> Stream<N> {
             Framing::Length(length)
         };
         let keep_alive = Self::response_keep_alive(&mut st, headers);
-        let head = response::encode_head(st.version, status, headers, framing, keep_alive);
+        let head = response::encode_head(st.version, status, reason, headers, framing, keep_alive);
         st.response = if no_body || st.is_head || length == 0 {
             Response::Complete
         } else {
@@ -371,6 +371,7 @@ impl<N: Notify> Stream<N> {
         &self,
         exchange: u64,
         status: i64,
+        reason: Option<&[u8]>,
         headers: &[(K, V)],
     ) -> Result<(), StreamError> {
         if !(100..200).contains(&status) || status == 101 {
@@ -378,14 +379,14 @@ impl<N: Notify> Stream<N> {
                 "inform needs an informational status (100, 102..199), got: {status}"
             )));
         }
-        let (status, mut st) = self.begin_response(exchange, status, headers)?;
+        let (status, mut st) = self.begin_response(exchange, status, reason, headers)?;
         if st.version == Version::Http10 {
             return Ok(());
         }
         let mut head = BytesMut::new();
-        head.put_slice(
-            format!("HTTP/1.1 {status} {}\r\n", response::reason_phrase(status)).as_bytes(),
-        );
+        head.put_slice(format!("HTTP/1.1 {status} ").as_bytes());
+        head.put_slice(reason.unwrap_or(response::reason_phrase(status).as_bytes()));
+        head.put_slice(b"\r\n");
         for (name, value) in headers {
             head.put_slice(name.as_ref());
             head.put_slice(b": ");
@@ -497,7 +498,9 @@ impl<N: Notify> Stream<N> {
 
     /// The owner of `exchange` died, or dropped its last handle. Unless the stream is
     /// subscribed to a topic (it then lives on in Rust), what was queued is written and the
-    /// connection closes.
+    /// connection closes. An owner that dies before any response (killed, or by a linked
+    /// process's exit) leaves its client a 500, as Cowboy answers for a crashed request
+    /// process, rather than a connection closed without a word.
     pub fn owner_gone(&self, exchange: u64) {
         let mut st = self.lock();
         if st.exchange != exchange || !st.exchange_open {
@@ -509,15 +512,16 @@ impl<N: Notify> Stream<N> {
             return;
         }
         if st.response == Response::NotStarted {
-            Self::set_close(&mut st, CloseReason::OwnerGone);
-        } else {
-            // What the owner queued still goes out (a complete response stays complete), then
-            // the connection closes; a cut stream lacks its last chunk, which tells the client.
-            st.finished = true;
-            st.keep_alive = false;
-            self.server.stats.count_close(CloseReason::OwnerGone);
-            self.report_stream_closed(&st, CloseReason::OwnerGone, false);
+            // A 1xx may have gone out already; the 500 is the final response after it.
+            self.enqueue(&mut st, response::error_response(500));
+            st.response = Response::Complete;
         }
+        // What the owner queued still goes out (a complete response stays complete), then
+        // the connection closes; a cut stream lacks its last chunk, which tells the client.
+        st.finished = true;
+        st.keep_alive = false;
+        self.server.stats.count_close(CloseReason::OwnerGone);
+        self.report_stream_closed(&st, CloseReason::OwnerGone, false);
         drop(st);
         self.wake_task();
     }
@@ -581,9 +585,10 @@ impl<N: Notify> Stream<N> {
         &self,
         exchange: u64,
         status: i64,
+        reason: Option<&[u8]>,
         headers: &[(K, V)],
     ) -> Result<(u16, Locked<'_, N>), StreamError> {
-        let status = check_head(status, headers)?;
+        let status = check_head(status, reason, headers)?;
         let st = self.lock();
         Self::check_open(&st, exchange)?;
         if st.response != Response::NotStarted {
@@ -982,9 +987,13 @@ pub(crate) const BODY_WINDOW: usize = 64 * 1024;
 
 fn check_head<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     status: i64,
+    reason: Option<&[u8]>,
     headers: &[(K, V)],
 ) -> Result<u16, StreamError> {
     let status = response::check_status(status).map_err(|e| StreamError::Invalid(e.0))?;
+    if let Some(reason) = reason {
+        response::check_reason(reason).map_err(|e| StreamError::Invalid(e.0))?;
+    }
     for (name, value) in headers {
         response::check_header(name.as_ref(), value.as_ref())
             .map_err(|e| StreamError::Invalid(e.0))?;

@@ -64,7 +64,9 @@ fn request_reaches_the_owner_with_its_fields() {
 fn chunks_are_framed_to_the_byte_and_finish_ends_the_body() {
     let server = TestServer::start(quiet_config());
     let (mut client, stream, exchange, _) = server.request(GET, 1);
-    stream.send_chunked(exchange, 200, HEADERS, true).unwrap();
+    stream
+        .send_chunked(exchange, 200, None, HEADERS, true)
+        .unwrap();
     stream.chunk(exchange, b"data: a\n\n").unwrap();
     stream.chunk(exchange, b"").unwrap();
     stream.chunk(exchange, &[b'x'; 300]).unwrap();
@@ -83,7 +85,9 @@ fn chunks_are_framed_to_the_byte_and_finish_ends_the_body() {
 fn idle_client_fin_is_reported_without_any_write() {
     let server = TestServer::start(quiet_config());
     let (mut client, stream, exchange, _) = server.request(GET, 7);
-    stream.send_chunked(exchange, 200, HEADERS, true).unwrap();
+    stream
+        .send_chunked(exchange, 200, None, HEADERS, true)
+        .unwrap();
     let head = read_until(&mut client, b"\r\n\r\n");
     // The counter moves just after the write the client already read: wait for it.
     let written = head.len() as u64;
@@ -110,7 +114,9 @@ fn client_rst_is_reported() {
     let server = TestServer::start(quiet_config());
     let (client, stream, exchange, _) = server.request(GET, 3);
     let writer = client.try_clone().unwrap();
-    stream.send_chunked(exchange, 200, HEADERS, true).unwrap();
+    stream
+        .send_chunked(exchange, 200, None, HEADERS, true)
+        .unwrap();
     // SO_LINGER 0 turns the close into an RST.
     socket2::SockRef::from(&client)
         .set_linger(Some(Duration::ZERO))
@@ -125,10 +131,31 @@ fn client_rst_is_reported() {
 fn owner_gone_closes_the_socket_without_a_report() {
     let server = TestServer::start(quiet_config());
     let (mut client, stream, exchange, _) = server.request(GET, 1);
-    stream.send_chunked(exchange, 200, HEADERS, false).unwrap();
+    stream
+        .send_chunked(exchange, 200, None, HEADERS, false)
+        .unwrap();
     stream.owner_gone(exchange);
     let got = read_to_end(&mut client);
     assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    wait_for_no_tasks(&server);
+    assert_eq!(
+        server.server.stats().closes[CloseReason::OwnerGone.index()].1,
+        1
+    );
+}
+
+#[test]
+fn owner_gone_before_a_response_answers_500_and_closes() {
+    let server = TestServer::start(quiet_config());
+    let (mut client, stream, exchange, _) = server.request(GET, 1);
+    stream.owner_gone(exchange);
+    let got = String::from_utf8(read_to_end(&mut client)).unwrap();
+    assert!(
+        got.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
+        "{got}"
+    );
+    assert!(got.contains("\r\nconnection: close\r\n"), "{got}");
+    assert!(got.ends_with("\r\n\r\nInternal Server Error"), "{got}");
     wait_for_no_tasks(&server);
     assert_eq!(
         server.server.stats().closes[CloseReason::OwnerGone.index()].1,
@@ -141,7 +168,7 @@ fn keep_alive_serves_the_next_request_on_the_same_connection() {
     let server = TestServer::start(quiet_config());
     let (mut client, stream, first, _) = server.request(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 1);
     stream
-        .send_resp(first, 200, &[("x-a", "1")], b"one")
+        .send_resp(first, 200, None, &[("x-a", "1")], b"one")
         .unwrap();
     assert!(stream.finish(first));
     read_until(&mut client, b"one");
@@ -151,10 +178,10 @@ fn keep_alive_serves_the_next_request_on_the_same_connection() {
     assert!(std::sync::Arc::ptr_eq(&stream, &same));
     assert_ne!(first, second);
     assert_eq!(
-        stream.send_resp(first, 200, &[("a", "b")], b"stale"),
+        stream.send_resp(first, 200, None, &[("a", "b")], b"stale"),
         Err(StreamError::Closed)
     );
-    same.send_resp(second, 200, &[("x-b", "2")], b"two")
+    same.send_resp(second, 200, None, &[("x-b", "2")], b"two")
         .unwrap();
     read_until(&mut client, b"two");
 }
@@ -166,7 +193,9 @@ fn many_streams_closed_at_once_are_each_reported_once() {
     let mut exchanges = std::collections::HashSet::new();
     for i in 0..200u32 {
         let (client, stream, exchange, _) = server.request(GET, i);
-        stream.send_chunked(exchange, 200, HEADERS, true).unwrap();
+        stream
+            .send_chunked(exchange, 200, None, HEADERS, true)
+            .unwrap();
         exchanges.insert(exchange);
         clients.push(client);
     }
@@ -198,7 +227,9 @@ fn stop_listening_frees_the_port_before_it_returns_and_keeps_open_connections() 
     let rebound = std::net::TcpListener::bind(addr).expect("the port is still bound");
     drop(rebound);
     // The open connection is still served.
-    stream.send_resp(exchange, 200, HEADERS, b"ok").unwrap();
+    stream
+        .send_resp(exchange, 200, None, HEADERS, b"ok")
+        .unwrap();
     let answer = read_until(&mut client, b"ok");
     assert!(answer.starts_with(b"HTTP/1.1 200"));
 }

@@ -298,6 +298,83 @@ proptest! {
     }
 }
 
+// ---- request targets and Host (RFC 9112 section 3.2) ---------------------------------------
+
+/// `uri-host`: a reg-name (which covers IPv4 addresses) or an IP literal in brackets.
+fn uri_host() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "([A-Za-z0-9._~!$&'()*+,;=-]|%[0-9A-Fa-f]{2}){0,16}",
+        "\\[[0-9A-Fa-f:.]{1,20}\\]",
+    ]
+}
+
+/// `uri-host [ ":" port ]`, with a port a TCP port can be, or empty (the default one).
+fn host_value() -> impl Strategy<Value = String> {
+    (
+        uri_host(),
+        proptest::option::of(prop_oneof![
+            Just(String::new()),
+            (0u32..=65_535).prop_map(|p| p.to_string())
+        ]),
+    )
+        .prop_map(|(host, port)| match port {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        })
+}
+
+/// A port that is not `*DIGIT` within 16 bits.
+fn bad_port() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (65_536u64..10_000_000).prop_map(|p| p.to_string()),
+        "[0-9]{0,3}[-a-z:+][0-9a-z]{0,3}",
+    ]
+}
+
+proptest! {
+    /// Every `uri-host [ ":" port ]` is a valid Host; the same with a bad port is 400.
+    #[test]
+    fn host_values_follow_the_grammar(host in host_value(), name in uri_host(), port in bad_port()) {
+        let raw = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let head = parse_head(raw.as_bytes(), &Limits::default());
+        prop_assert!(matches!(head, Ok(Some(_))), "{host}: {head:?}");
+        let raw = format!("GET / HTTP/1.1\r\nHost: {name}:{port}\r\n\r\n");
+        let result = parse_head(raw.as_bytes(), &Limits::default());
+        prop_assert_eq!(status_of(&result), 400, "{}:{}", name, port);
+    }
+
+    /// An absolute-form target keeps its path and query, and its authority is the Host the
+    /// request is read with, whatever Host was sent (RFC 9112 section 3.2.2).
+    #[test]
+    fn absolute_form_authority_wins_over_host(req in request(), authority in host_value(), sent_host in host_value()) {
+        prop_assume!(!authority.is_empty() && !authority.starts_with(':'));
+        let mut raw = req.to_bytes();
+        let origin = format!("{} ", req.method);
+        let at = origin.len();
+        raw.splice(at..at, format!("http://{authority}").into_bytes());
+        let raw = String::from_utf8(raw).unwrap().replacen("Host: example.com", &format!("Host: {sent_host}"), 1);
+        let (head, _) = parse_head(raw.as_bytes(), &Limits::default())
+            .map_err(|e| TestCaseError::fail(format!("{e:?}: {raw:?}")))?
+            .ok_or_else(|| TestCaseError::fail("incomplete"))?;
+        prop_assert_eq!(&head.path, &req.path);
+        prop_assert_eq!(&head.query, &req.query.clone().unwrap_or_default());
+        prop_assert_eq!(head.header("host"), Some(authority.as_bytes()));
+        prop_assert_eq!(head.headers.iter().filter(|(n, _)| n == "host").count(), 1);
+    }
+
+    /// The asterisk-form is OPTIONS's alone (RFC 9112 section 3.2.4).
+    #[test]
+    fn asterisk_form_needs_options(method in token()) {
+        let raw = format!("{method} * HTTP/1.1\r\nHost: a\r\n\r\n");
+        let result = parse_head(raw.as_bytes(), &Limits::default());
+        if method == "OPTIONS" {
+            prop_assert!(matches!(result, Ok(Some((ref h, _))) if h.path == "*"));
+        } else {
+            prop_assert_eq!(status_of(&result), 400, "{}", method);
+        }
+    }
+}
+
 // ---- request bodies --------------------------------------------------------------------------
 
 /// Feeds `wire` to a decoder in pieces cut at `cuts`, the way the connection task does: bytes

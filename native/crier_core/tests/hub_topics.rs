@@ -594,7 +594,7 @@ fn driven_subscriber() -> Driven {
         .expect("no request");
         stream.set_owner(exchange, ()).unwrap();
         stream
-            .send_chunked(exchange, 200, sse_client::SSE_HEADERS, true)
+            .send_chunked(exchange, 200, None, sse_client::SSE_HEADERS, true)
             .unwrap();
         hub.subscribe(&stream, exchange, &["t".to_string()], None)
             .unwrap();

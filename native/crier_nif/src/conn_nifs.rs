@@ -32,6 +32,20 @@ fn with_headers<'a>(
     reply(env, send(&header_slices(&headers)))
 }
 
+/// A head's status: `code`, or `{code, reason_phrase}` for a phrase of the caller's own (Plug
+/// passes `Plug.Conn.Status.reason_phrase/1`'s); the phrase is checked where the head is made.
+fn decode_status<'a>(status: Term<'a>) -> NifResult<(i64, Option<Binary<'a>>)> {
+    if let Ok(code) = status.decode::<i64>() {
+        return Ok((code, None));
+    }
+    status
+        .decode::<(i64, Binary<'a>)>()
+        .map(|(code, reason)| (code, Some(reason)))
+        .map_err(|_| {
+            Invalid("status must be an integer or a {integer, reason_phrase} tuple".into()).into()
+        })
+}
+
 fn reply<'a>(env: Env<'a>, result: Result<(), StreamError>) -> NifResult<Term<'a>> {
     match result {
         Ok(()) => Ok(atoms::ok().encode(env)),
@@ -84,7 +98,7 @@ fn conn_set_owner<'a>(
 fn conn_send_chunked<'a>(
     env: Env<'a>,
     conn: Conn,
-    status: i64,
+    status: Term<'a>,
     headers: Term<'a>,
     sse: bool,
 ) -> NifResult<Term<'a>> {
@@ -94,13 +108,15 @@ fn conn_send_chunked<'a>(
 pub(crate) fn send_chunked<'a>(
     env: Env<'a>,
     conn: Conn,
-    status: i64,
+    status: Term<'a>,
     headers: Term<'a>,
     sse: bool,
 ) -> NifResult<Term<'a>> {
+    let (status, reason) = decode_status(status)?;
     with_headers(env, headers, |headers| {
+        let reason = reason.as_ref().map(Binary::as_slice);
         conn.stream
-            .send_chunked(conn.exchange, status, headers, sse)
+            .send_chunked(conn.exchange, status, reason, headers, sse)
     })
 }
 
@@ -108,7 +124,7 @@ pub(crate) fn send_chunked<'a>(
 fn conn_send_resp<'a>(
     env: Env<'a>,
     conn: Conn,
-    status: i64,
+    status: Term<'a>,
     headers: Term<'a>,
     body: Term<'a>,
 ) -> NifResult<Term<'a>> {
@@ -118,14 +134,16 @@ fn conn_send_resp<'a>(
 pub(crate) fn send_resp<'a>(
     env: Env<'a>,
     conn: Conn,
-    status: i64,
+    status: Term<'a>,
     headers: Term<'a>,
     body: Term<'a>,
 ) -> NifResult<Term<'a>> {
+    let (status, reason) = decode_status(status)?;
     let body = decode_iodata(body, "body")?;
     with_headers(env, headers, |headers| {
+        let reason = reason.as_ref().map(Binary::as_slice);
         conn.stream
-            .send_resp(conn.exchange, status, headers, body.as_slice())
+            .send_resp(conn.exchange, status, reason, headers, body.as_slice())
     })
 }
 
@@ -134,7 +152,7 @@ pub(crate) fn send_resp<'a>(
 fn conn_send_sized<'a>(
     env: Env<'a>,
     conn: Conn,
-    status: i64,
+    status: Term<'a>,
     headers: Term<'a>,
     length: u64,
 ) -> NifResult<Term<'a>> {
@@ -144,13 +162,15 @@ fn conn_send_sized<'a>(
 pub(crate) fn send_sized<'a>(
     env: Env<'a>,
     conn: Conn,
-    status: i64,
+    status: Term<'a>,
     headers: Term<'a>,
     length: u64,
 ) -> NifResult<Term<'a>> {
+    let (status, reason) = decode_status(status)?;
     with_headers(env, headers, |headers| {
+        let reason = reason.as_ref().map(Binary::as_slice);
         conn.stream
-            .send_sized(conn.exchange, status, headers, length)
+            .send_sized(conn.exchange, status, reason, headers, length)
     })
 }
 
@@ -158,7 +178,7 @@ pub(crate) fn send_sized<'a>(
 fn conn_inform<'a>(
     env: Env<'a>,
     conn: Conn,
-    status: i64,
+    status: Term<'a>,
     headers: Term<'a>,
 ) -> NifResult<Term<'a>> {
     inform(env, conn, status, headers)
@@ -167,11 +187,13 @@ fn conn_inform<'a>(
 pub(crate) fn inform<'a>(
     env: Env<'a>,
     conn: Conn,
-    status: i64,
+    status: Term<'a>,
     headers: Term<'a>,
 ) -> NifResult<Term<'a>> {
+    let (status, reason) = decode_status(status)?;
     with_headers(env, headers, |headers| {
-        conn.stream.inform(conn.exchange, status, headers)
+        let reason = reason.as_ref().map(Binary::as_slice);
+        conn.stream.inform(conn.exchange, status, reason, headers)
     })
 }
 

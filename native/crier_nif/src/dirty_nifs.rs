@@ -40,7 +40,7 @@ fn dirty<'a>(env: Env<'a>, name: Atom, args: Term<'a>) -> NifResult<Term<'a>> {
             sse.decode()?,
         ),
         [conn, status, headers, body] if name == conn_send_resp() => {
-            conn_nifs::send_resp(env, conn.decode()?, status.decode()?, *headers, *body)
+            conn_nifs::send_resp(env, conn.decode()?, *status, *headers, *body)
         }
         [conn, status, headers, length] if name == conn_send_sized() => conn_nifs::send_sized(
             env,
@@ -50,7 +50,7 @@ fn dirty<'a>(env: Env<'a>, name: Atom, args: Term<'a>) -> NifResult<Term<'a>> {
             length.decode()?,
         ),
         [conn, status, headers] if name == conn_inform() => {
-            conn_nifs::inform(env, conn.decode()?, status.decode()?, *headers)
+            conn_nifs::inform(env, conn.decode()?, *status, *headers)
         }
         [conn, data] if name == conn_chunk() => conn_nifs::chunk(env, conn.decode()?, *data),
         [conn, topics, last_event_id] if name == conn_subscribe() => {

@@ -230,7 +230,11 @@ fn build_head(req: &httparse::Request<'_, '_>) -> Result<RequestHead, HttpError>
     };
     let method = req.method.ok_or(HttpError::BadRequest("missing method"))?;
     let target = req.path.ok_or(HttpError::BadRequest("missing target"))?;
-    let (path, query) = split_target(target)?;
+    let Target {
+        path,
+        query,
+        authority,
+    } = parse_target(method, target)?;
 
     let mut headers = Vec::with_capacity(req.headers.len());
     let mut framing = Framing::default();
@@ -253,6 +257,15 @@ fn build_head(req: &httparse::Request<'_, '_>) -> Result<RequestHead, HttpError>
     if version == Version::Http11 && !framing.has_host {
         return Err(HttpError::BadRequest("HTTP/1.1 request without Host"));
     }
+    // RFC 9112 section 3.2.2: the authority of an absolute-form target wins over Host. It
+    // replaces the field (as the RFC asks of a proxy), so everything that reads Host agrees.
+    if let Some(authority) = authority {
+        let authority = authority.as_bytes().to_vec();
+        match headers.iter_mut().find(|(name, _)| name == "host") {
+            Some((_, value)) => *value = authority,
+            None => headers.push(("host".to_string(), authority)),
+        }
+    }
     Ok(RequestHead {
         method: method.to_string(),
         path,
@@ -265,24 +278,62 @@ fn build_head(req: &httparse::Request<'_, '_>) -> Result<RequestHead, HttpError>
     })
 }
 
-/// Splits an origin-form or absolute-form target into path and query (RFC 9112 section 3.2).
-fn split_target(target: &str) -> Result<(String, String), HttpError> {
-    let origin = if target.starts_with('/') {
-        target
+/// A request-target taken apart.
+struct Target<'a> {
+    path: String,
+    query: String,
+    /// The `host[:port]` of an absolute-form target.
+    authority: Option<&'a str>,
+}
+
+/// Reads the request-target in the forms a server answers (RFC 9112 section 3.2): origin-form
+/// (`/path?query`), absolute-form (`http://host:port/path?query`, section 3.2.2) and, for
+/// `OPTIONS` only, asterisk-form (`*`, section 3.2.4). Authority-form is CONNECT's, which Crier
+/// does not serve. A fragment, which a client should not send, is dropped.
+fn parse_target<'a>(method: &str, target: &'a str) -> Result<Target<'a>, HttpError> {
+    let (authority, origin) = if target.starts_with('/') {
+        (None, target)
     } else if target == "*" {
-        "*"
-    } else if let Some(rest) = target
-        .strip_prefix("http://")
-        .or_else(|| target.strip_prefix("https://"))
-    {
-        rest.find('/').map_or("/", |at| &rest[at..])
+        if method != "OPTIONS" {
+            return Err(HttpError::BadRequest(
+                "asterisk-form target without OPTIONS",
+            ));
+        }
+        (None, target)
+    } else if let Some(rest) = strip_http_scheme(target) {
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let authority = &rest[..end];
+        // RFC 9110 section 4.2.1 and 4.2.4: an http URI needs a host and has no userinfo.
+        if authority.is_empty()
+            || authority.starts_with(':')
+            || authority.contains('@')
+            || !valid_host(authority.as_bytes())
+        {
+            return Err(HttpError::BadRequest(
+                "invalid authority in the request target",
+            ));
+        }
+        (Some(authority), &rest[end..])
     } else {
         return Err(HttpError::BadRequest("invalid request target"));
     };
     let origin = origin.split('#').next().unwrap_or(origin);
-    Ok(match origin.split_once('?') {
-        Some((path, query)) => (path.to_string(), query.to_string()),
-        None => (origin.to_string(), String::new()),
+    let (path, query) = origin.split_once('?').unwrap_or((origin, ""));
+    let path = if path.is_empty() { "/" } else { path };
+    Ok(Target {
+        path: path.to_string(),
+        query: query.to_string(),
+        authority,
+    })
+}
+
+/// The rest of `target` after `http://` or `https://`, the scheme in any case (RFC 3986
+/// section 3.1).
+fn strip_http_scheme(target: &str) -> Option<&str> {
+    ["http://", "https://"].into_iter().find_map(|scheme| {
+        let head = target.get(..scheme.len())?;
+        head.eq_ignore_ascii_case(scheme)
+            .then(|| &target[scheme.len()..])
     })
 }
 
@@ -391,13 +442,67 @@ impl Framing {
     }
 }
 
-/// `uri-host [ ":" port ]` (RFC 9112 section 3.2, RFC 3986 section 3.2.2), checked by
-/// alphabet: a value with `/`, `@`, `?`, whitespace or other bytes outside it is refused, so
-/// nothing that routes by Host can be fooled by one. Empty is allowed.
+/// Whether a Host value is `uri-host [ ":" port ]` (RFC 9110 section 7.2, RFC 3986 section
+/// 3.2.2 and 3.2.3): an IP literal in brackets or a reg-name (IPv4 addresses are reg-names),
+/// then an optional port of at most 65535 (`host:` is the default port). Anything else, such
+/// as `/`, `@`, whitespace or a second colon, is refused (RFC 9112 section 3.2 asks for 400), so
+/// nothing that routes by Host can be fooled by one. Empty is allowed: a target without an
+/// authority is sent with an empty Host.
 fn valid_host(value: &[u8]) -> bool {
-    value
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
+    let (host_ok, port) = if let Some(literal) = value.strip_prefix(b"[") {
+        let Some(close) = literal.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let (address, after) = (&literal[..close], &literal[close + 1..]);
+        // IPv6address and IPvFuture use hex digits, `v`, `.` and `:` within this alphabet.
+        let address_ok = !address.is_empty()
+            && address
+                .iter()
+                .all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':');
+        match after {
+            [] => (address_ok, None),
+            [b':', port @ ..] => (address_ok, Some(port)),
+            _ => return false,
+        }
+    } else {
+        let (name, port) = match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], Some(&value[colon + 1..])),
+            None => (value, None),
+        };
+        (valid_reg_name(name), port)
+    };
+    host_ok && port.is_none_or(valid_port)
+}
+
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )` (RFC 3986 section 3.2.2).
+fn valid_reg_name(name: &[u8]) -> bool {
+    let mut bytes = name.iter();
+    while let Some(&b) = bytes.next() {
+        let ok = match b {
+            b'%' => matches!(
+                (bytes.next(), bytes.next()),
+                (Some(h), Some(l)) if h.is_ascii_hexdigit() && l.is_ascii_hexdigit()
+            ),
+            _ => is_unreserved(b) || is_sub_delim(b),
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// `port = *DIGIT` (RFC 3986 section 3.2.3), within the 16 bits of a TCP port.
+fn valid_port(port: &[u8]) -> bool {
+    port.is_empty() || parse_decimal(port).is_some_and(|port| port <= u64::from(u16::MAX))
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~".contains(&b)
+}
+
+fn is_sub_delim(b: u8) -> bool {
+    b"!$&'()*+,;=".contains(&b)
 }
 
 fn comma_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -670,7 +775,10 @@ mod tests {
             "example.com",
             "example.com:8080",
             "[::1]:4000",
+            "[v1.fe80::a+en1]",
             "127.0.0.1",
+            "b%C3%A4r:65535",
+            "banana:",
             "",
         ] {
             let raw = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
@@ -685,6 +793,14 @@ mod tests {
             "a\\b",
             "\"a\"",
             "caf\u{e9}",
+            "banana:-1234",
+            "banana:65536",
+            "a:b:c",
+            "[::1",
+            "[::1]x",
+            "[]",
+            "a%zz",
+            "a[b]",
         ] {
             let raw = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
             assert_eq!(parse(raw.as_bytes()).unwrap_err().status(), 400, "{host}");
@@ -708,5 +824,36 @@ mod tests {
     fn absolute_form_target_keeps_path_and_query() {
         let h = head(b"GET http://example.com/a/b?c=d HTTP/1.1\r\nHost: example.com\r\n\r\n");
         assert_eq!((h.path.as_str(), h.query.as_str()), ("/a/b", "c=d"));
+        let h = head(b"GET http://example.com?c=d#f HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!((h.path.as_str(), h.query.as_str()), ("/", "c=d"));
+    }
+
+    #[test]
+    fn absolute_form_authority_replaces_host() {
+        let h = head(b"GET http://banana:1234/ HTTP/1.1\r\nHost: orange:2345\r\nX: y\r\n\r\n");
+        assert_eq!(h.header("host"), Some(&b"banana:1234"[..]));
+        assert_eq!(h.headers.len(), 2);
+        let h = head(b"GET HTTPS://[::1]/ HTTP/1.0\r\n\r\n");
+        assert_eq!(h.header("host"), Some(&b"[::1]"[..]));
+        for target in [
+            "http://u@a/",
+            "http:///",
+            "http://:80/",
+            "http://a:x/",
+            "ftp://a/",
+        ] {
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert_eq!(parse(raw.as_bytes()).unwrap_err().status(), 400, "{target}");
+        }
+    }
+
+    #[test]
+    fn asterisk_form_is_for_options_only() {
+        let h = head(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(h.path, "*");
+        for method in ["GET", "HEAD", "POST", "options"] {
+            let raw = format!("{method} * HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert_eq!(parse(raw.as_bytes()).unwrap_err().status(), 400, "{method}");
+        }
     }
 }

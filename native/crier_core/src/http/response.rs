@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::request::Version;
+use super::request::{parse_decimal, Version};
 
 /// How the body after a head is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +75,26 @@ pub fn check_header(name: &[u8], value: &[u8]) -> Result<(), InvalidResponse> {
     Ok(())
 }
 
+/// Checks a reason phrase from the application: `*( HTAB / SP / VCHAR / obs-text )` (RFC 9112
+/// section 4), so it cannot end the status line or inject a header.
+///
+/// # Errors
+///
+/// Says which byte is not allowed.
+pub fn check_reason(reason: &[u8]) -> Result<(), InvalidResponse> {
+    match reason
+        .iter()
+        .find(|&&b| !(b == b'\t' || b == b' ' || b.is_ascii_graphic() || b >= 0x80))
+    {
+        None => Ok(()),
+        Some(bad) => Err(InvalidResponse(format!(
+            "invalid reason phrase {:?}: contains byte {bad:#04x} (only tab, space, visible \
+             characters and obs-text are allowed)",
+            String::from_utf8_lossy(reason)
+        ))),
+    }
+}
+
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
@@ -82,6 +102,30 @@ fn is_tchar(b: u8) -> bool {
 /// Whether a status forbids a body (RFC 9110 sections 15.2, 15.3.5 and 15.4.5).
 pub fn status_has_no_body(status: u16) -> bool {
     status < 200 || status == 204 || status == 304
+}
+
+/// The framing of a complete response with a `body_len`-byte body (RFC 9110 section 8.6):
+/// none for 1xx, 204 and 304; the body's length otherwise. The response to HEAD has no body,
+/// so an empty one says nothing of the GET's size: the application's `content-length` is kept
+/// (it knows the size of the GET response, as under Bandit), or none is sent, since a
+/// `content-length: 0` would be a wrong size for the GET.
+pub fn complete_framing<N: AsRef<[u8]>, V: AsRef<[u8]>>(
+    status: u16,
+    is_head: bool,
+    headers: &[(N, V)],
+    body_len: usize,
+) -> Framing {
+    if status_has_no_body(status) {
+        Framing::NoBody
+    } else if is_head && body_len == 0 {
+        headers
+            .iter()
+            .find(|(name, _)| name.as_ref().eq_ignore_ascii_case(b"content-length"))
+            .and_then(|(_, value)| parse_decimal(value.as_ref().trim_ascii()))
+            .map_or(Framing::NoBody, Framing::Length)
+    } else {
+        Framing::Length(body_len as u64)
+    }
 }
 
 /// The framing headers the server writes itself; the application's copies are dropped.
@@ -101,8 +145,9 @@ pub fn asks_close<N: AsRef<[u8]>, V: AsRef<[u8]>>(headers: &[(N, V)]) -> bool {
     })
 }
 
-/// Encodes a response head. Headers must have passed [`check_header`]; they are written as
-/// given, case preserved, except framing headers, which follow `framing`. A `date` header is
+/// Encodes a response head. The status line carries `reason`, which must have passed
+/// [`check_reason`], or else [`reason_phrase`]'s. Headers must have passed [`check_header`];
+/// they are written as given, case preserved, except framing headers, which follow `framing`. A `date` header is
 /// added unless present, `connection: close` when the connection ends after this response, and
 /// `connection: keep-alive` when an HTTP/1.0 connection does not (RFC 9112 section 9.3:
 /// without it an HTTP/1.0 client takes the connection as closing). The server's own
@@ -110,6 +155,7 @@ pub fn asks_close<N: AsRef<[u8]>, V: AsRef<[u8]>>(headers: &[(N, V)]) -> bool {
 pub fn encode_head<N, V>(
     version: Version,
     status: u16,
+    reason: Option<&[u8]>,
     headers: &[(N, V)],
     framing: Framing,
     keep_alive: bool,
@@ -125,7 +171,7 @@ where
     });
     out.put_slice(status.to_string().as_bytes());
     out.put_u8(b' ');
-    out.put_slice(reason_phrase(status).as_bytes());
+    out.put_slice(reason.unwrap_or(reason_phrase(status).as_bytes()));
     out.put_slice(b"\r\n");
     let mut has_date = false;
     for (name, value) in headers {
@@ -172,6 +218,7 @@ pub fn error_response(status: u16) -> Bytes {
         &encode_head(
             Version::Http11,
             status,
+            None,
             &[("content-type", "text/plain")],
             Framing::Length(body.len() as u64),
             false,
@@ -200,44 +247,74 @@ fn with_http_date<R>(f: impl FnOnce(&str) -> R) -> R {
     })
 }
 
-/// The reason phrase of the common statuses; others get an empty one, which RFC 9112
-/// section 4 allows.
+/// The reason phrase of every status in the IANA HTTP Status Code Registry (RFC 9110 section
+/// 15 and the RFCs it lists), plus 418 from RFC 2324; others get an empty one, which RFC 9112
+/// section 4 allows. 306 and 418 are "(Unused)" in the registry: 306 has no phrase left,
+/// 418 keeps the one every HTTP library knows.
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         100 => "Continue",
         101 => "Switching Protocols",
+        102 => "Processing",
         103 => "Early Hints",
         200 => "OK",
         201 => "Created",
         202 => "Accepted",
+        203 => "Non-Authoritative Information",
         204 => "No Content",
+        205 => "Reset Content",
         206 => "Partial Content",
+        207 => "Multi-Status",
+        208 => "Already Reported",
+        226 => "IM Used",
+        300 => "Multiple Choices",
         301 => "Moved Permanently",
         302 => "Found",
         303 => "See Other",
         304 => "Not Modified",
+        305 => "Use Proxy",
         307 => "Temporary Redirect",
         308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
+        402 => "Payment Required",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
         408 => "Request Timeout",
         409 => "Conflict",
         410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
         413 => "Content Too Large",
         414 => "URI Too Long",
         415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        418 => "I'm a teapot",
+        421 => "Misdirected Request",
         422 => "Unprocessable Content",
+        423 => "Locked",
+        424 => "Failed Dependency",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
         500 => "Internal Server Error",
         501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
+        506 => "Variant Also Negotiates",
+        507 => "Insufficient Storage",
+        508 => "Loop Detected",
+        510 => "Not Extended",
+        511 => "Network Authentication Required",
         _ => "",
     }
 }
@@ -255,6 +332,7 @@ mod tests {
         let head = encode_head(
             Version::Http11,
             200,
+            None,
             &[("Content-Type", "text/event-stream"), ("date", "x")],
             Framing::Chunked,
             true,
@@ -270,6 +348,7 @@ mod tests {
         let head = encode_head(
             Version::Http11,
             404,
+            None,
             &[
                 ("content-length", "999"),
                 ("Transfer-Encoding", "gzip"),
@@ -289,6 +368,7 @@ mod tests {
         let head = head_text(&encode_head::<&str, &str>(
             Version::Http10,
             799,
+            None,
             &[],
             Framing::NoBody,
             true,
@@ -303,6 +383,7 @@ mod tests {
         let head = head_text(&encode_head(
             Version::Http10,
             200,
+            None,
             &[("date", "d"), ("Connection", "Keep-Alive")],
             Framing::Length(0),
             true,
@@ -314,6 +395,7 @@ mod tests {
         let head = head_text(&encode_head(
             Version::Http11,
             200,
+            None,
             &[("date", "d"), ("Connection", "close")],
             Framing::Length(0),
             false,
@@ -325,11 +407,68 @@ mod tests {
     }
 
     #[test]
+    fn head_keeps_the_application_length_of_an_empty_body() {
+        let length = [("Content-Length", " 10001 ")];
+        assert_eq!(
+            complete_framing(200, true, &length, 0),
+            Framing::Length(10001)
+        );
+        assert_eq!(complete_framing(200, true, &length, 5), Framing::Length(5));
+        assert_eq!(complete_framing(200, false, &length, 0), Framing::Length(0));
+        assert_eq!(
+            complete_framing::<&str, &str>(200, true, &[], 0),
+            Framing::NoBody
+        );
+        assert_eq!(
+            complete_framing(200, true, &[("content-length", "x")], 0),
+            Framing::NoBody
+        );
+        assert_eq!(complete_framing(204, true, &length, 0), Framing::NoBody);
+        assert_eq!(complete_framing(304, false, &length, 4), Framing::NoBody);
+    }
+
+    #[test]
     fn asks_close_finds_the_token() {
         assert!(asks_close(&[("Connection", "Close")]));
         assert!(asks_close(&[("x", "y"), ("connection", "upgrade, close")]));
         assert!(!asks_close(&[("connection", "keep-alive")]));
         assert!(!asks_close(&[("x-connection", "close")]));
+    }
+
+    #[test]
+    fn every_registered_status_has_its_phrase() {
+        let registered = [
+            100, 101, 102, 103, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302,
+            303, 304, 305, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411,
+            412, 413, 414, 415, 416, 417, 418, 421, 422, 423, 424, 425, 426, 428, 429, 431, 451,
+            500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511,
+        ];
+        for status in registered {
+            assert!(!reason_phrase(status).is_empty(), "{status}");
+        }
+        assert_eq!(reason_phrase(418), "I'm a teapot");
+        assert_eq!(reason_phrase(799), "");
+    }
+
+    #[test]
+    fn a_given_reason_replaces_the_table() {
+        let head = head_text(&encode_head(
+            Version::Http11,
+            413,
+            Some(b"Request Entity Too Large"),
+            &[("date", "d")],
+            Framing::Length(0),
+            true,
+        ));
+        assert_eq!(
+            head,
+            "HTTP/1.1 413 Request Entity Too Large\r\ndate: d\r\ncontent-length: 0\r\n\r\n"
+        );
+        assert!(check_reason(b"Token Expired\t\xc3\xa9").is_ok());
+        assert!(check_reason(b"").is_ok());
+        for bad in [&b"a\rb"[..], b"a\nb", b"a\0b", b"a\x7fb"] {
+            assert!(check_reason(bad).is_err());
+        }
     }
 
     #[test]

@@ -218,7 +218,7 @@ pub fn serve_subscribers(server: &TestServer, stop: &AtomicBool, seen: mpsc::Sen
                     continue; // the client left before its request was served
                 }
                 if stream
-                    .send_chunked(exchange, 200, SSE_HEADERS, true)
+                    .send_chunked(exchange, 200, None, SSE_HEADERS, true)
                     .is_err()
                 {
                     continue;
