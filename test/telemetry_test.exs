@@ -71,6 +71,17 @@ defmodule Crier.TelemetryTest do
       refute_received {:event, [:crier, :request, :stop], _, _}
     end
 
+    @tag :plug
+    test "a plug that raises ends its span as an exception too" do
+      %{port: port} = Crier.Test.Server.start!(%{}, plug: __MODULE__.RaisingPlug)
+      client = RawClient.connect(port)
+      :ok = RawClient.get(client, "/")
+      assert {:ok, _} = RawClient.read_until(client, "500")
+
+      assert_receive {:event, [:crier, :request, :exception], %{duration: _},
+                      %{kind: :error, reason: %RuntimeError{message: "plug boom"}}}
+    end
+
     test "an owned stream's close is reported with its reason and duration" do
       test = self()
 
@@ -169,6 +180,12 @@ defmodule Crier.TelemetryTest do
       :erlang.trace(dispatcher, false, [:receive])
       refute_received {:trace, ^dispatcher, :receive, {:crier_closed, _, _, _, _}}
     end
+  end
+
+  defmodule RaisingPlug do
+    @moduledoc false
+    def init(opts), do: opts
+    def call(_conn, _opts), do: raise("plug boom")
   end
 
   defp dispatchers(name) do

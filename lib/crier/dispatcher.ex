@@ -26,7 +26,8 @@ defmodule Crier.Dispatcher do
   end
 
   @impl GenServer
-  def handle_info({:crier_request, conn_resource, request}, state) do
+  def handle_info({:crier_request, conn_resource, request}, state)
+      when is_reference(conn_resource) and is_tuple(request) do
     Request.start_link(conn_resource, request, state.config)
     {:noreply, state}
   end
