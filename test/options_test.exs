@@ -69,7 +69,9 @@ defmodule Crier.OptionsTest do
       assert doc =~ "`:#{key}`", "#{key} is not documented"
     end
 
-    assert doc =~ "`:max_headers` - header fields; more get 431. Default is `100`."
+    assert doc =~
+             "`:max_headers` - header fields; more get 431. An integer in 1..4294967295. " <>
+               "Default is `100`."
   end
 
   test "a server started with only the required options serves" do

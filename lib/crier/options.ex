@@ -23,16 +23,15 @@ defmodule Crier.Options do
     ],
     handler: [
       type: :module_opts,
-      doc:
-        "`{module, opts}` or `module`, a `Crier.Handler`. Give `:handler` or `:plug`, not both."
+      doc: "a `Crier.Handler`. Give `:handler` or `:plug`, not both."
     ],
-    plug: [type: :module_opts, doc: "`{module, opts}` or `module`, any Plug (needs Plug loaded)."],
+    plug: [type: :module_opts, doc: "any Plug (needs Plug loaded)."],
     port: [
       type: {:integer, 0..65_535},
       default: 4000,
       doc: "TCP port; 0 picks a free one (see `port/1`)."
     ],
-    ip: [type: :ip, default: {127, 0, 0, 1}, doc: "address to listen on, a tuple or a string."],
+    ip: [type: :ip, default: {127, 0, 0, 1}, doc: "address to listen on."],
     on_close: [
       type: {:in, [:message, :exit]},
       default: nil,
@@ -169,9 +168,11 @@ defmodule Crier.Options do
             ""
         end
 
-      "  * `#{inspect(key)}` - #{spec[:doc]}#{default}"
+      "  * `#{inspect(key)}` - #{spec[:doc]} #{capitalize_first(describe(spec[:type]))}.#{default}"
     end)
   end
+
+  defp capitalize_first(<<first::utf8, rest::binary>>), do: String.upcase(<<first::utf8>>) <> rest
 
   @doc false
   @spec validate!(keyword()) :: map()
@@ -244,7 +245,7 @@ defmodule Crier.Options do
   defp valid?(:ip, value), do: is_tuple(value) or is_binary(value)
 
   defp describe(:atom), do: "an atom"
-  defp describe(:module_opts), do: "a module or {module, opts}"
+  defp describe(:module_opts), do: "a module or `{module, opts}`"
 
   defp describe({:integer, %Range{first: first, last: last}}),
     do: "an integer in #{first}..#{last}"
@@ -252,7 +253,7 @@ defmodule Crier.Options do
   defp describe({:in, values}), do: "one of #{Enum.map_join(values, ", ", &inspect/1)}"
   defp describe({:or_nil, type}), do: "#{describe(type)}, or nil"
   defp describe(:event), do: "a %Crier.Event{}"
-  defp describe(:ip), do: "an IP address"
+  defp describe(:ip), do: "an IP address (a tuple, or a string to parse)"
 
   defp target!(%{handler: nil, plug: nil}),
     do: raise(ArgumentError, "Crier needs a :handler or a :plug")
