@@ -132,7 +132,9 @@ defmodule Crier do
 
   @doc """
   Hands the stream to `topics`: it lives on in Rust, with no process, after the handler
-  returns. Events broadcast to any of the topics reach it.
+  returns. Events broadcast to any of the topics reach it. A topic is a UTF-8 string of at
+  most 64 KiB, here and in every function that takes one; anything else, an improper list
+  included, raises `ArgumentError`.
 
   With a `Last-Event-ID` request header (or the `:last_event_id` option, for clients that
   pass it in the query string), the events after that id still in the topics' replay rings
