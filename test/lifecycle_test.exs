@@ -198,6 +198,16 @@ defmodule Crier.LifecycleTest do
       :gen_tcp.close(slow)
     end
 
+    test "a second server under a live one's name is refused and leaves it serving", ctx do
+      Process.flag(:trap_exit, true)
+      other_port = free_port()
+      opts = [name: ctx.name, port: other_port, handler: FunHandler]
+      assert {:error, {:already_started, _}} = Crier.start_link(opts)
+      # The live server's listener was not stopped as a "previous incarnation".
+      client = SseClient.connect(ctx.port, "/")
+      assert client.status == 200
+    end
+
     test "a killed listener closes its port before the new one binds", ctx do
       # Kill every process of the tree but the top one (the listener among them): the tree
       # restarts what it must, on the same port.
