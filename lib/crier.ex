@@ -144,6 +144,15 @@ defmodule Crier do
   topics, and the missed events of several topics come merged in the order they were
   broadcast. An id no ring holds any more, if it is a number, is read as such a sequence
   number; any other unknown id gets the whole rings. Numbers restart at 1 with the server.
+
+  A cluster id (`<epoch>-<seq>` with an epoch of 10 base-36 digits, the id of a
+  `cluster: true` broadcast, see `Crier.Cluster`; an id the application gave that the rings
+  hold is taken as the application's) is replayed exactly on any node: the cluster events
+  of the topics after it that the client has not seen, none twice. If this node is behind the client's old node, the stream waits
+  (up to 2 s) for the events the client has seen. If the node cannot prove an exact replay
+  (the id is from an earlier epoch, or older than what the node and its rings hold), the
+  stream starts live and its first event has type `crier-gap` (data `"epoch"`, `"behind"` or
+  `"ahead"`, id the position it continues from): the client should refetch its state.
   """
   @spec subscribe(Conn.t(), [String.t()] | String.t(), keyword()) :: :ok | {:error, :closed}
   def subscribe(conn, topics, opts \\ [])
@@ -184,14 +193,28 @@ defmodule Crier do
   and its bytes shared by all subscribers; the call returns at once and the fan-out runs in
   Rust. A subscriber whose queue is full is dropped with `:overflow`.
 
-  With `cluster: true`, servers of the same name on every connected node broadcast it too.
+  With `cluster: true`, the servers of the same name on every connected node broadcast it,
+  this one included, all in the one order of the cluster's sequencer (see `Crier.Cluster`):
+  the event gets the id `<epoch>-<seq>` unless it has one, the same on every node, and it
+  reaches this node's subscribers a hop later than a local broadcast does.
   """
   @spec broadcast(atom(), String.t(), Event.t() | map(), keyword()) :: :ok
   def broadcast(name, topic, event, opts \\ []) do
-    :ok = name |> Crier.Server.resource!() |> Boundary.broadcast!(topic, event)
+    resource = Crier.Server.resource!(name)
 
-    if Keyword.get(opts, :cluster, false), do: Cluster.remote_broadcast(name, topic, event)
-    :ok
+    if Keyword.get(opts, :cluster, false) do
+      # Checked here, so a bad event or topic raises in the caller, not on every node; the
+      # event goes through the local server (which `resource!/1` found running) to the
+      # sequencer.
+      _ = Event.encode(event)
+      Boundary.topic!(topic)
+
+      unless String.valid?(topic), do: raise(ArgumentError, "topic must be a UTF-8 string")
+
+      Cluster.publish(name, topic, event)
+    else
+      :ok = Boundary.broadcast!(resource, topic, event)
+    end
   end
 
   @doc """

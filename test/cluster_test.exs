@@ -7,40 +7,24 @@ defmodule Crier.ClusterTest do
   use ExUnit.Case, async: false
 
   alias Crier.Event
-  alias Crier.Test.{SseClient, TopicHandler, Wait}
+  alias Crier.Test.{PeerCluster, SseClient, Wait}
 
   @moduletag :cluster
   @server :crier_cluster_test
 
   setup_all do
-    ensure_distributed!()
-    a = start_peer!(:crier_a)
-    b = start_peer!(:crier_b)
-    # Fully meshed, as a cluster is: A must see B's server in :pg.
-    true = :erpc.call(a, :net_kernel, :connect_node, [b])
+    PeerCluster.ensure_distributed!()
+    {_, a} = PeerCluster.start_peer!(:crier_a)
+    {_, b} = PeerCluster.start_peer!(:crier_b, [a])
     %{a: a, b: b}
   end
 
   setup %{a: a, b: b} do
     test = self()
-    port_a = start_server!(a, test)
-    port_b = start_server!(b, test)
-
-    Wait.until(
-      fn ->
-        members = :erpc.call(a, :pg, :get_members, [Crier.Cluster.scope(), {Crier, @server}])
-        Enum.sort(Enum.map(members, &node/1)) == Enum.sort([a, b])
-      end,
-      10_000,
-      "the servers of A and B did not meet in :pg"
-    )
-
-    on_exit(fn ->
-      for node <- [a, b] do
-        :erpc.call(node, Supervisor, :terminate_child, [Crier.Supervisor, {Crier, @server}])
-        :erpc.call(node, Supervisor, :delete_child, [Crier.Supervisor, {Crier, @server}])
-      end
-    end)
+    port_a = PeerCluster.start_server!(a, @server, test)
+    port_b = PeerCluster.start_server!(b, @server, test)
+    on_exit(fn -> for node <- [a, b], do: PeerCluster.stop_server(node, @server) end)
+    PeerCluster.await_cluster!(@server, [a, b])
 
     # Every test starts with one client of each node subscribed to "room".
     %{client_a: subscribe(port_a, a), client_b: subscribe(port_b, b)}
@@ -88,57 +72,138 @@ defmodule Crier.ClusterTest do
     assert {:ok, %{data: "from B"}, _} = SseClient.next_event(client_b)
   end
 
+  test "a cluster broadcast that cannot be sent raises in the caller, and nothing is sent", %{
+    a: a,
+    client_b: client_b
+  } do
+    for {topic, event} <- [{"room", %Event{id: "a\nb", data: "x"}}, {<<0xFF>>, %Event{data: "x"}}] do
+      assert_raise ErlangError, ~r/ArgumentError/, fn ->
+        :erpc.call(a, Crier, :broadcast, [@server, topic, event, [cluster: true]])
+      end
+    end
+
+    :ok = :erpc.call(a, Crier, :broadcast, [@server, "room", %Event{data: "ok"}, [cluster: true]])
+    assert {:ok, %{data: "ok"}, _} = SseClient.next_event(client_b)
+  end
+
+  test "a server survives cluster messages it does not expect and goes on serving", %{
+    a: a,
+    b: b,
+    client_b: client_b
+  } do
+    server = :erpc.call(a, Process, :whereis, [@server])
+
+    for junk <- [
+          {:crier_cluster, :junk},
+          {:crier_cluster, {:event, "e", -1, "room", %{}}},
+          {:crier_cluster, {:event, 1, 2, :room, %{}}},
+          {:crier_cluster, {:publish, :room, "x"}},
+          {:crier_cluster, {:epoch_start, 5, {1, -1}, self()}},
+          {:crier_cluster, {:epoch_behind, "x"}},
+          {:crier_cluster, {:epoch_end, "x", 1}},
+          {:crier_cluster, {:sequencer_down, make_ref()}},
+          {{:crier_cluster, :sequencer_down}, make_ref(), :process, self(), :normal}
+        ],
+        do: send(server, junk)
+
+    :ok =
+      :erpc.call(a, Crier, :broadcast, [@server, "room", %Event{data: "still"}, [cluster: true]])
+
+    assert {:ok, %{data: "still"}, _} = SseClient.next_event(client_b)
+    assert :erpc.call(a, Process, :whereis, [@server]) == server
+    assert PeerCluster.await_cluster!(@server, [a, b])
+  end
+
+  test "a node that saw a newer epoch than the sequencer's makes it start a newer one",
+       context do
+    %{a: a, b: b} = context
+    sequencer = PeerCluster.await_cluster!(@server, [a, b])
+    {follower, client} = if sequencer == a, do: {b, context.client_b}, else: {a, context.client_a}
+    sequencer_pid = :erpc.call(sequencer, Process, :whereis, [@server])
+    {:sequencing, epoch, _} = :erpc.call(sequencer, :sys, :get_state, [@server]).cluster.role
+
+    # The follower heard from a sequencer whose clock ran an hour ahead: it drops this
+    # sequencer's events as stale, and says so.
+    ahead = epoch + 3_600_000_000
+    follower_pid = :erpc.call(follower, Process, :whereis, [@server])
+    send(follower_pid, {:crier_cluster, {:epoch_start, ahead, nil, self()}})
+    # Called from here, so it is handled after the message above.
+    assert :sys.get_state(follower_pid).cluster.last_epoch == ahead
+
+    :ok =
+      :erpc.call(a, Crier, :broadcast, [@server, "room", %Event{data: "stale"}, [cluster: true]])
+
+    Wait.until(fn ->
+      match?(
+        {:sequencing, renewed, _} when renewed > ahead,
+        :erpc.call(sequencer, :sys, :get_state, [@server]).cluster.role
+      )
+    end)
+
+    :ok =
+      :erpc.call(a, Crier, :broadcast, [@server, "room", %Event{data: "after"}, [cluster: true]])
+
+    assert [%{data: "after", id: id} | gaps] = events_until(client, "after", [])
+    assert gaps != [] and Enum.all?(gaps, &(&1.type == "crier-gap"))
+    assert elem(PeerCluster.position(id), 0) > ahead
+
+    # And when it announces an epoch older than one a node has seen, it is told at once.
+    {:sequencing, renewed, _} = :erpc.call(sequencer, :sys, :get_state, [@server]).cluster.role
+    send(follower_pid, {:crier_cluster, {:epoch_start, renewed + 3_600_000_000, nil, self()}})
+    assert :sys.get_state(follower_pid).cluster.last_epoch == renewed + 3_600_000_000
+    send(sequencer_pid, {:crier_cluster, :renew_epoch})
+
+    Wait.until(fn ->
+      match?(
+        {:sequencing, again, _} when again > renewed + 3_600_000_000,
+        :erpc.call(sequencer, :sys, :get_state, [@server]).cluster.role
+      )
+    end)
+  end
+
+  test "servers that were not told of a change of name holder catch up by themselves", %{
+    a: a,
+    b: b,
+    client_b: client_b
+  } do
+    sequencer = PeerCluster.await_cluster!(@server, [a, b])
+    [follower] = [a, b] -- [sequencer]
+    key = {Crier.Cluster, @server}
+    sequencer_pid = :erpc.call(sequencer, Process, :whereis, [@server])
+    follower_pid = :erpc.call(follower, Process, :whereis, [@server])
+
+    # The name vanishes: its sequencer takes it back.
+    :erpc.call(sequencer, :global, :unregister_name, [key])
+    Wait.until(fn -> :erpc.call(follower, :global, :whereis_name, [key]) == sequencer_pid end)
+
+    # The name moves to the follower behind both servers' backs: the former sequencer follows
+    # it, and broadcasts still reach everyone.
+    :erpc.call(sequencer, :global, :unregister_name, [key])
+    :yes = :erpc.call(follower, :global, :register_name, [key, follower_pid])
+    role = fn node -> :erpc.call(node, :sys, :get_state, [@server]).cluster.role end
+
+    Wait.until(fn ->
+      match?({:sequencing, _, _}, role.(follower)) and
+        match?({:following, ^follower_pid, _}, role.(sequencer))
+    end)
+
+    :ok =
+      :erpc.call(a, Crier, :broadcast, [@server, "room", %Event{data: "still"}, [cluster: true]])
+
+    assert [%{data: "still"} | _] = events_until(client_b, "still", [])
+  end
+
+  # The events up to the first with `data`, newest first.
+  defp events_until(client, data, seen) do
+    assert {:ok, event, client} = SseClient.next_event(client)
+    if event.data == data, do: [event | seen], else: events_until(client, data, [event | seen])
+  end
+
   defp subscribe(port, node) do
     client = SseClient.connect(port, "/topics/room")
     assert_receive {:detached, handler, _ref}, 5_000
     assert node(handler) == node
     Wait.until(fn -> :erpc.call(node, Crier, :stats, [@server]).subscribers == 1 end)
     client
-  end
-
-  defp start_server!(node, test) do
-    spec = {Crier, name: @server, port: 0, heartbeat: nil, handler: {TopicHandler, test: test}}
-    {:ok, _pid} = :erpc.call(node, Supervisor, :start_child, [Crier.Supervisor, spec])
-    :erpc.call(node, Crier, :port, [@server])
-  end
-
-  # The test node must be distributed to start peers; epmd must run for that.
-  defp ensure_distributed! do
-    unless Node.alive?() do
-      {_, 0} = System.cmd("epmd", ["-daemon"])
-      # -daemon returns before epmd listens.
-      Wait.until(
-        fn -> match?({_, 0}, System.cmd("epmd", ["-names"], stderr_to_stdout: true)) end,
-        5_000,
-        "epmd did not start"
-      )
-
-      name = :"crier_test_#{System.unique_integer([:positive])}@127.0.0.1"
-
-      case :net_kernel.start([name, :longnames]) do
-        {:ok, _} -> :ok
-        {:error, {:already_started, _}} -> :ok
-      end
-    end
-
-    :ok
-  end
-
-  # A peer with this node's code paths (so it loads Crier, its NIF from priv/, and the test
-  # support modules) and cookie, running the :crier application.
-  defp start_peer!(prefix) do
-    paths = Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
-    cookie = Atom.to_charlist(Node.get_cookie())
-
-    {:ok, _peer, node} =
-      :peer.start_link(%{
-        name: :"#{prefix}_#{System.unique_integer([:positive])}",
-        host: ~c"127.0.0.1",
-        longnames: true,
-        args: [~c"-setcookie", cookie | paths]
-      })
-
-    {:ok, _} = :erpc.call(node, :application, :ensure_all_started, [:crier])
-    node
   end
 end

@@ -24,6 +24,8 @@ defmodule Crier.NifFuzzTest do
             name not in [:load_nif, :__info__, :module_info],
             do: {name, arity}
 
+  @max_arity @nifs |> Enum.map(&elem(&1, 1)) |> Enum.max()
+
   test "every NIF returns or raises on random terms" do
     assert length(@nifs) >= 20, "NIF list looks wrong: #{inspect(@nifs)}"
 
@@ -135,14 +137,14 @@ defmodule Crier.NifFuzzTest do
         args =
           Enum.map(kinds, &:proper_types.frequency([{6, kind_gen(&1, ctx)}, {1, arg_gen(ctx)}]))
 
-        pad = List.duplicate(:proper_types.exactly(nil), 4 - length(kinds))
+        pad = List.duplicate(:proper_types.exactly(nil), @max_arity - length(kinds))
         :proper_types.tuple([:proper_types.exactly(name), :proper_types.fixed_list(args ++ pad)])
       end
 
     random =
       :proper_types.tuple([
         :proper_types.elements(Keyword.keys(@nifs)),
-        :proper_types.vector(4, arg_gen(ctx))
+        :proper_types.vector(@max_arity, arg_gen(ctx))
       ])
 
     :proper_types.frequency([{3, :proper_types.oneof(typed)}, {1, random}])
@@ -153,6 +155,7 @@ defmodule Crier.NifFuzzTest do
     case {name, arity} do
       {:server_start, 3} -> [:options, :pid, :pids]
       {:server_broadcast, 3} -> [:server, :text, :event]
+      {:server_broadcast_sequenced, 5} -> [:server, :text, :event, :size, :size]
       {:server_set_replay, 3} -> [:server, :text, :size]
       {:server_shutdown, 2} -> [:server, :iodata_or_nil]
       {:encode_event, 1} -> [:event]
@@ -229,7 +232,7 @@ defmodule Crier.NifFuzzTest do
       :dirty_name ->
         :proper_types.elements(
           ~w(conn_send_chunked conn_send_resp conn_send_sized conn_inform conn_chunk
-             conn_subscribe server_broadcast encode_event other)a
+             conn_subscribe server_broadcast server_broadcast_sequenced encode_event other)a
         )
 
       :dirty_args ->

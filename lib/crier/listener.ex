@@ -9,8 +9,9 @@ defmodule Crier.Listener do
   # previous one's socket itself before it binds, so a restart on the same port never races
   # that monitor.
   #
-  # Rust reports here `:crier_stopped` (shutdown finished); other nodes send
-  # `{:crier_cluster_broadcast, topic, event}` through :pg.
+  # Rust reports here `:crier_stopped` (shutdown finished); cluster broadcasts come as
+  # `{:crier_cluster, message}` (see Crier.Cluster), with the sequencer's monitor as
+  # `{{:crier_cluster, :sequencer_down}, ref, :process, pid, reason}`.
 
   use GenServer
   require Logger
@@ -31,8 +32,8 @@ defmodule Crier.Listener do
     case Native.server_start(config.native, self(), dispatchers) |> Crier.Errors.unwrap!() do
       {:ok, resource} ->
         :persistent_term.put({Crier, config.name}, resource)
-        Cluster.join(config.name)
-        {:ok, Map.put(config, :resource, resource)}
+        cluster = Cluster.init(config.name, resource)
+        {:ok, config |> Map.put(:resource, resource) |> Map.put(:cluster, cluster)}
 
       {:error, reason} ->
         {:stop, reason}
@@ -47,16 +48,12 @@ defmodule Crier.Listener do
   end
 
   @impl GenServer
-  def handle_info({:crier_cluster_broadcast, topic, event}, state) do
-    Crier.Boundary.broadcast!(state.resource, topic, event)
-    {:noreply, state}
-  rescue
-    error in ArgumentError ->
-      Logger.warning(
-        "Crier #{inspect(state.name)}: cluster broadcast refused: #{Exception.message(error)}"
-      )
+  def handle_info({:crier_cluster, message}, state) do
+    {:noreply, %{state | cluster: Cluster.handle(message, state.cluster)}}
+  end
 
-      {:noreply, state}
+  def handle_info({{:crier_cluster, :sequencer_down}, ref, :process, _pid, _reason}, state) do
+    {:noreply, %{state | cluster: Cluster.handle({:sequencer_down, ref}, state.cluster)}}
   end
 
   def handle_info(:crier_stopped, state), do: {:noreply, state}
@@ -75,6 +72,7 @@ defmodule Crier.Listener do
     # The name goes at once: when the parent was killed, its restart must be able to
     # register a new incarnation while this one drains (which closed its socket first).
     if Process.whereis(state.name) == self(), do: Process.unregister(state.name)
+    Cluster.leave(state.cluster)
     Native.server_shutdown(state.resource, state.final_event)
     # Rust drains for :shutdown_timeout, then gives closed streams one grace period.
     deadline = System.monotonic_time(:millisecond) + state.shutdown_timeout + 2 * Options.grace()

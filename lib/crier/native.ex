@@ -32,6 +32,8 @@ defmodule Crier.Native do
   def server_stats(_server), do: nif_error()
   def server_topic_subscribers(_server, _topic), do: nif_error()
   def server_broadcast(_server, _topic, _event), do: nif_error()
+  def server_broadcast_sequenced(_server, _topic, _event, _epoch, _seq), do: nif_error()
+  def server_start_epoch(_server, _epoch, _follows), do: nif_error()
   def server_set_replay(_server, _topic, _size), do: nif_error()
   def server_shutdown(_server, _final_event), do: nif_error()
   def encode_event(_event), do: nif_error()

@@ -9,6 +9,7 @@
 //! and then writes what the owner queues on the shared [`stream::Stream`] until the response
 //! ends or the client leaves, which it reports as one close ([`notify::Notify::closed`]).
 
+pub mod cluster_order;
 pub mod config;
 pub mod conn;
 pub mod http;

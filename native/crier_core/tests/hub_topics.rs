@@ -10,10 +10,12 @@ mod event_stream;
 mod sse_client;
 mod support;
 
+use std::ops::RangeInclusive;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crier_core::cluster_order::{ClusterPosition, MIN_EPOCH};
 use crier_core::config::ServerConfig;
 use crier_core::hub::OwnedEvent;
 use crier_core::notify::CloseReason;
@@ -109,10 +111,14 @@ fn a_broadcast_reaches_every_subscriber_after_its_owner_is_gone() {
         for _ in 0..3 {
             detached(seen);
         }
+        // A stream counts as a subscriber once it holds the topic, a moment before the hub
+        // task has added it: wait for both.
         wait_for_stats(&server, "three subscribers, one topic", |s| {
-            s.subscribers == 3 && s.topics == 1 && s.streams == 3
+            s.subscribers == 3
+                && s.topics == 1
+                && s.streams == 3
+                && hub.subscriber_count("news") == 3
         });
-        assert_eq!(hub.subscriber_count("news"), 3);
         assert_eq!(hub.subscriber_count("elsewhere"), 0);
         for client in &clients {
             assert!(
@@ -694,5 +700,150 @@ fn a_subscribe_with_repeated_and_held_topics_holds_each_once() {
         }
         let got: Vec<String> = (0..3).map(|_| client.next_event().unwrap().data).collect();
         assert_eq!(got, ["a", "b", "c"]);
+    });
+}
+
+/// Position `seq` of the `epoch`-th epoch after the first a sequencer can take.
+fn at(epoch: u64, seq: u64) -> ClusterPosition {
+    ClusterPosition {
+        epoch: MIN_EPOCH + epoch,
+        seq,
+    }
+}
+
+/// Broadcasts `e<seq>` at each position of `epoch` in `seqs` to `topic`, as the cluster's
+/// sequencer would have numbered it.
+fn broadcast_sequenced(server: &TestServer, topic: &str, epoch: u64, seqs: RangeInclusive<u64>) {
+    for seq in seqs {
+        server
+            .server
+            .shared()
+            .hub
+            .broadcast_sequenced(topic, data(&format!("e{seq}")), at(epoch, seq))
+            .unwrap();
+    }
+}
+
+fn id_and_data(event: &event_stream::Dispatched) -> (String, String) {
+    (event.last_event_id.clone(), event.data.clone())
+}
+
+#[test]
+fn a_cluster_event_keeps_its_position_as_id_and_replays_exactly_after_it() {
+    let server = TestServer::start(config());
+    server.server.shared().hub.set_replay("c", 100);
+    broadcast_sequenced(&server, "c", 7, 1..=5);
+    // A late message of a former sequencer, and one received twice: both dropped.
+    broadcast_sequenced(&server, "c", 6, 9..=9);
+    broadcast_sequenced(&server, "c", 7, 5..=5);
+    with_owner(&server, |seen| {
+        let mut client = SseClient::connect(server.addr(), "/c", Some(&at(7, 2).id()));
+        detached(seen);
+        for seq in 3..=5 {
+            let event = client.next_event().unwrap();
+            assert_eq!(id_and_data(&event), (at(7, seq).id(), format!("e{seq}")));
+        }
+        broadcast_sequenced(&server, "c", 7, 6..=6);
+        assert_eq!(
+            id_and_data(&client.next_event().unwrap()),
+            (at(7, 6).id(), "e6".to_string())
+        );
+    });
+}
+
+#[test]
+fn ids_the_application_gives_replay_as_before_even_on_cluster_events() {
+    let server = TestServer::start(config());
+    let hub = &server.server.shared().hub;
+    hub.set_replay("app", 100);
+    // An id of a cluster id's shape that the application gave: looked up as its id.
+    let shaped = at(7, 1).id();
+    for (id, position) in [("order-42", at(7, 1)), (shaped.as_str(), at(7, 2))] {
+        let event = OwnedEvent {
+            id: Some(id.to_string()),
+            ..data(id)
+        };
+        hub.broadcast_sequenced("app", event, position).unwrap();
+    }
+    hub.broadcast("app", data("local")).unwrap();
+    with_owner(&server, |seen| {
+        let mut client = SseClient::connect(server.addr(), "/app", Some("order-42"));
+        detached(seen);
+        assert_eq!(client.next_event().unwrap().data, shaped);
+        assert_eq!(client.next_event().unwrap().data, "local");
+        let mut client = SseClient::connect(server.addr(), "/app", Some(&shaped));
+        detached(seen);
+        assert_eq!(client.next_event().unwrap().data, "local");
+    });
+}
+
+#[test]
+fn a_client_ahead_of_the_node_waits_for_what_it_has_seen() {
+    let server = TestServer::start(config());
+    server.server.shared().hub.set_replay("w", 100);
+    broadcast_sequenced(&server, "w", 7, 1..=3);
+    with_owner(&server, |seen| {
+        // The client saw 7-5 on a node the sequencer reached first: 4 and 5 are on their way.
+        let mut client = SseClient::connect(server.addr(), "/w", Some(&at(7, 5).id()));
+        detached(seen);
+        broadcast_sequenced(&server, "w", 7, 4..=6);
+        let event = client.next_event().unwrap();
+        assert_eq!(id_and_data(&event), (at(7, 6).id(), "e6".to_string()));
+    });
+}
+
+#[test]
+fn an_id_the_node_cannot_vouch_for_starts_live_after_a_crier_gap_event() {
+    let server = TestServer::start(config());
+    server.server.shared().hub.set_replay("g", 3);
+    broadcast_sequenced(&server, "g", 7, 1..=10);
+    with_owner(&server, |seen| {
+        // Older than the ring (it holds 8..=10), and of an epoch this node never had.
+        for (id, reason, next) in [(at(7, 4), "behind", 11), (at(6, 99), "epoch", 12)] {
+            let mut client = SseClient::connect(server.addr(), "/g", Some(&id.id()));
+            detached(seen);
+            let gap = client.next_event().unwrap();
+            let current = at(7, next - 1).id();
+            assert_eq!(
+                (
+                    gap.kind.as_str(),
+                    gap.data.as_str(),
+                    gap.last_event_id.as_str()
+                ),
+                ("crier-gap", reason, current.as_str())
+            );
+            // Then live, with nothing replayed.
+            broadcast_sequenced(&server, "g", 7, next..=next);
+            assert_eq!(client.next_event().unwrap().data, format!("e{next}"));
+        }
+    });
+}
+
+#[test]
+fn live_streams_hear_of_a_new_epoch_before_its_first_event() {
+    let server = TestServer::start(config());
+    with_owner(&server, |seen| {
+        let mut client = SseClient::connect(server.addr(), "/live", None);
+        detached(seen);
+        wait_for_stats(&server, "one subscriber", |s| s.subscribers == 1);
+        broadcast_sequenced(&server, "live", 7, 1..=2);
+        broadcast_sequenced(&server, "live", 9, 1..=1);
+        let seen: Vec<_> = (0..4)
+            .map(|_| {
+                let event = client.next_event().unwrap();
+                (event.kind, event.data, event.last_event_id)
+            })
+            .collect();
+        let owned =
+            |kind: &str, data: &str, id: ClusterPosition| (kind.into(), data.into(), id.id());
+        assert_eq!(
+            seen,
+            vec![
+                owned("message", "e1", at(7, 1)),
+                owned("message", "e2", at(7, 2)),
+                owned("crier-gap", "epoch", at(9, 0)),
+                owned("message", "e1", at(9, 1)),
+            ]
+        );
     });
 }

@@ -4,9 +4,11 @@
 //! work could hold a normal scheduler past a millisecond; small calls stay on the cheaper
 //! normal scheduler.
 
-use rustler::{Atom, Encoder, Env, NifResult, Term};
+use crier_core::cluster_order::ClusterPosition;
+use rustler::{Atom, Encoder, Env, NifResult, ResourceArc, Term};
 
 use crate::conn_nifs;
+use crate::resources::ServerResource;
 use crate::server_nifs;
 use crate::terms::{decode_list, Invalid};
 
@@ -18,6 +20,7 @@ rustler::atoms! {
     conn_chunk,
     conn_subscribe,
     server_broadcast,
+    server_broadcast_sequenced,
     encode_event,
 }
 
@@ -57,7 +60,17 @@ fn dirty<'a>(env: Env<'a>, name: Atom, args: Term<'a>) -> NifResult<Term<'a>> {
             conn_nifs::subscribe(env, conn.decode()?, *topics, *last_event_id)
         }
         [server, topic, event] if name == server_broadcast() => {
-            server_nifs::broadcast(server.decode()?, topic.decode()?, *event).map(|a| a.encode(env))
+            let server: ResourceArc<ServerResource> = server.decode()?;
+            server_nifs::broadcast_at(&server, topic.decode()?, *event, None).map(|a| a.encode(env))
+        }
+        [server, topic, event, epoch, seq] if name == server_broadcast_sequenced() => {
+            let server: ResourceArc<ServerResource> = server.decode()?;
+            let position = ClusterPosition {
+                epoch: epoch.decode()?,
+                seq: seq.decode()?,
+            };
+            server_nifs::broadcast_at(&server, topic.decode()?, *event, Some(position))
+                .map(|a| a.encode(env))
         }
         [event] if name == encode_event() => server_nifs::encode(env, *event),
         _ => Err(bad().into()),

@@ -1,5 +1,6 @@
 //! NIFs on a server: start, port, stats, subscribers per topic, broadcast, replay size, shutdown.
 
+use crier_core::cluster_order::ClusterPosition;
 use crier_core::server::Server;
 use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
@@ -95,13 +96,14 @@ fn server_broadcast(
     topic: Binary,
     event: Term,
 ) -> NifResult<Atom> {
-    broadcast(server, topic, event)
+    broadcast_at(&server, topic, event, None)
 }
 
-pub(crate) fn broadcast(
-    server: ResourceArc<ServerResource>,
+pub(crate) fn broadcast_at(
+    server: &ServerResource,
     topic: Binary,
     event: Term,
+    position: Option<ClusterPosition>,
 ) -> NifResult<Atom> {
     let event = decode_event(event)?;
     let topic = topic_name(&topic)?;
@@ -109,8 +111,41 @@ pub(crate) fn broadcast(
         .server
         .shared()
         .hub
-        .broadcast(&topic, event)
+        .broadcast_at(&topic, event, position)
         .map_err(|e| Invalid(format!("invalid event: {e}")))?;
+    Ok(atoms::ok())
+}
+
+/// Queues the cluster event the sequencer put at (`epoch`, `seq`) for every subscriber of
+/// `topic`: its id is the position's unless the application gave one (see `Crier.Cluster`).
+#[rustler::nif]
+fn server_broadcast_sequenced(
+    server: ResourceArc<ServerResource>,
+    topic: Binary,
+    event: Term,
+    epoch: u64,
+    seq: u64,
+) -> NifResult<Atom> {
+    broadcast_at(&server, topic, event, Some(ClusterPosition { epoch, seq }))
+}
+
+/// Records that the sequencer started `epoch`; `follows` is `nil`, or `{epoch, seq}`: the last
+/// event of the epoch before, when that one ended cleanly.
+#[rustler::nif]
+fn server_start_epoch(
+    server: ResourceArc<ServerResource>,
+    epoch: u64,
+    follows: Term,
+) -> NifResult<Atom> {
+    let follows = if follows.is_atom() {
+        None
+    } else {
+        let (epoch, seq): (u64, u64) = follows
+            .decode()
+            .map_err(|_| Invalid("follows must be nil or {epoch, seq}".into()))?;
+        Some(ClusterPosition { epoch, seq })
+    };
+    server.server.shared().hub.start_epoch(epoch, follows);
     Ok(atoms::ok())
 }
 
