@@ -113,7 +113,7 @@ defmodule Crier do
         {"x-accel-buffering", "no"}
       ] ++ Keyword.get(opts, :headers, [])
 
-    with {:ok, conn} <- Conn.start_stream(conn, 200, headers, true) do
+    with {:ok, conn} <- Conn.send_chunked(conn, 200, headers, true) do
       case Keyword.get(opts, :retry) do
         nil -> {:ok, conn}
         retry -> send_event(conn, %Event{retry: retry})
@@ -182,8 +182,12 @@ defmodule Crier do
     end
   end
 
-  @doc "Removes the stream from `topic`. A stream with no topic and no owner ends."
-  @spec unsubscribe(Conn.t(), String.t()) :: :ok
+  @doc """
+  Removes the stream from `topic`. A stream with no topic and no owner ends. A conn whose
+  exchange is over (kept from an earlier request of a keep-alive connection) gets
+  `{:error, :closed}` and changes nothing.
+  """
+  @spec unsubscribe(Conn.t(), String.t()) :: :ok | {:error, :closed}
   def unsubscribe(%Conn{} = conn, topic) do
     conn.resource |> Native.conn_unsubscribe(Boundary.topic!(topic)) |> Errors.unwrap!()
   end

@@ -69,7 +69,7 @@ defmodule Crier.NifBoundaryTest do
             fn -> Native.conn_subscribe(conn.resource, ["a" | :b], nil) end,
             fn -> Native.conn_send_chunked(conn.resource, 200, improper_headers, true) end,
             fn -> Native.conn_send_resp(conn.resource, 200, improper_headers, "") end,
-            fn -> Native.conn_send_sized(conn.resource, 200, improper_headers, 0) end,
+            fn -> Native.conn_send_head(conn.resource, 200, improper_headers, 0) end,
             fn -> Native.conn_inform(conn.resource, 103, improper_headers) end
           ] do
         assert {:error, {:argument, message}} = call.()

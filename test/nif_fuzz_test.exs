@@ -162,7 +162,7 @@ defmodule Crier.NifFuzzTest do
       {:conn_set_owner, 3} -> [:conn, :pid, :atom]
       {:conn_send_chunked, 4} -> [:conn, :status, :headers, :boolean]
       {:conn_send_resp, 4} -> [:conn, :status, :headers, :iodata]
-      {:conn_send_sized, 4} -> [:conn, :status, :headers, :size]
+      {:conn_send_head, 4} -> [:conn, :status, :headers, :size]
       {:conn_inform, 3} -> [:conn, :status, :headers]
       {:conn_chunk, 2} -> [:conn, :iodata]
       {:conn_close, 2} -> [:conn, :atom]
@@ -231,7 +231,7 @@ defmodule Crier.NifFuzzTest do
 
       :dirty_name ->
         :proper_types.elements(
-          ~w(conn_send_chunked conn_send_resp conn_send_sized conn_inform conn_chunk
+          ~w(conn_send_chunked conn_send_resp conn_send_head conn_inform conn_chunk
              conn_subscribe server_broadcast server_broadcast_sequenced encode_event other)a
         )
 

@@ -7,7 +7,7 @@ defmodule Crier.ShutdownTest do
   # Not async: megabytes cross loopback here, which would slow other modules' tests.
   use ExUnit.Case, async: false
 
-  alias Crier.Test.{FunHandler, RawClient}
+  alias Crier.Test.{FunHandler, RawClient, Wait}
 
   @events 8_000
   @final %Crier.Event{event: "bye", data: "server stopping"}
@@ -119,20 +119,23 @@ defmodule Crier.ShutdownTest do
     end
   end
 
-  test "a subscribed stream, with no owner left, gets the final event and its last chunk" do
+  # A server whose handler subscribes each stream to `topic` and returns.
+  defp subscribing_server(topic) do
     test = self()
+
+    FunHandler.start_server(
+      fn conn ->
+        {:ok, conn} = Crier.sse(conn)
+        :ok = Crier.subscribe(conn, topic)
+        send(test, :subscribed)
+      end,
+      final_event: @final
+    )
+  end
+
+  test "a subscribed stream, with no owner left, gets the final event and its last chunk" do
     topic = "shutdown-#{System.unique_integer([:positive])}"
-
-    {name, port} =
-      FunHandler.start_server(
-        fn conn ->
-          {:ok, conn} = Crier.sse(conn)
-          :ok = Crier.subscribe(conn, topic)
-          send(test, :subscribed)
-        end,
-        final_event: @final
-      )
-
+    {name, port} = subscribing_server(topic)
     client = slow_client(port)
     assert_receive :subscribed, 5_000
     :ok = Crier.broadcast(name, topic, %Crier.Event{data: "live"})
@@ -143,6 +146,32 @@ defmodule Crier.ShutdownTest do
     {200, _, body} = RawClient.parse_response(before <> rest)
     live = encoded(%Crier.Event{data: "live"})
     assert RawClient.dechunk(body) == {live <> encoded(@final), true}
+  end
+
+  # Issue 10, finding 1: broadcasts still queued for the hub when the stop came were lost,
+  # while the final event and a clean last chunk said nothing was missing.
+  test "every broadcast that returned before the stop reaches every subscriber before the final event" do
+    topic = "before-stop-#{System.unique_integer([:positive])}"
+    {name, port} = subscribing_server(topic)
+    # As many as it was found with: the hub is still fanning out when the stop comes.
+    clients = for _ <- 1..1000, do: slow_client(port)
+
+    for _ <- clients, do: assert_receive(:subscribed, 5_000)
+    Wait.until(fn -> Crier.subscribers(name, topic) == 1000 end, 20_000)
+    readers = Enum.map(clients, fn client -> Task.async(fn -> read_all(client) end) end)
+    for i <- 1..200, do: :ok = Crier.broadcast(name, topic, %Crier.Event{data: "#{i}"})
+    stop_supervised!({Crier, name})
+
+    expected =
+      IO.iodata_to_binary([
+        Enum.map(1..200, &encoded(%Crier.Event{data: "#{&1}"})),
+        encoded(@final)
+      ])
+
+    for reader <- readers do
+      {200, _, body} = reader |> Task.await(20_000) |> RawClient.parse_response()
+      assert RawClient.dechunk(body) == {expected, true}
+    end
   end
 
   test "owners with on_close: :exit end with {:shutdown, :shutdown}" do

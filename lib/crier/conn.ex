@@ -115,12 +115,14 @@ defmodule Crier.Conn do
   """
   @spec send_chunked(t(), status(), headers()) :: {:ok, t()} | {:error, :closed}
   def send_chunked(conn, status, headers \\ []) do
-    start_stream(conn, status, headers, false)
+    send_chunked(conn, status, headers, false)
   end
 
   @doc false
-  @spec start_stream(t(), status(), headers(), boolean()) :: {:ok, t()} | {:error, :closed}
-  def start_stream(%__MODULE__{} = conn, status, headers, sse?) do
+  # With `sse?`, the stream gets heartbeats while idle (`Crier.sse/2`, and Plug responses
+  # with `content-type: text/event-stream`). One name for one operation, as in Rust.
+  @spec send_chunked(t(), status(), headers(), boolean()) :: {:ok, t()} | {:error, :closed}
+  def send_chunked(%__MODULE__{} = conn, status, headers, sse?) do
     check_owner!(conn, "send_chunked/3")
 
     status
@@ -162,7 +164,7 @@ defmodule Crier.Conn do
     end
 
     large_head?
-    |> Boundary.call(:conn_send_sized, [conn.resource, status, headers, length])
+    |> Boundary.call(:conn_send_head, [conn.resource, status, headers, length])
     |> written(conn, :chunked)
   end
 
@@ -231,15 +233,29 @@ defmodule Crier.Conn do
       {:crier, ^ref, :writable} -> push_chunk(conn, data, deadline)
     after
       remaining(deadline) ->
+        withdraw_wait(conn, :writable)
         Native.conn_close(conn.resource, :timeout)
-
-        receive do
-          {:crier, ^ref, :writable} -> :ok
-        after
-          0 -> :ok
-        end
-
         {:error, :closed}
+    end
+  end
+
+  # A wake-up Rust claimed is sent right after its lock is released: it arrives within
+  # microseconds. The bound only keeps a lost message from hanging the caller.
+  @wake_in_flight 1_000
+
+  # Withdraws a wait that timed out. `:woken` says the wake-up was claimed before the
+  # withdrawal: Rust sends it just after, so it is taken here rather than left behind.
+  defp withdraw_wait(%{ref: ref} = conn, what) do
+    case Native.conn_cancel_wait(conn.resource) do
+      :ok ->
+        :ok
+
+      :woken ->
+        receive do
+          {:crier, ^ref, ^what} -> :ok
+        after
+          @wake_in_flight -> :ok
+        end
     end
   end
 
@@ -292,13 +308,7 @@ defmodule Crier.Conn do
           {:crier, ^ref, :body} -> read_loop(conn, remaining, read_length, read_timeout, acc)
         after
           read_timeout ->
-            Native.conn_cancel_wait(conn.resource)
-
-            receive do
-              {:crier, ^ref, :body} -> :ok
-            after
-              0 -> :ok
-            end
+            withdraw_wait(conn, :body)
 
             # Bytes already taken from the body are the caller's, not lost to the timeout.
             if IO.iodata_length(acc) > 0,

@@ -43,7 +43,7 @@ defmodule Crier.Native do
   def conn_set_owner(_conn, _pid, _on_close), do: nif_error()
   def conn_send_chunked(_conn, _status, _headers, _sse), do: nif_error()
   def conn_send_resp(_conn, _status, _headers, _body), do: nif_error()
-  def conn_send_sized(_conn, _status, _headers, _length), do: nif_error()
+  def conn_send_head(_conn, _status, _headers, _length), do: nif_error()
   def conn_inform(_conn, _status, _headers), do: nif_error()
   def conn_chunk(_conn, _data), do: nif_error()
   def conn_finish(_conn), do: nif_error()

@@ -87,7 +87,7 @@ defmodule Crier.Options do
       default: 262_144,
       native: true,
       doc:
-        "bytes a stream may have queued before `Crier.Conn.chunk/2` waits and a broadcast drops it with `:overflow`."
+        "bytes a stream may have queued before `Crier.Conn.chunk/2` waits. A subscriber is dropped with `:overflow` when its socket takes no more while more than this is left of its broadcasts, or when a burst would queue twice this before it could write (the most a stopped reader holds)."
     ],
     send_timeout: [
       type: {:integer, 0..@u32},

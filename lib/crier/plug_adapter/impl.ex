@@ -106,7 +106,7 @@ defmodule Crier.PlugAdapter.Impl do
   def send_chunked(%Conn{} = conn, status, headers) do
     result =
       case content_length(headers) do
-        nil -> Conn.start_stream(conn, status, headers, event_stream?(headers))
+        nil -> Conn.send_chunked(conn, status, headers, event_stream?(headers))
         length -> Conn.send_head(conn, status, headers, length)
       end
 

@@ -44,7 +44,10 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     /// Request limits.
     pub limits: Limits,
-    /// Bytes a stream may have queued before `chunk` must wait. Default is 256 KiB.
+    /// Bytes a stream may have queued before `chunk` must wait. A subscriber is dropped with
+    /// `overflow` when its socket takes no more while more than this is left of its
+    /// broadcasts, or when broadcasts would queue twice this before its writer ran (the most
+    /// a subscriber whose reader stopped holds). Default is 256 KiB.
     pub write_queue_bytes: usize,
     /// How long a full write queue may make no progress before the stream closes with
     /// `timeout`. Default is 15 s.

@@ -21,20 +21,21 @@
 //! [`GAP_EVENT_TYPE`] event (see `cluster_order` for the proof).
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use tokio::sync::mpsc;
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster_order::{
     Arrival, ClusterOrder, ClusterPosition, Coverage, GapReason, Resume, GAP_EVENT_TYPE,
 };
-use crate::notify::Notify;
-use crate::server::Shared;
-use crate::sse::{self, Event, InvalidEvent};
-use crate::stream::{Stream, StreamError, WireEvent};
+use crate::exchange::CallError;
+use crate::membership::Subscriber;
+use crate::sse::{self, Event, InvalidEvent, WireEvent};
+use crate::stats::Stats;
 
 /// An event owned by a command, checked before it is queued.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -64,15 +65,6 @@ impl OwnedEvent {
         }
     }
 
-    /// Checks the event can be encoded, so errors reach the caller, not the hub task.
-    ///
-    /// # Errors
-    ///
-    /// As [`sse::encode`].
-    pub fn validate(&self) -> Result<(), InvalidEvent> {
-        sse::encode_into(&self.as_event(), &mut BytesMut::new())
-    }
-
     /// Encodes the event to its wire bytes.
     ///
     /// # Errors
@@ -83,24 +75,27 @@ impl OwnedEvent {
     }
 }
 
-enum Command<N: Notify> {
+/// A subscriber as topics hold it.
+type SubscriberRef = Arc<dyn Subscriber>;
+
+enum Command {
     Publish {
         topic: String,
-        event: OwnedEvent,
+        event: Encoded,
         /// Where the cluster's sequencer put the event; `None` for a local broadcast.
         position: Option<ClusterPosition>,
     },
     Subscribe {
         topics: Vec<String>,
-        stream: Arc<Stream<N>>,
+        subscriber: SubscriberRef,
         last_event_id: Option<String>,
     },
     Unsubscribe {
         topic: String,
-        stream_id: u64,
+        subscriber_id: u64,
     },
-    StreamClosed {
-        stream_id: u64,
+    SubscriberClosed {
+        subscriber_id: u64,
         topics: Vec<String>,
     },
     SetReplay {
@@ -111,11 +106,20 @@ enum Command<N: Notify> {
         epoch: u64,
         follows: Option<ClusterPosition>,
     },
+    /// Answered once every command queued before it was handled.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// An event encoded where it was broadcast (which is also where it was checked), with its id
+/// when the application gave one; the hub puts the ids it assigns in front of these bytes.
+struct Encoded {
+    id: Option<String>,
+    bytes: Bytes,
 }
 
 /// The owner-facing handle of the hub task.
-pub struct Hub<N: Notify> {
-    commands: mpsc::UnboundedSender<Command<N>>,
+pub struct Hub {
+    commands: mpsc::UnboundedSender<Command>,
     subscriber_counts: SubscriberCounts,
 }
 
@@ -153,14 +157,14 @@ struct Stored {
     wire: WireEvent,
 }
 
-struct Topic<N: Notify> {
-    subscribers: HashMap<u64, Arc<Stream<N>>>,
+struct Topic {
+    subscribers: HashMap<u64, SubscriberRef>,
     ring: VecDeque<Stored>,
     ring_size: usize,
     coverage: Coverage,
 }
 
-impl<N: Notify> Topic<N> {
+impl Topic {
     fn new(ring_size: usize, order: &ClusterOrder) -> Self {
         Topic {
             subscribers: HashMap::new(),
@@ -188,16 +192,24 @@ impl<N: Notify> Topic<N> {
     }
 }
 
-impl<N: Notify> Hub<N> {
+impl Hub {
     /// Starts the hub task on the current runtime. `default_replay` is the ring size of a
-    /// topic with no size of its own.
-    pub(crate) fn start(shared: Weak<Shared<N>>, default_replay: usize) -> Self {
+    /// topic with no size of its own; `write_queue_bytes` sizes how much the hub fans out
+    /// between two sure turns of the writers.
+    pub(crate) fn start(
+        stats: Arc<Stats>,
+        default_replay: usize,
+        write_queue_bytes: usize,
+    ) -> Self {
         let (commands, receiver) = mpsc::unbounded_channel();
         let subscriber_counts = SubscriberCounts::default();
         tokio::spawn(run(
-            shared,
+            stats,
             receiver,
-            default_replay,
+            HubLimits {
+                default_replay,
+                batch_bytes: (write_queue_bytes / 2).max(1),
+            },
             subscriber_counts.clone(),
         ));
         Hub {
@@ -216,7 +228,8 @@ impl<N: Notify> Hub<N> {
         counts.get(topic).copied().unwrap_or(0)
     }
 
-    /// Queues `event` for every subscriber of `topic`.
+    /// Queues `event` for every subscriber of `topic`. It is encoded here, once: that checks
+    /// it, and its bytes are what every subscriber gets.
     ///
     /// # Errors
     ///
@@ -260,50 +273,77 @@ impl<N: Notify> Hub<N> {
         event: OwnedEvent,
         position: Option<ClusterPosition>,
     ) -> Result<(), InvalidEvent> {
-        event.validate()?;
+        let bytes = event.encode()?;
         let _ = self.commands.send(Command::Publish {
             topic: topic.to_string(),
-            event,
+            event: Encoded {
+                id: event.id,
+                bytes,
+            },
             position,
         });
         Ok(())
     }
 
-    /// Hands `stream` (exchange `exchange`) to `topics`: it lives on in Rust after its owner
-    /// returns. With `last_event_id`, the events of all `topics` published after it come
-    /// first, merged in publish order (see the module docs and `replay`).
+    /// Resolves once every command queued before this call was handled: every broadcast
+    /// that returned before it has been fanned out. The barrier is queued at the call, not
+    /// when the future is first polled.
+    pub(crate) fn barrier(&self) -> impl Future<Output = ()> + Send + 'static {
+        let (done, handled) = oneshot::channel();
+        let _ = self.commands.send(Command::Barrier(done));
+        async move {
+            // An error means the hub task is gone, with nothing left to wait for.
+            let _ = handled.await;
+        }
+    }
+
+    /// Hands `subscriber`'s stream (exchange `exchange`) to `topics`: it lives on in Rust
+    /// after its owner returns. With `last_event_id`, the events of all `topics` published
+    /// after it come first, merged in publish order (see the module docs and `replay`).
     ///
     /// # Errors
     ///
-    /// [`StreamError::Closed`] or [`StreamError::NotStreaming`] when there is no open stream to
+    /// [`CallError::Closed`] or [`CallError::NotStreaming`] when there is no open stream to
     /// subscribe.
-    pub fn subscribe(
+    pub fn subscribe<S: Subscriber>(
         &self,
-        stream: &Arc<Stream<N>>,
+        subscriber: &Arc<S>,
         exchange: u64,
         topics: &[String],
         last_event_id: Option<&str>,
-    ) -> Result<(), StreamError> {
-        let added = stream.attach_topics(exchange, topics)?;
+    ) -> Result<(), CallError> {
+        let added = subscriber.attach_topics(exchange, topics)?;
         // One command for all the topics: their missed events are replayed merged, in the
         // order they were published.
         if !added.is_empty() {
             let _ = self.commands.send(Command::Subscribe {
                 topics: added,
-                stream: stream.clone(),
+                subscriber: subscriber.clone(),
                 last_event_id: last_event_id.map(str::to_string),
             });
         }
         Ok(())
     }
 
-    /// Removes `stream` from `topic`. A stream left with no topic and no owner ends.
-    pub fn unsubscribe(&self, stream: &Stream<N>, topic: &str) {
-        stream.detach_topic(topic);
+    /// Removes exchange `exchange`'s stream from `topic`. A stream left with no topic and no
+    /// owner ends.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::Closed`] when `exchange` is not the subscriber's current exchange (a
+    /// stale handle): nothing changes.
+    pub fn unsubscribe<S: Subscriber>(
+        &self,
+        subscriber: &S,
+        exchange: u64,
+        topic: &str,
+    ) -> Result<(), CallError> {
+        subscriber.detach_topic(exchange, topic)?;
         let _ = self.commands.send(Command::Unsubscribe {
             topic: topic.to_string(),
-            stream_id: stream.id,
+            subscriber_id: subscriber.subscriber_id(),
         });
+        Ok(())
     }
 
     /// Sets how many events `topic` keeps for replay (0 turns replay off).
@@ -314,20 +354,31 @@ impl<N: Notify> Hub<N> {
         });
     }
 
-    pub(crate) fn stream_closed(&self, stream_id: u64, topics: Vec<String>) {
+    pub(crate) fn subscriber_closed(&self, subscriber_id: u64, topics: Vec<String>) {
         if !topics.is_empty() {
-            let _ = self
-                .commands
-                .send(Command::StreamClosed { stream_id, topics });
+            let _ = self.commands.send(Command::SubscriberClosed {
+                subscriber_id,
+                topics,
+            });
         }
     }
 }
 
+/// How the hub task sizes things.
+struct HubLimits {
+    /// Ring size of a topic with none of its own.
+    default_replay: usize,
+    /// Encoded bytes fanned out after which the writers get a turn before more: half a write
+    /// queue, so a subscriber that keeps reading never meets a backlog the size of its queue
+    /// that it had no chance to take. Also the most bytes one batch gathers.
+    batch_bytes: usize,
+}
+
 /// A subscriber held back until this node has the cluster events its last id says it has
 /// seen (see [`Resume::Wait`]).
-struct Waiting<N: Notify> {
+struct Waiting {
     topics: Vec<String>,
-    stream: Arc<Stream<N>>,
+    subscriber: SubscriberRef,
     client: ClusterPosition,
     deadline: tokio::time::Instant,
 }
@@ -336,20 +387,20 @@ struct Waiting<N: Notify> {
 /// (its reason and the id of the gap event) that live streams are told of before it.
 type OrderedRun = (
     Option<(GapReason, Option<ClusterPosition>)>,
-    Vec<(OwnedEvent, Option<ClusterPosition>)>,
+    Vec<(Encoded, Option<ClusterPosition>)>,
 );
 
 /// What the hub task knows of the cluster: the order it follows, and the subscribers that
 /// wait for it to catch up with them.
-struct ClusterState<N: Notify> {
+struct ClusterState {
     order: ClusterOrder,
-    waiting: Vec<Waiting<N>>,
+    waiting: Vec<Waiting>,
 }
 
-impl<N: Notify> ClusterState<N> {
+impl ClusterState {
     /// Records the arrival of a batch's cluster events: drops the stale ones, and splits the
     /// batch where a new segment starts, so live streams hear of the gap just before it.
-    fn follow(&mut self, events: Vec<(OwnedEvent, Option<ClusterPosition>)>) -> Vec<OrderedRun> {
+    fn follow(&mut self, events: Vec<(Encoded, Option<ClusterPosition>)>) -> Vec<OrderedRun> {
         let mut runs = vec![(None, Vec::with_capacity(events.len()))];
         for (event, position) in events {
             if let Some(position) = position {
@@ -370,7 +421,7 @@ impl<N: Notify> ClusterState<N> {
 
     fn start_epoch(
         &mut self,
-        topics: &mut HashMap<String, Topic<N>>,
+        topics: &mut HashMap<String, Topic>,
         counts: &SubscriberCounts,
         ring_size_of: &dyn Fn(&str) -> usize,
         epoch: u64,
@@ -390,16 +441,16 @@ impl<N: Notify> ClusterState<N> {
     /// the wait is over: a gap).
     fn resume(
         &mut self,
-        topics: &mut HashMap<String, Topic<N>>,
+        topics: &mut HashMap<String, Topic>,
         counts: &SubscriberCounts,
         ring_size_of: &dyn Fn(&str) -> usize,
-        waiting: Waiting<N>,
+        waiting: Waiting,
         expired: bool,
     ) {
         let names: Vec<String> = waiting
             .topics
             .iter()
-            .filter(|name| waiting.stream.holds_topic(name))
+            .filter(|name| waiting.subscriber.holds_topic(name))
             .cloned()
             .collect();
         // A topic dropped while the subscriber waited kept nothing meanwhile: it starts now.
@@ -414,19 +465,21 @@ impl<N: Notify> ClusterState<N> {
             .map(|topic| &topic.coverage);
         let current = self.order.current();
         match self.order.resume(waiting.client, coverages) {
-            Resume::Exact => replay_cluster(topics, &names, &waiting.stream, waiting.client),
+            Resume::Exact => {
+                replay_cluster(topics, &names, waiting.subscriber.as_ref(), waiting.client)
+            }
             Resume::Wait if !expired => return self.waiting.push(waiting),
-            Resume::Wait => start_live(&waiting.stream, GapReason::Ahead, current),
-            Resume::Gap(reason) => start_live(&waiting.stream, reason, current),
+            Resume::Wait => start_live(waiting.subscriber.as_ref(), GapReason::Ahead, current),
+            Resume::Gap(reason) => start_live(waiting.subscriber.as_ref(), reason, current),
         }
-        attach(topics, &names, &waiting.stream, counts);
+        attach(topics, &names, &waiting.subscriber, counts);
     }
 
     /// Resumes the waiting subscribers the cluster order has caught up with, and, with
     /// `expire`, those whose deadline has passed.
     fn resume_waiting(
         &mut self,
-        topics: &mut HashMap<String, Topic<N>>,
+        topics: &mut HashMap<String, Topic>,
         counts: &SubscriberCounts,
         ring_size_of: &dyn Fn(&str) -> usize,
         expire: bool,
@@ -439,16 +492,18 @@ impl<N: Notify> ClusterState<N> {
     }
 }
 
-/// Adds `stream` to the topics `names` (which exist).
-fn attach<N: Notify>(
-    topics: &mut HashMap<String, Topic<N>>,
+/// Adds `subscriber` to the topics `names` (which exist).
+fn attach(
+    topics: &mut HashMap<String, Topic>,
     names: &[String],
-    stream: &Arc<Stream<N>>,
+    subscriber: &SubscriberRef,
     counts: &SubscriberCounts,
 ) {
     for name in names {
         if let Some(entry) = topics.get_mut(name) {
-            entry.subscribers.insert(stream.id, stream.clone());
+            entry
+                .subscribers
+                .insert(subscriber.subscriber_id(), subscriber.clone());
             set_count(counts, name, entry.subscribers.len());
         }
     }
@@ -456,44 +511,46 @@ fn attach<N: Notify>(
 
 /// Tells every live stream once that the cluster order its node delivers restarted: it may
 /// have missed events between the two segments.
-fn announce_gap<N: Notify>(
-    topics: &HashMap<String, Topic<N>>,
-    reason: GapReason,
-    id: Option<ClusterPosition>,
-) {
+fn announce_gap(topics: &HashMap<String, Topic>, reason: GapReason, id: Option<ClusterPosition>) {
     let wire = gap_event(reason, id);
     let mut told = std::collections::HashSet::new();
-    for stream in topics.values().flat_map(|t| t.subscribers.values()) {
-        if told.insert(stream.id) {
-            stream.push_shared([&wire], true);
+    for subscriber in topics.values().flat_map(|t| t.subscribers.values()) {
+        if told.insert(subscriber.subscriber_id()) {
+            subscriber.push_events(&[&wire], true);
         }
     }
 }
 
-/// Tells `stream` it starts live, at `current`, without a replay.
-fn start_live<N: Notify>(stream: &Stream<N>, reason: GapReason, current: Option<ClusterPosition>) {
-    stream.push_shared([&gap_event(reason, current)], true);
+/// Tells `subscriber` it starts live, at `current`, without a replay.
+fn start_live(subscriber: &dyn Subscriber, reason: GapReason, current: Option<ClusterPosition>) {
+    subscriber.push_events(&[&gap_event(reason, current)], true);
 }
 
-async fn run<N: Notify>(
-    shared: Weak<Shared<N>>,
-    mut commands: mpsc::UnboundedReceiver<Command<N>>,
-    default_replay: usize,
+async fn run(
+    stats: Arc<Stats>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    limits: HubLimits,
     counts: SubscriberCounts,
 ) {
-    let mut topics: HashMap<String, Topic<N>> = HashMap::new();
+    let default_replay = limits.default_replay;
+    let mut topics: HashMap<String, Topic> = HashMap::new();
     let mut replay_sizes: HashMap<String, usize> = HashMap::new();
     let mut next_seq: u64 = 1;
-    let mut held: Option<Command<N>> = None;
+    let mut held: Option<Command> = None;
+    // Bytes fanned out since the connection tasks last had a sure turn: the hub waited for a
+    // command, or yielded.
+    let mut since_turn: usize = 0;
     let mut cluster = ClusterState {
         order: ClusterOrder::default(),
         waiting: Vec::new(),
     };
     loop {
         let ring_size_of = |name: &str| replay_sizes.get(name).copied().unwrap_or(default_replay);
-        let command = match held.take() {
-            Some(command) => command,
-            None => {
+        let command = match held.take().map(Ok).unwrap_or_else(|| commands.try_recv()) {
+            Ok(command) => command,
+            Err(mpsc::error::TryRecvError::Disconnected) => return,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                since_turn = 0;
                 // Subscribers waiting for the cluster order are given up on at their deadline.
                 let deadline = cluster.waiting.iter().map(|w| w.deadline).min();
                 let received = match deadline {
@@ -510,9 +567,6 @@ async fn run<N: Notify>(
                 }
             }
         };
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
         match command {
             Command::Publish {
                 topic,
@@ -520,15 +574,20 @@ async fn run<N: Notify>(
                 position,
             } => {
                 // Publishes to the same topic that are already queued go out together: one
-                // lock and one wake-up per subscriber, and one write for the whole run.
+                // lock and one wake-up per subscriber, and one write for the whole run, up to
+                // a batch's bytes.
+                let mut batch_bytes = event.bytes.len();
                 let mut events = vec![(event, position)];
-                while events.len() < MAX_BATCH {
+                while events.len() < MAX_BATCH && batch_bytes < limits.batch_bytes {
                     match commands.try_recv() {
                         Ok(Command::Publish {
                             topic: next,
                             event,
                             position,
-                        }) if next == topic => events.push((event, position)),
+                        }) if next == topic => {
+                            batch_bytes += event.bytes.len();
+                            events.push((event, position))
+                        }
                         Ok(other) => {
                             held = Some(other);
                             break;
@@ -552,7 +611,9 @@ async fn run<N: Notify>(
                         continue;
                     };
                     let before = entry.subscribers.len();
-                    publish(entry, events, &mut next_seq, &cluster.order);
+                    if publish(entry, events, &mut next_seq, &cluster.order) {
+                        since_turn += batch_bytes;
+                    }
                     // Subscribers that overflowed or left are gone from the topic now.
                     if entry.subscribers.len() != before {
                         set_count(&counts, &topic, entry.subscribers.len());
@@ -562,17 +623,25 @@ async fn run<N: Notify>(
                 if sequenced {
                     cluster.resume_waiting(&mut topics, &counts, &ring_size_of, false);
                 }
+                if since_turn >= limits.batch_bytes {
+                    // The writers' turn, after half a queue of bytes: the connection tasks
+                    // just woken take what they can before more lands on their queues. Not
+                    // after every batch: small events keep coalescing into one write each.
+                    since_turn = 0;
+                    stats.topics.store(topics.len() as u64, Relaxed);
+                    tokio::task::yield_now().await;
+                }
             }
             Command::Subscribe {
                 topics: names,
-                stream,
+                subscriber,
                 last_event_id,
             } => {
                 // A stream that closed or unsubscribed while this command was queued has
                 // told (or will tell) the hub already: adding it now would leak it.
                 let names: Vec<String> = names
                     .into_iter()
-                    .filter(|name| stream.holds_topic(name))
+                    .filter(|name| subscriber.holds_topic(name))
                     .collect();
                 for name in &names {
                     let size = ring_size_of(name);
@@ -589,33 +658,38 @@ async fn run<N: Notify>(
                     // or started live after a gap event (see `cluster_order`).
                     let waiting = Waiting {
                         topics: names,
-                        stream,
+                        subscriber,
                         client,
                         deadline: tokio::time::Instant::now() + CATCH_UP_TIMEOUT,
                     };
                     cluster.resume(&mut topics, &counts, &ring_size_of, waiting, false);
                 } else {
                     if let Some(last) = last_event_id {
-                        replay(&topics, &names, &stream, &last);
+                        replay(&topics, &names, subscriber.as_ref(), &last);
                     }
-                    attach(&mut topics, &names, &stream, &counts);
+                    attach(&mut topics, &names, &subscriber, &counts);
                 }
             }
-            Command::Unsubscribe { topic, stream_id } => {
+            Command::Unsubscribe {
+                topic,
+                subscriber_id,
+            } => {
                 if let Some(entry) = topics.get_mut(&topic) {
-                    entry.subscribers.remove(&stream_id);
+                    entry.subscribers.remove(&subscriber_id);
                     set_count(&counts, &topic, entry.subscribers.len());
                 }
                 drop_if_idle(&mut topics, &topic);
             }
-            Command::StreamClosed {
-                stream_id,
+            Command::SubscriberClosed {
+                subscriber_id,
                 topics: names,
             } => {
-                cluster.waiting.retain(|w| w.stream.id != stream_id);
+                cluster
+                    .waiting
+                    .retain(|w| w.subscriber.subscriber_id() != subscriber_id);
                 for name in names {
                     if let Some(entry) = topics.get_mut(&name) {
-                        entry.subscribers.remove(&stream_id);
+                        entry.subscribers.remove(&subscriber_id);
                         set_count(&counts, &name, entry.subscribers.len());
                     }
                     drop_if_idle(&mut topics, &name);
@@ -632,47 +706,56 @@ async fn run<N: Notify>(
             Command::StartEpoch { epoch, follows } => {
                 cluster.start_epoch(&mut topics, &counts, &ring_size_of, epoch, follows)
             }
+            Command::Barrier(done) => {
+                let _ = done.send(());
+            }
         }
-        shared.stats.topics.store(topics.len() as u64, Relaxed);
+        stats.topics.store(topics.len() as u64, Relaxed);
     }
 }
 
-fn drop_if_idle<N: Notify>(topics: &mut HashMap<String, Topic<N>>, name: &str) {
+fn drop_if_idle(topics: &mut HashMap<String, Topic>, name: &str) {
     if topics.get(name).is_some_and(Topic::is_idle) {
         topics.remove(name);
     }
 }
 
-/// Encodes once, keeps it in the ring, queues the same bytes on every subscriber, and forgets
+/// Frames each event once (with the id the hub assigns in front of the bytes encoded at the
+/// broadcast), keeps it in the ring, queues the same bytes on every subscriber, and forgets
 /// subscribers that are gone or overflowed. `seq` is the event's place in the hub's order; a
 /// cluster event's id is its position's, and what the ring does not keep is recorded in the
-/// topic's coverage.
-fn publish<N: Notify>(
-    topic: &mut Topic<N>,
-    events: Vec<(OwnedEvent, Option<ClusterPosition>)>,
+/// topic's coverage. Returns whether any subscriber got the events.
+fn publish(
+    topic: &mut Topic,
+    events: Vec<(Encoded, Option<ClusterPosition>)>,
     next_seq: &mut u64,
     order: &ClusterOrder,
-) {
-    let mut encoded = Vec::with_capacity(events.len());
-    for (mut event, position) in events {
+) -> bool {
+    let mut framed = Vec::with_capacity(events.len());
+    for (event, position) in events {
         let seq = *next_seq;
         *next_seq += 1;
-        if event.id.is_none() {
-            event.id = match position {
-                Some(position) => Some(position.id()),
-                None if topic.ring_size > 0 => Some(seq.to_string()),
-                None => None,
-            };
-        }
-        // Broadcast validated the event before queueing it, so this does not fail.
-        if let Ok(bytes) = event.encode() {
-            encoded.push((seq, event.id, position, WireEvent::new(&bytes)));
-        }
+        let (id, wire) = match (event.id, position) {
+            (Some(id), _) => (Some(id), WireEvent::new(&event.bytes)),
+            (None, assigned) => {
+                let id = match assigned {
+                    Some(position) => Some(position.id()),
+                    None if topic.ring_size > 0 => Some(seq.to_string()),
+                    None => None,
+                };
+                let wire = WireEvent::with_id(id.as_deref(), &event.bytes);
+                (id, wire)
+            }
+        };
+        framed.push((seq, id, position, wire));
     }
+    let wires: Vec<&WireEvent> = framed.iter().map(|(_, _, _, wire)| wire).collect();
     topic
         .subscribers
-        .retain(|_, stream| stream.push_shared(encoded.iter().map(|(_, _, _, wire)| wire), false));
-    for (seq, id, position, wire) in encoded {
+        .retain(|_, subscriber| subscriber.push_events(&wires, false));
+    drop(wires);
+    let reached = !topic.subscribers.is_empty();
+    for (seq, id, position, wire) in framed {
         match (id, position) {
             (Some(id), position) if topic.ring_size > 0 => topic.ring.push_back(Stored {
                 seq,
@@ -685,6 +768,7 @@ fn publish<N: Notify>(
         }
     }
     topic.trim_ring(order);
+    reached
 }
 
 /// The event that tells a stream it resumed without an exact replay (see [`GAP_EVENT_TYPE`]);
@@ -706,10 +790,10 @@ fn gap_event(reason: GapReason, continues_from: Option<ClusterPosition>) -> Wire
 /// Where a ring holds the client's own event, every event after it there is replayed, so
 /// local broadcasts this node delivered after it come too; otherwise the cluster events after
 /// its position (a node receives cluster positions in increasing order only).
-fn replay_cluster<N: Notify>(
-    topics: &HashMap<String, Topic<N>>,
+fn replay_cluster(
+    topics: &HashMap<String, Topic>,
     names: &[String],
-    stream: &Stream<N>,
+    subscriber: &dyn Subscriber,
     client: ClusterPosition,
 ) {
     let found = latest_seq(topics, names, |stored| stored.position == Some(client));
@@ -721,13 +805,14 @@ fn replay_cluster<N: Notify>(
         .flat_map(|ring| ring.iter().filter(after_client))
         .collect();
     missed.sort_unstable_by_key(|stored| stored.seq);
-    stream.push_shared(missed.into_iter().map(|stored| &stored.wire), true);
+    let wires: Vec<&WireEvent> = missed.into_iter().map(|stored| &stored.wire).collect();
+    subscriber.push_events(&wires, true);
 }
 
 /// Whether an event in the rings of `names` has `client`'s id as an id the application gave
 /// (not the id of its cluster position): then that id is the application's, replayed as such.
-fn given_by_app<N: Notify>(
-    topics: &HashMap<String, Topic<N>>,
+fn given_by_app(
+    topics: &HashMap<String, Topic>,
     names: &[String],
     client: ClusterPosition,
 ) -> bool {
@@ -739,8 +824,8 @@ fn given_by_app<N: Notify>(
 }
 
 /// The rings of the topics `names` that exist.
-fn rings<'a, N: Notify>(
-    topics: &'a HashMap<String, Topic<N>>,
+fn rings<'a>(
+    topics: &'a HashMap<String, Topic>,
     names: &'a [String],
 ) -> impl Iterator<Item = &'a VecDeque<Stored>> {
     names
@@ -750,8 +835,8 @@ fn rings<'a, N: Notify>(
 }
 
 /// The place in the hub's order of the latest event in the rings of `names` that `matches`.
-fn latest_seq<N: Notify>(
-    topics: &HashMap<String, Topic<N>>,
+fn latest_seq(
+    topics: &HashMap<String, Topic>,
     names: &[String],
     matches: impl Fn(&Stored) -> bool,
 ) -> Option<u64> {
@@ -768,10 +853,10 @@ fn latest_seq<N: Notify>(
 /// gets what is left after it. Any other id gets the whole rings, the most a reconnecting
 /// client can still be given. Ids restart at 1 with the server, so a client coming back from
 /// an earlier run with a higher number gets nothing replayed.
-fn replay<N: Notify>(
-    topics: &HashMap<String, Topic<N>>,
+fn replay(
+    topics: &HashMap<String, Topic>,
     names: &[String],
-    stream: &Stream<N>,
+    subscriber: &dyn Subscriber,
     last_event_id: &str,
 ) {
     let found = latest_seq(topics, names, |stored| stored.id == last_event_id);
@@ -786,5 +871,6 @@ fn replay<N: Notify>(
         })
         .collect();
     missed.sort_unstable_by_key(|stored| stored.seq);
-    stream.push_shared(missed.into_iter().map(|stored| &stored.wire), true);
+    let wires: Vec<&WireEvent> = missed.into_iter().map(|stored| &stored.wire).collect();
+    subscriber.push_events(&wires, true);
 }

@@ -1,23 +1,33 @@
 //! Crier's engine: HTTP/1.1 and Server-Sent Events over tokio.
 //!
-//! The core knows nothing of the BEAM. It reports to its owner through the [`notify::Notify`]
-//! trait, so `cargo test` drives it over real sockets with plain channels while the NIF crate
-//! implements the trait with `enif_send`.
+//! The core knows nothing of the BEAM. It reports to its owners through the
+//! [`reporter::Reporter`] trait, so `cargo test` drives it over real sockets with plain
+//! channels while the NIF crate implements the trait with `enif_send`.
 //!
-//! The path of one request: [`server`] accepts a socket and spawns a [`conn`] task, which reads
-//! and parses a head ([`http::request`]), hands it to the owner ([`notify::Notify::request`]),
-//! and then writes what the owner queues on the shared [`stream::Stream`] until the response
-//! ends or the client leaves, which it reports as one close ([`notify::Notify::closed`]).
+//! The path of one request: [`server`] accepts a socket and spawns a [`task`], which reads and
+//! parses a head ([`http::request`]), opens an [`exchange`] on the connection's shared state
+//! ([`connection::Connection`]) and hands the request to an owner
+//! ([`reporter::Reporter::request`]). The owner's calls queue the response's bytes
+//! ([`http::response`], [`write_queue`]); the task writes them until the response ends or the
+//! client leaves, which it reports as one close ([`lifecycle`], [`report`]). `ARCHITECTURE.md`
+//! at the repository root draws it.
 
 pub mod cluster_order;
 pub mod config;
-pub mod conn;
+pub mod connection;
+mod exchange;
 pub mod http;
 pub mod hub;
-pub mod notify;
+mod lifecycle;
+pub mod membership;
+pub mod report;
+pub mod reporter;
+mod request_body;
 pub mod server;
+pub mod shared;
 pub mod sse;
 pub mod stats;
-pub mod stream;
+mod task;
+mod write_queue;
 
 pub use bytes::Bytes;

@@ -1,12 +1,18 @@
 //! The listener: binds, accepts, applies socket options and the connection cap, spawns one
-//! [`crate::conn`] task per connection, and runs the graceful shutdown.
+//! [`crate::task`] per connection, and runs the graceful shutdown.
+//!
+//! Shutdown, in order: stop accepting; pass a barrier through the hub's command queue, so
+//! every broadcast that returned before the stop has been fanned out; start each connection's
+//! drain (what it queued, then the final event, then the last chunk); wait for the connection
+//! tasks, tracked by a [`TaskTracker`], up to `shutdown_timeout`; close what is left with
+//! `shutdown` and wait for those too; report [`Reporter::stopped`].
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,76 +20,35 @@ use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Handle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
-use crate::conn;
 use crate::http::response;
 use crate::hub::Hub;
-use crate::notify::{CloseReason, Notify};
+use crate::report::CloseReason;
+use crate::reporter::Reporter;
+use crate::shared::Shared;
 use crate::stats::{Snapshot, Stats};
-use crate::stream::Stream;
-
-/// What every connection of one server shares.
-pub struct Shared<N: Notify> {
-    /// The configuration the server started with.
-    pub config: ServerConfig,
-    /// Where requests and closes are reported.
-    pub notify: N,
-    /// Live counters.
-    pub stats: Stats,
-    /// Topics of this server.
-    pub hub: Hub<N>,
-    registry: Mutex<HashMap<u64, Weak<Stream<N>>>>,
-    next_conn: AtomicU64,
-    next_exchange: AtomicU64,
-    stopping: AtomicBool,
-}
-
-impl<N: Notify> Shared<N> {
-    pub(crate) fn register(&self, stream: &Arc<Stream<N>>) {
-        self.lock_registry()
-            .insert(stream.id, Arc::downgrade(stream));
-    }
-
-    pub(crate) fn unregister(&self, id: u64) {
-        self.lock_registry().remove(&id);
-    }
-
-    fn lock_registry(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Weak<Stream<N>>>> {
-        self.registry.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn live_streams(&self) -> Vec<Arc<Stream<N>>> {
-        self.lock_registry()
-            .values()
-            .filter_map(Weak::upgrade)
-            .collect()
-    }
-
-    pub(crate) fn next_exchange(&self) -> u64 {
-        self.next_exchange.fetch_add(1, Relaxed)
-    }
-
-    /// Whether shutdown has begun.
-    pub fn is_stopping(&self) -> bool {
-        self.stopping.load(SeqCst)
-    }
-}
+use crate::task;
 
 /// The listening socket, where [`Server::stop_listening`] can take it out and close it while
 /// the accept task polls it.
 type ListenerSlot = Arc<Mutex<Option<TcpListener>>>;
 
 /// A running server. Dropping it does not stop it: call [`Server::shutdown`].
-pub struct Server<N: Notify> {
+pub struct Server<N: Reporter> {
     shared: Arc<Shared<N>>,
     local_addr: SocketAddr,
     listener: ListenerSlot,
-    stop_accepting: Arc<tokio::sync::Notify>,
+    /// Cancelled by [`Server::stop_listening`] and by shutdown (it is a child of
+    /// `shared.stopping`): wakes the accept task, which finds the slot empty and ends.
+    stop_accepting: CancellationToken,
+    shutdown_started: std::sync::atomic::AtomicBool,
     runtime: Handle,
 }
 
-impl<N: Notify> Server<N> {
+impl<N: Reporter> Server<N> {
     /// Binds `config.addr` and starts accepting on `runtime`. `default_replay` is the replay
     /// ring size of topics with none of their own.
     ///
@@ -92,7 +57,7 @@ impl<N: Notify> Server<N> {
     /// The bind failed (address in use, not local, no permission).
     pub fn start(
         config: ServerConfig,
-        notify: N,
+        reporter: N,
         runtime: &Handle,
         default_replay: usize,
     ) -> io::Result<Self> {
@@ -100,18 +65,20 @@ impl<N: Notify> Server<N> {
         let local_addr = std_listener.local_addr()?;
         let _entered = runtime.enter();
         let listener = TcpListener::from_std(std_listener)?;
-        let shared = Arc::new_cyclic(|weak| Shared {
-            hub: Hub::start(weak.clone(), default_replay),
+        let stats = Arc::new(Stats::default());
+        let shared = Arc::new(Shared {
+            hub: Hub::start(stats.clone(), default_replay, config.write_queue_bytes),
             config,
-            notify,
-            stats: Stats::default(),
+            reporter,
+            stats,
             registry: Mutex::new(HashMap::new()),
+            stopping: CancellationToken::new(),
+            tasks: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
             next_exchange: AtomicU64::new(1),
-            stopping: AtomicBool::new(false),
         });
         let listener = Arc::new(Mutex::new(Some(listener)));
-        let stop_accepting = Arc::new(tokio::sync::Notify::new());
+        let stop_accepting = shared.stopping.child_token();
         runtime.spawn(accept_loop(
             listener.clone(),
             shared.clone(),
@@ -122,6 +89,7 @@ impl<N: Notify> Server<N> {
             local_addr,
             listener,
             stop_accepting,
+            shutdown_started: std::sync::atomic::AtomicBool::new(false),
             runtime: runtime.clone(),
         })
     }
@@ -131,7 +99,7 @@ impl<N: Notify> Server<N> {
         self.local_addr
     }
 
-    /// The state shared with connections: config, hub, notify.
+    /// The state shared with connections: config, hub, reporter.
     pub fn shared(&self) -> &Arc<Shared<N>> {
         &self.shared
     }
@@ -152,41 +120,38 @@ impl<N: Notify> Server<N> {
             .take();
         drop(listener);
         // Wakes the accept task, which finds the slot empty and ends.
-        self.stop_accepting.notify_one();
+        self.stop_accepting.cancel();
     }
 
-    /// Stops accepting, lets every stream drain for `shutdown_timeout` (SSE streams first get
-    /// `final_event`, already encoded), then closes what is left with `shutdown` and calls
-    /// [`Notify::stopped`]. Returns at once; a second call does nothing.
+    /// Stops accepting, delivers every broadcast that returned before this call, lets every
+    /// connection drain for `shutdown_timeout` (SSE streams first get `final_event`, already
+    /// encoded), then closes what is left with `shutdown` and calls [`Reporter::stopped`].
+    /// Returns at once; a second call does nothing.
     pub fn shutdown(&self, final_event: Option<Bytes>) {
-        if self.shared.stopping.swap(true, SeqCst) {
+        if self.shutdown_started.swap(true, Relaxed) {
             return;
         }
         self.stop_listening();
         let shared = self.shared.clone();
+        // Ahead of the stop, so it is the next command the hub takes: every publish queued
+        // before it has been fanned out when it answers.
+        let barrier = shared.hub.barrier();
+        shared.stopping.cancel();
         self.runtime.spawn(async move {
-            for stream in shared.live_streams() {
-                stream.begin_shutdown(final_event.as_ref());
+            barrier.await;
+            for connection in shared.live_connections() {
+                connection.begin_shutdown(final_event.as_ref());
             }
-            let deadline = tokio::time::Instant::now() + shared.config.shutdown_timeout;
-            wait_until_empty(&shared, deadline).await;
-            for stream in shared.live_streams() {
-                stream.close_from_task(CloseReason::Shutdown);
-                stream.wake_task();
+            shared.tasks.close();
+            let drained = tokio::time::timeout(shared.config.shutdown_timeout, shared.tasks.wait());
+            if drained.await.is_err() {
+                for connection in shared.live_connections() {
+                    connection.close_from_task(CloseReason::Shutdown);
+                }
+                let _ = tokio::time::timeout(shared.config.close_grace, shared.tasks.wait()).await;
             }
-            wait_until_empty(
-                &shared,
-                tokio::time::Instant::now() + shared.config.close_grace,
-            )
-            .await;
-            shared.notify.stopped();
+            shared.reporter.stopped();
         });
-    }
-}
-
-async fn wait_until_empty<N: Notify>(shared: &Shared<N>, deadline: tokio::time::Instant) {
-    while !shared.lock_registry().is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -203,10 +168,10 @@ fn bind(config: &ServerConfig) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-async fn accept_loop<N: Notify>(
+async fn accept_loop<N: Reporter>(
     listener: ListenerSlot,
     shared: Arc<Shared<N>>,
-    stop: Arc<tokio::sync::Notify>,
+    stop: CancellationToken,
 ) {
     // Locked only for one non-blocking poll, so stop_listening never waits for an accept.
     let accept = || {
@@ -220,7 +185,7 @@ async fn accept_loop<N: Notify>(
     loop {
         let accepted = tokio::select! {
             accepted = accept() => accepted,
-            _ = stop.notified() => return,
+            _ = stop.cancelled() => return,
         };
         let socket = match accepted {
             None => return,
@@ -238,11 +203,11 @@ async fn accept_loop<N: Notify>(
         if open >= shared.config.max_connections as u64 {
             shared.stats.connections.fetch_sub(1, Relaxed);
             shared.stats.rejected.fetch_add(1, Relaxed);
-            tokio::spawn(refuse_over_capacity(socket));
+            shared.tasks.spawn(refuse_over_capacity(socket));
             continue;
         }
         let id = shared.next_conn.fetch_add(1, Relaxed);
-        tokio::spawn(conn::run(socket, shared.clone(), id));
+        shared.tasks.spawn(task::run(socket, shared.clone(), id));
     }
 }
 

@@ -7,6 +7,7 @@
 //! assert_eq!(&bytes[..], b"id: 7\nevent: tick\ndata: a\ndata: b\n\n");
 //! ```
 
+use crate::http::chunked;
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// The comment line written to idle streams to keep proxies open and surface dead peers.
@@ -102,6 +103,50 @@ fn put_field(out: &mut BytesMut, name: &[u8], value: &str) {
 fn encoded_len_hint(event: &Event<'_>) -> usize {
     let field = |v: Option<&str>| v.map_or(0, |s| s.len() + 8);
     field(event.id) + field(event.event) + field(event.data) + field(event.comment) + 24
+}
+
+/// One broadcast event in both wire forms, encoded once and shared by every subscriber.
+#[derive(Debug, Clone)]
+pub struct WireEvent {
+    /// The event as one chunk, for HTTP/1.1 streams.
+    pub(crate) framed: Bytes,
+    /// The event as is, for close-delimited (HTTP/1.0) streams: a slice of `framed`.
+    pub(crate) raw: Bytes,
+}
+
+impl WireEvent {
+    /// Frames encoded event bytes; `raw` shares `framed`'s memory.
+    pub fn new(encoded: &[u8]) -> Self {
+        Self::with_id(None, encoded)
+    }
+
+    /// Frames encoded event bytes with an `id` line put first: the hub numbers events after
+    /// they were encoded, and the order of fields in a block does not matter (WHATWG HTML
+    /// 9.2.6). The id must be free of CR, LF and NUL, as the hub's numbers are.
+    pub fn with_id(id: Option<&str>, encoded: &[u8]) -> Self {
+        let id_line = id.map_or(0, |id| b"id: ".len() + id.len() + 1);
+        let len = id_line + encoded.len();
+        let mut out = BytesMut::with_capacity(len + 20);
+        chunked::put_chunk_header(&mut out, len);
+        let start = out.len();
+        if let Some(id) = id {
+            put_field(&mut out, b"id", id);
+        }
+        out.put_slice(encoded);
+        out.put_slice(b"\r\n");
+        let framed = out.freeze();
+        let raw = framed.slice(start..start + len);
+        WireEvent { framed, raw }
+    }
+
+    /// The event framed for a stream: as one chunk, or as is.
+    pub(crate) fn for_stream(&self, chunked: bool) -> &Bytes {
+        if chunked {
+            &self.framed
+        } else {
+            &self.raw
+        }
+    }
 }
 
 /// Splits on CRLF, lone CR and lone LF, the three line ends an event stream knows.
@@ -403,5 +448,16 @@ mod tests {
             }),
             "data: héllo ✓\n\n".as_bytes()
         );
+    }
+
+    #[test]
+    fn a_wire_event_is_framed_once_with_its_raw_form_inside() {
+        let wire = WireEvent::new(b"data: a\n\n");
+        assert_eq!(&wire.framed[..], b"9\r\ndata: a\n\n\r\n");
+        assert_eq!(&wire.raw[..], b"data: a\n\n");
+        assert_eq!(&wire.for_stream(false)[..], b"data: a\n\n");
+        let numbered = WireEvent::with_id(Some("42"), b"data: a\n\n");
+        assert_eq!(&numbered.framed[..], b"10\r\nid: 42\ndata: a\n\n\r\n");
+        assert_eq!(&numbered.raw[..], b"id: 42\ndata: a\n\n");
     }
 }

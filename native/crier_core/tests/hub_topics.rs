@@ -18,7 +18,7 @@ use std::time::Duration;
 use crier_core::cluster_order::{ClusterPosition, MIN_EPOCH};
 use crier_core::config::ServerConfig;
 use crier_core::hub::OwnedEvent;
-use crier_core::notify::CloseReason;
+use crier_core::report::CloseReason;
 use event_stream::Parser;
 use sse_client::{serve_subscribers, Seen, SseClient};
 use support::TestServer;
@@ -231,7 +231,7 @@ fn a_slow_subscriber_is_dropped_with_overflow_and_the_others_go_on() {
         );
         assert_eq!(close_count(&server, CloseReason::Overflow), 1);
         // The stream is closed for its owner too, and the topic goes on without it.
-        assert!(kept.stream.chunk(kept.exchange, b"late").is_err());
+        assert!(kept.connection.chunk(kept.exchange, b"late").is_err());
         hub.broadcast("feed", data("after")).unwrap();
         assert_eq!(fast.next_event().unwrap().data, "after");
         wait_for_stats(&server, "one subscriber left", |s| s.subscribers == 1);
@@ -254,9 +254,10 @@ fn unsubscribe_stops_delivery_and_the_last_one_ends_an_ownerless_stream() {
             s.subscribers == 1 && s.topics == 2
         });
         // The owner hands the stream over and goes away.
-        kept.stream.finish(kept.exchange);
-        kept.stream.owner_gone(kept.exchange);
-        hub.unsubscribe(&kept.stream, "a");
+        kept.connection.finish(kept.exchange);
+        kept.connection.owner_gone(kept.exchange);
+        hub.unsubscribe(kept.connection.as_ref(), kept.exchange, "a")
+            .unwrap();
         hub.broadcast("a", data("to a")).unwrap();
         hub.broadcast("b", data("to b")).unwrap();
         assert_eq!(client.next_event().unwrap().data, "to b");
@@ -265,7 +266,8 @@ fn unsubscribe_stops_delivery_and_the_last_one_ends_an_ownerless_stream() {
             (hub.subscriber_count("a"), hub.subscriber_count("b")),
             (0, 1)
         );
-        hub.unsubscribe(&kept.stream, "b");
+        hub.unsubscribe(kept.connection.as_ref(), kept.exchange, "b")
+            .unwrap();
         // Nobody can feed it any more: the response ends with its last chunk.
         assert_eq!(client.read_to_end(), []);
         assert!(client.ended);
@@ -525,23 +527,28 @@ fn replay_is_exactly_once_and_in_order_while_broadcasts_race_reconnects() {
 
 /// Reports requests to a std channel; owners are `()`. For a server on a runtime that only
 /// runs when the test drives it.
-struct Inbox(mpsc::Sender<(std::sync::Arc<crier_core::stream::Stream<Inbox>>, u64)>);
+struct Inbox(
+    mpsc::Sender<(
+        std::sync::Arc<crier_core::connection::Connection<Inbox>>,
+        u64,
+    )>,
+);
 
-impl crier_core::notify::Notify for Inbox {
+impl crier_core::reporter::Reporter for Inbox {
     type Owner = ();
 
     fn request(
         &self,
-        stream: &std::sync::Arc<crier_core::stream::Stream<Self>>,
+        connection: &std::sync::Arc<crier_core::connection::Connection<Self>>,
         exchange: u64,
         _head: crier_core::http::RequestHead,
     ) {
-        let _ = self.0.send((stream.clone(), exchange));
+        let _ = self.0.send((connection.clone(), exchange));
     }
 
     fn closed(&self, _owner: &(), _exchange: u64, _reason: CloseReason) {}
 
-    fn wake(&self, _owner: &(), _exchange: u64, _what: crier_core::notify::Wake) {}
+    fn wake(&self, _owner: &(), _exchange: u64, _what: crier_core::report::Wake) {}
 }
 
 async fn read_until_driven(socket: &mut tokio::net::TcpStream, got: &mut Vec<u8>, needle: &[u8]) {
@@ -588,7 +595,7 @@ fn driven_subscriber() -> Driven {
             .write_all(b"GET /t HTTP/1.1\r\nhost: x\r\n\r\n")
             .await
             .unwrap();
-        let (stream, exchange) = tokio::time::timeout(Duration::from_secs(5), async {
+        let (connection, exchange) = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 if let Ok(request) = rx.try_recv() {
                     return request;
@@ -598,14 +605,14 @@ fn driven_subscriber() -> Driven {
         })
         .await
         .expect("no request");
-        stream.set_owner(exchange, ()).unwrap();
-        stream
+        connection.set_owner(exchange, ()).unwrap();
+        connection
             .send_chunked(exchange, 200, None, sse_client::SSE_HEADERS, true)
             .unwrap();
-        hub.subscribe(&stream, exchange, &["t".to_string()], None)
+        hub.subscribe(&connection, exchange, &["t".to_string()], None)
             .unwrap();
-        stream.finish(exchange);
-        stream.owner_gone(exchange);
+        connection.finish(exchange);
+        connection.owner_gone(exchange);
         read_until_driven(&mut socket, &mut got, b"\r\n\r\n").await;
         // Let the hub take the subscribe before the runtime stops.
         tokio::time::timeout(Duration::from_secs(5), async {
@@ -687,7 +694,7 @@ fn a_subscribe_with_repeated_and_held_topics_holds_each_once() {
             _ => panic!("expected the kept stream"),
         };
         let topics: Vec<String> = ["a", "b", "b", "c", "a"].map(String::from).to_vec();
-        hub.subscribe(&kept.stream, kept.exchange, &topics, None)
+        hub.subscribe(&kept.connection, kept.exchange, &topics, None)
             .unwrap();
         wait_for_stats(&server, "one subscriber of three topics", |s| {
             s.subscribers == 1 && s.topics == 3
@@ -701,6 +708,152 @@ fn a_subscribe_with_repeated_and_held_topics_holds_each_once() {
         let got: Vec<String> = (0..3).map(|_| client.next_event().unwrap().data).collect();
         assert_eq!(got, ["a", "b", "c"]);
     });
+}
+
+/// Finding 1 of issue 10, deterministic: broadcasts that returned before the stop, still
+/// queued for the hub when it comes, all reach the subscriber ahead of the final event.
+#[test]
+fn shutdown_delivers_every_broadcast_that_returned_before_the_final_event() {
+    let mut driven = driven_subscriber();
+    driven.broadcast_numbered(200);
+    driven.server.shutdown(Some(bytes::Bytes::from_static(
+        b"event: bye\ndata: stop\n\n",
+    )));
+    driven.run_until_read(b"0\r\n\r\n");
+    let mut parser = Parser::new();
+    let body_at = driven
+        .got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap()
+        + 4;
+    parser.feed(&dechunk(&driven.got[body_at..]));
+    let events: Vec<String> = parser
+        .take()
+        .into_iter()
+        .map(|e| format!("{}:{}", e.kind, e.data))
+        .collect();
+    let mut want: Vec<String> = (0..200).map(|n| format!("message:{n}")).collect();
+    want.push("bye:stop".to_string());
+    assert_eq!(events, want);
+}
+
+/// Finding 1 of issue 10, as it was found: many subscribers, broadcasts that returned, an
+/// immediate stop. Every client gets every event, then the final one, then the last chunk.
+#[test]
+fn shutdown_right_after_broadcasts_loses_none_of_them() {
+    let server = TestServer::start(config());
+    let hub = &server.server.shared().hub;
+    with_owner(&server, |seen| {
+        let clients: Vec<SseClient> = (0..100)
+            .map(|_| SseClient::connect(server.addr(), "/all", None))
+            .collect();
+        for _ in 0..100 {
+            detached(seen);
+        }
+        wait_for_stats(&server, "100 subscribers", |_| {
+            hub.subscriber_count("all") == 100
+        });
+        for n in 0..200 {
+            hub.broadcast("all", data(&n.to_string())).unwrap();
+        }
+        server.server.shutdown(Some(bytes::Bytes::from_static(
+            b"event: bye\ndata: stop\n\n",
+        )));
+        let readers: Vec<_> = clients
+            .into_iter()
+            .map(|mut client| {
+                std::thread::spawn(move || {
+                    let events = client.read_to_end();
+                    (events, client.ended)
+                })
+            })
+            .collect();
+        for reader in readers {
+            let (events, ended) = reader.join().unwrap();
+            let got: Vec<String> = events.iter().map(|e| e.data.clone()).collect();
+            let mut want: Vec<String> = (0..200).map(|n| n.to_string()).collect();
+            want.push("stop".to_string());
+            assert_eq!(got, want);
+            assert_eq!(events.last().unwrap().kind, "bye");
+            assert!(ended);
+        }
+    });
+}
+
+/// Finding 5 of issue 10: bursts twice the size of the write queue, to clients that read as
+/// fast as loopback allows, drop none of them: overflow is measured against what the socket
+/// has not taken, and the writers get their turn between batches.
+#[test]
+fn bursts_larger_than_the_queue_do_not_drop_fast_readers() {
+    let server = TestServer::start(config());
+    let hub = &server.server.shared().hub;
+    const CLIENTS: usize = 4;
+    const BURSTS: usize = 10;
+    const PER_BURST: usize = 8;
+    // 8 events of 64 KiB: twice the default 256 KiB write queue.
+    let payload = "p".repeat(64 * 1024);
+    with_owner(&server, |seen| {
+        let clients: Vec<SseClient> = (0..CLIENTS)
+            .map(|_| SseClient::connect(server.addr(), "/burst", None))
+            .collect();
+        for _ in 0..CLIENTS {
+            detached(seen);
+        }
+        wait_for_stats(&server, "4 subscribers", |_| {
+            hub.subscriber_count("burst") == CLIENTS
+        });
+        let (read_tx, read_rx) = mpsc::channel();
+        let readers: Vec<_> = clients
+            .into_iter()
+            .map(|mut client| {
+                let read_tx = read_tx.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..BURSTS * PER_BURST {
+                        match client.next_event() {
+                            Some(event) => read_tx.send(Some(event.data.len())).unwrap(),
+                            None => return read_tx.send(None).unwrap(),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for burst in 0..BURSTS {
+            for _ in 0..PER_BURST {
+                hub.broadcast("burst", data(&payload)).unwrap();
+            }
+            for _ in 0..CLIENTS * PER_BURST {
+                let got = read_rx
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("a client read nothing in time");
+                assert_eq!(
+                    got,
+                    Some(payload.len()),
+                    "a client was dropped in burst {burst}: {:?}",
+                    server.server.stats()
+                );
+            }
+        }
+        for reader in readers {
+            reader.join().unwrap();
+        }
+        assert_eq!(close_count(&server, CloseReason::Overflow), 0);
+    });
+}
+
+/// The body of a chunked response, its framing removed.
+fn dechunk(mut framed: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = framed.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&framed[..line_end]).unwrap(), 16).unwrap();
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&framed[line_end + 2..line_end + 2 + size]);
+        framed = &framed[line_end + 2 + size + 2..];
+    }
 }
 
 /// Position `seq` of the `epoch`-th epoch after the first a sequencer can take.

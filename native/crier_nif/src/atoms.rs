@@ -5,6 +5,7 @@ rustler::atoms! {
     error,
     full,
     wait,
+    woken,
     closed,
     timeout,
     overflow,

@@ -1,11 +1,11 @@
 //! NIFs on one exchange: ownership, response, chunks, body, topics, close. Each takes a short
 //! lock and enqueues; none waits for the network.
 
-use crier_core::stream::{BodyRead, Push, StreamError};
+use crier_core::connection::{BodyRead, CallError, Push};
 use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
 use crate::atoms;
-use crate::beam_notify::{OnClose, Owner};
+use crate::beam_reporter::{OnClose, Owner};
 use crate::resources::ConnResource;
 use crate::server_nifs::topic_name;
 use crate::terms::{
@@ -26,7 +26,7 @@ fn header_slices<'a>(headers: &[(Binary<'a>, Binary<'a>)]) -> Vec<(&'a [u8], &'a
 fn with_headers<'a>(
     env: Env<'a>,
     headers: Term<'a>,
-    send: impl FnOnce(&[(&[u8], &[u8])]) -> Result<(), StreamError>,
+    send: impl FnOnce(&[(&[u8], &[u8])]) -> Result<(), CallError>,
 ) -> NifResult<Term<'a>> {
     let headers = decode_headers(headers)?;
     reply(env, send(&header_slices(&headers)))
@@ -46,20 +46,20 @@ fn decode_status<'a>(status: Term<'a>) -> NifResult<(i64, Option<Binary<'a>>)> {
         })
 }
 
-fn reply<'a>(env: Env<'a>, result: Result<(), StreamError>) -> NifResult<Term<'a>> {
+fn reply<'a>(env: Env<'a>, result: Result<(), CallError>) -> NifResult<Term<'a>> {
     match result {
         Ok(()) => Ok(atoms::ok().encode(env)),
-        Err(error) => stream_error(env, error),
+        Err(error) => call_error(env, error),
     }
 }
 
-fn stream_error<'a, T>(env: Env<'a>, error: StreamError) -> NifResult<T> {
+fn call_error<'a, T>(env: Env<'a>, error: CallError) -> NifResult<T> {
     let _ = env;
     Err(match error {
-        StreamError::Closed => rustler::Error::Term(Box::new(atoms::closed())),
-        StreamError::AlreadySent => rustler::Error::Term(Box::new(atoms::already_sent())),
-        StreamError::NotStreaming => rustler::Error::Term(Box::new(atoms::not_streaming())),
-        StreamError::Invalid(message) => Invalid(message).into_error(),
+        CallError::Closed => rustler::Error::Term(Box::new(atoms::closed())),
+        CallError::AlreadySent => rustler::Error::Term(Box::new(atoms::already_sent())),
+        CallError::NotStreaming => rustler::Error::Term(Box::new(atoms::not_streaming())),
+        CallError::Invalid(message) => Invalid(message).into_error(),
     })
 }
 
@@ -72,7 +72,11 @@ fn conn_set_owner<'a>(
     on_close: Atom,
 ) -> NifResult<Term<'a>> {
     let on_close = if on_close == atoms::exit() {
-        let via = *conn.stream.server().notify.dispatcher(conn.stream.id);
+        let via = *conn
+            .connection
+            .server()
+            .reporter
+            .dispatcher(conn.connection.id);
         OnClose::Exit { via }
     } else if on_close == atoms::message() {
         OnClose::Message
@@ -80,7 +84,7 @@ fn conn_set_owner<'a>(
         return Err(Invalid("on_close must be :message or :exit".into()).into());
     };
     let result = conn
-        .stream
+        .connection
         .set_owner(conn.exchange, Owner { pid, on_close });
     if result.is_ok() {
         let mut monitor = conn.owner_monitor.lock().unwrap_or_else(|p| p.into_inner());
@@ -115,7 +119,7 @@ pub(crate) fn send_chunked<'a>(
     let (status, reason) = decode_status(status)?;
     with_headers(env, headers, |headers| {
         let reason = reason.as_ref().map(Binary::as_slice);
-        conn.stream
+        conn.connection
             .send_chunked(conn.exchange, status, reason, headers, sse)
     })
 }
@@ -142,24 +146,24 @@ pub(crate) fn send_resp<'a>(
     let body = decode_iodata(body, "body")?;
     with_headers(env, headers, |headers| {
         let reason = reason.as_ref().map(Binary::as_slice);
-        conn.stream
+        conn.connection
             .send_resp(conn.exchange, status, reason, headers, body.as_slice())
     })
 }
 
 /// A head with `content-length: length`; the body follows through `conn_chunk`, unframed.
 #[rustler::nif]
-fn conn_send_sized<'a>(
+fn conn_send_head<'a>(
     env: Env<'a>,
     conn: Conn,
     status: Term<'a>,
     headers: Term<'a>,
     length: u64,
 ) -> NifResult<Term<'a>> {
-    send_sized(env, conn, status, headers, length)
+    send_head(env, conn, status, headers, length)
 }
 
-pub(crate) fn send_sized<'a>(
+pub(crate) fn send_head<'a>(
     env: Env<'a>,
     conn: Conn,
     status: Term<'a>,
@@ -169,8 +173,8 @@ pub(crate) fn send_sized<'a>(
     let (status, reason) = decode_status(status)?;
     with_headers(env, headers, |headers| {
         let reason = reason.as_ref().map(Binary::as_slice);
-        conn.stream
-            .send_sized(conn.exchange, status, reason, headers, length)
+        conn.connection
+            .send_head(conn.exchange, status, reason, headers, length)
     })
 }
 
@@ -193,7 +197,8 @@ pub(crate) fn inform<'a>(
     let (status, reason) = decode_status(status)?;
     with_headers(env, headers, |headers| {
         let reason = reason.as_ref().map(Binary::as_slice);
-        conn.stream.inform(conn.exchange, status, reason, headers)
+        conn.connection
+            .inform(conn.exchange, status, reason, headers)
     })
 }
 
@@ -205,36 +210,41 @@ fn conn_chunk<'a>(env: Env<'a>, conn: Conn, data: Term<'a>) -> NifResult<Term<'a
 
 pub(crate) fn chunk<'a>(env: Env<'a>, conn: Conn, data: Term<'a>) -> NifResult<Term<'a>> {
     let data = decode_iodata(data, "chunk data")?;
-    match conn.stream.chunk(conn.exchange, data.as_slice()) {
+    match conn.connection.chunk(conn.exchange, data.as_slice()) {
         Ok(Push::Queued) => Ok(atoms::ok().encode(env)),
         Ok(Push::Full) => Ok(atoms::full().encode(env)),
-        Err(error) => stream_error(env, error),
+        Err(error) => call_error(env, error),
     }
 }
 
 /// The owner is done; returns whether a response had been sent.
 #[rustler::nif]
 fn conn_finish(conn: Conn) -> bool {
-    conn.stream.finish(conn.exchange)
+    conn.connection.finish(conn.exchange)
 }
 
 #[rustler::nif]
 fn conn_close(conn: Conn, reason: Term) -> NifResult<Atom> {
     let reason = decode_close_reason(reason)?;
-    conn.stream.close(conn.exchange, reason);
+    conn.connection.close(conn.exchange, reason);
     Ok(atoms::ok())
 }
 
+/// `:ok` when the wait was withdrawn, `:woken` when its wake-up was already sent (the caller
+/// takes it from its mailbox).
 #[rustler::nif]
 fn conn_cancel_wait(conn: Conn) -> Atom {
-    conn.stream.cancel_wait(conn.exchange);
-    atoms::ok()
+    if conn.connection.cancel_wait(conn.exchange) {
+        atoms::ok()
+    } else {
+        atoms::woken()
+    }
 }
 
 /// `{:ok, bytes, done?}`, `:wait` (a `{:crier, ref, :body}` follows), or `{:error, reason}`.
 #[rustler::nif]
 fn conn_read_body<'a>(env: Env<'a>, conn: Conn, max: usize) -> NifResult<Term<'a>> {
-    match conn.stream.read_body(conn.exchange, max) {
+    match conn.connection.read_body(conn.exchange, max) {
         Ok(BodyRead::Data { bytes, done }) => {
             Ok((atoms::ok(), encode_binary(env, &bytes), done).encode(env))
         }
@@ -247,7 +257,7 @@ fn conn_read_body<'a>(env: Env<'a>, conn: Conn, max: usize) -> NifResult<Term<'a
             };
             Ok((atoms::error(), reason).encode(env))
         }
-        Err(error) => stream_error(env, error),
+        Err(error) => call_error(env, error),
     }
 }
 
@@ -284,11 +294,11 @@ pub(crate) fn subscribe<'a>(
             .map_err(|_| Invalid("last_event_id must be a string or nil".into()))?;
         Some(String::from_utf8_lossy(id.as_slice()).into_owned())
     };
-    let hub = &conn.stream.server().hub;
+    let hub = &conn.connection.server().hub;
     reply(
         env,
         hub.subscribe(
-            &conn.stream,
+            &conn.connection,
             conn.exchange,
             &topics,
             last_event_id.as_deref(),
@@ -296,14 +306,18 @@ pub(crate) fn subscribe<'a>(
     )
 }
 
+/// `:ok`, or `{:error, :closed}` for a conn whose exchange is over (a stale handle).
 #[rustler::nif]
-fn conn_unsubscribe(conn: Conn, topic: Binary) -> NifResult<Atom> {
+fn conn_unsubscribe<'a>(env: Env<'a>, conn: Conn, topic: Binary<'a>) -> NifResult<Term<'a>> {
     let topic = topic_name(&topic)?;
-    conn.stream.server().hub.unsubscribe(&conn.stream, &topic);
-    Ok(atoms::ok())
+    let hub = &conn.connection.server().hub;
+    reply(
+        env,
+        hub.unsubscribe(conn.connection.as_ref(), conn.exchange, &topic),
+    )
 }
 
 #[rustler::nif]
 fn conn_response_started(conn: Conn) -> bool {
-    conn.stream.response_started(conn.exchange)
+    conn.connection.response_started(conn.exchange)
 }

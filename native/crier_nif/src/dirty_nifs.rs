@@ -15,7 +15,7 @@ use crate::terms::{decode_list, Invalid};
 rustler::atoms! {
     conn_send_chunked,
     conn_send_resp,
-    conn_send_sized,
+    conn_send_head,
     conn_inform,
     conn_chunk,
     conn_subscribe,
@@ -45,7 +45,7 @@ fn dirty<'a>(env: Env<'a>, name: Atom, args: Term<'a>) -> NifResult<Term<'a>> {
         [conn, status, headers, body] if name == conn_send_resp() => {
             conn_nifs::send_resp(env, conn.decode()?, *status, *headers, *body)
         }
-        [conn, status, headers, length] if name == conn_send_sized() => conn_nifs::send_sized(
+        [conn, status, headers, length] if name == conn_send_head() => conn_nifs::send_head(
             env,
             conn.decode()?,
             status.decode()?,

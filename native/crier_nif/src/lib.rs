@@ -1,8 +1,8 @@
 //! rustler glue between the BEAM and `crier_core`: resources, term conversion, and a
-//! [`crier_core::notify::Notify`] over `enif_send`. No protocol logic lives here.
+//! [`crier_core::reporter::Reporter`] over `enif_send`. No protocol logic lives here.
 
 mod atoms;
-mod beam_notify;
+mod beam_reporter;
 mod conn_nifs;
 mod dirty_nifs;
 mod resources;

@@ -3,18 +3,18 @@
 
 use std::sync::{Arc, Mutex};
 
+use crier_core::connection::Connection;
 use crier_core::server::Server;
-use crier_core::stream::Stream;
 use rustler::{Env, LocalPid, Monitor, Resource};
 
-use crate::beam_notify::BeamNotify;
+use crate::beam_reporter::BeamReporter;
 
 /// A running server, monitoring the `Crier.Listener` process that owns it. `Crier.Listener`
 /// shuts it down gracefully when it terminates; if that process dies without terminating
 /// (killed), or the last reference goes, the listening socket closes at once and the
 /// streams are shut down, so no connection is accepted that nobody would serve.
 pub struct ServerResource {
-    pub server: Server<BeamNotify>,
+    pub server: Server<BeamReporter>,
 }
 
 #[rustler::resource_impl]
@@ -40,11 +40,11 @@ impl Drop for ServerResource {
     }
 }
 
-/// The handle an owner holds on one exchange. It holds the stream through a plain `Arc`
+/// The handle an owner holds on one exchange. It holds the connection through a plain `Arc`
 /// (tasks never hold the resource), so when the owner dies or drops its last reference the
-/// stream learns it and closes, unless it is subscribed to a topic.
+/// connection learns it and closes, unless the exchange's stream is subscribed to a topic.
 pub struct ConnResource {
-    pub stream: Arc<Stream<BeamNotify>>,
+    pub connection: Arc<Connection<BeamReporter>>,
     pub exchange: u64,
     /// The monitor on the current owner; a new owner replaces it, so only the current owner's
     /// death counts.
@@ -52,9 +52,9 @@ pub struct ConnResource {
 }
 
 impl ConnResource {
-    pub fn new(stream: Arc<Stream<BeamNotify>>, exchange: u64) -> Self {
+    pub fn new(connection: Arc<Connection<BeamReporter>>, exchange: u64) -> Self {
         ConnResource {
-            stream,
+            connection,
             exchange,
             owner_monitor: Mutex::new(None),
         }
@@ -68,13 +68,13 @@ impl Resource for ConnResource {
     fn down<'a>(&'a self, _env: Env<'a>, _pid: LocalPid, monitor: Monitor) {
         let current = *self.owner_monitor.lock().unwrap_or_else(|p| p.into_inner());
         if current == Some(monitor) {
-            self.stream.owner_gone(self.exchange);
+            self.connection.owner_gone(self.exchange);
         }
     }
 }
 
 impl Drop for ConnResource {
     fn drop(&mut self) {
-        self.stream.owner_gone(self.exchange);
+        self.connection.owner_gone(self.exchange);
     }
 }

@@ -5,7 +5,7 @@ use crier_core::server::Server;
 use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
 use crate::atoms;
-use crate::beam_notify::BeamNotify;
+use crate::beam_reporter::BeamReporter;
 use crate::resources::ServerResource;
 use crate::terms::{
     decode_config, decode_event, decode_flag, decode_iodata, decode_list, encode_binary,
@@ -31,12 +31,12 @@ fn server_start<'a>(
     if dispatchers.is_empty() {
         return Err(Invalid("dispatchers must not be empty".into()).into());
     }
-    let notify = BeamNotify {
+    let reporter = BeamReporter {
         listener,
         dispatchers,
         telemetry: decode_flag(options, "telemetry")?,
     };
-    match Server::start(config, notify, crate::runtime::handle(), replay) {
+    match Server::start(config, reporter, crate::runtime::handle(), replay) {
         Ok(server) => {
             let resource = ResourceArc::new(ServerResource { server });
             if env.monitor(&resource, &listener).is_none() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crier_core::config::{Limits, ServerConfig};
 use crier_core::hub::OwnedEvent;
-use crier_core::notify::CloseReason;
+use crier_core::report::CloseReason;
 use crier_core::stats::Snapshot;
 use rustler::types::atom::Atom;
 use rustler::{Binary, Encoder, Env, NewBinary, Term};
@@ -229,18 +229,15 @@ pub fn decode_event(term: Term) -> Checked<OwnedEvent> {
             }
         }
     };
-    let event = OwnedEvent {
+    // Not encoded here: every caller encodes it next, which is the check.
+    Ok(OwnedEvent {
         id: text("id")?,
         event: text("event")?,
         data: text("data")?,
         comment: text("comment")?,
         retry: get_uint(term, "retry")
             .map_err(|_| Invalid("event retry must be a non-negative integer".into()))?,
-    };
-    event
-        .validate()
-        .map_err(|e| Invalid(format!("invalid event: {e}")))?;
-    Ok(event)
+    })
 }
 
 pub fn encode_stats<'a>(env: Env<'a>, stats: &Snapshot) -> rustler::NifResult<Term<'a>> {

@@ -104,6 +104,117 @@ pub fn status_has_no_body(status: u16) -> bool {
     status < 200 || status == 204 || status == 304
 }
 
+/// Checks a response head from the application: its status ([`check_status`]), its own
+/// reason phrase if it gives one ([`check_reason`]) and every header ([`check_header`]).
+///
+/// # Errors
+///
+/// The first value that cannot go on the wire, and why.
+pub fn check_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
+    status: i64,
+    reason: Option<&[u8]>,
+    headers: &[(N, V)],
+) -> Result<u16, InvalidResponse> {
+    let status = check_status(status)?;
+    if let Some(reason) = reason {
+        check_reason(reason)?;
+    }
+    for (name, value) in headers {
+        check_header(name.as_ref(), value.as_ref())?;
+    }
+    Ok(status)
+}
+
+/// Checks the status of an interim response: 1xx, but not 101, which only an upgrade may
+/// send (RFC 9110 section 15.2).
+///
+/// # Errors
+///
+/// Any other status.
+pub fn check_informational(status: i64) -> Result<u16, InvalidResponse> {
+    if (100..200).contains(&status) && status != 101 {
+        Ok(status as u16)
+    } else {
+        Err(InvalidResponse(format!(
+            "inform needs an informational status (100, 102..199), got: {status}"
+        )))
+    }
+}
+
+/// How a streamed response (`send_chunked`) is framed: no body for HEAD and for the statuses
+/// that forbid one, chunked on HTTP/1.1, delimited by the close on HTTP/1.0, which has no
+/// chunked coding (RFC 9112 sections 6.3 and 7).
+pub fn stream_framing(version: Version, is_head: bool, status: u16) -> Framing {
+    if is_head || status_has_no_body(status) {
+        Framing::NoBody
+    } else if version == Version::Http11 {
+        Framing::Chunked
+    } else {
+        Framing::CloseDelimited
+    }
+}
+
+/// How a response announced as `length` bytes is framed (`send_head`; `send_resp` uses
+/// [`complete_framing`]). A HEAD answer keeps the length a GET would get (RFC 9110 section
+/// 9.3.2) and sends no body.
+pub fn sized_framing(status: u16, length: u64) -> Framing {
+    if status_has_no_body(status) {
+        Framing::NoBody
+    } else {
+        Framing::Length(length)
+    }
+}
+
+/// Whether body bytes follow a head framed with `framing` on the wire.
+pub fn body_follows(is_head: bool, framing: Framing) -> bool {
+    !is_head && framing != Framing::NoBody
+}
+
+/// Whether the connection may carry another request after a response framed with `framing`
+/// (RFC 9112 section 9.3): the request allowed it, the body does not end with the close, the
+/// application's headers do not ask to close, and no request body is held back. A body the
+/// client holds back for a `100 Continue` that never came makes the next request's start
+/// unknowable: the client may send the body or not (RFC 9110 section 10.1.1).
+pub fn keeps_alive<N: AsRef<[u8]>, V: AsRef<[u8]>>(
+    request_keep_alive: bool,
+    framing: Framing,
+    headers: &[(N, V)],
+    body_held_back: bool,
+) -> bool {
+    request_keep_alive
+        && framing != Framing::CloseDelimited
+        && !body_held_back
+        && !asks_close(headers)
+}
+
+/// The head of an interim (1xx) response, or `None` on HTTP/1.0, which has no interim
+/// responses (RFC 9110 section 15.2). The status line carries `reason` when given, else
+/// Crier's phrase. The reason and headers must have passed [`check_head`].
+pub fn informational_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
+    version: Version,
+    status: u16,
+    reason: Option<&[u8]>,
+    headers: &[(N, V)],
+) -> Option<Bytes> {
+    if version == Version::Http10 {
+        return None;
+    }
+    let mut head = BytesMut::with_capacity(64);
+    head.put_slice(b"HTTP/1.1 ");
+    head.put_slice(status.to_string().as_bytes());
+    head.put_u8(b' ');
+    head.put_slice(reason.unwrap_or(reason_phrase(status).as_bytes()));
+    head.put_slice(b"\r\n");
+    for (name, value) in headers {
+        head.put_slice(name.as_ref());
+        head.put_slice(b": ");
+        head.put_slice(value.as_ref());
+        head.put_slice(b"\r\n");
+    }
+    head.put_slice(b"\r\n");
+    Some(head.freeze())
+}
+
 /// The framing of a complete response with a `body_len`-byte body (RFC 9110 section 8.6):
 /// none for 1xx, 204 and 304; the body's length otherwise. The response to HEAD has no body,
 /// so an empty one says nothing of the GET's size: the application's `content-length` is kept
@@ -482,5 +593,75 @@ mod tests {
         for bad in [&b"a\rb"[..], b"a\nb", b"a\0b"] {
             assert!(check_header(b"x", bad).is_err());
         }
+    }
+
+    #[test]
+    fn streams_are_framed_by_version_method_and_status() {
+        use Version::{Http10, Http11};
+        assert_eq!(stream_framing(Http11, false, 200), Framing::Chunked);
+        assert_eq!(stream_framing(Http10, false, 200), Framing::CloseDelimited);
+        for (version, is_head, status) in [
+            (Http11, true, 200),
+            (Http10, true, 200),
+            (Http11, false, 204),
+            (Http11, false, 304),
+            (Http11, false, 103),
+        ] {
+            assert_eq!(stream_framing(version, is_head, status), Framing::NoBody);
+        }
+        assert_eq!(sized_framing(200, 7), Framing::Length(7));
+        assert_eq!(sized_framing(204, 7), Framing::NoBody);
+        assert!(body_follows(false, Framing::Length(7)));
+        assert!(!body_follows(true, Framing::Length(7)));
+        assert!(!body_follows(false, Framing::NoBody));
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        let none: &[(&str, &str)] = &[];
+        assert!(keeps_alive(true, Framing::Chunked, none, false));
+        assert!(!keeps_alive(false, Framing::Chunked, none, false));
+        assert!(!keeps_alive(true, Framing::CloseDelimited, none, false));
+        assert!(!keeps_alive(
+            true,
+            Framing::Length(1),
+            &[("Connection", "close")],
+            false
+        ));
+        assert!(!keeps_alive(true, Framing::NoBody, none, true));
+    }
+
+    #[test]
+    fn informational_heads_to_the_byte() {
+        let head = informational_head(
+            Version::Http11,
+            103,
+            None,
+            &[("link", "</a.css>; rel=preload")],
+        );
+        assert_eq!(
+            head_text(&head.unwrap()),
+            "HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n"
+        );
+        let none: &[(&str, &str)] = &[];
+        assert_eq!(
+            &informational_head(Version::Http11, 100, None, none).unwrap()[..],
+            CONTINUE
+        );
+        assert!(informational_head(Version::Http10, 103, None, none).is_none());
+        let own = informational_head(Version::Http11, 103, Some(&b"Hints"[..]), none).unwrap();
+        assert_eq!(&own[..], b"HTTP/1.1 103 Hints\r\n\r\n");
+        assert_eq!(check_informational(103), Ok(103));
+        for bad in [99, 101, 200] {
+            assert!(check_informational(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_head_is_checked_status_first_then_each_header() {
+        assert_eq!(check_head(200, None, &[("x", "y")]), Ok(200));
+        assert!(check_head(42, None, &[("x", "y")]).is_err());
+        assert!(check_head(200, Some(&b"Fine\r\nx: y"[..]), &[("x", "y")]).is_err());
+        assert!(check_head(200, None, &[("x", "y\r\nz: 1")]).is_err());
     }
 }

@@ -9,16 +9,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crier_core::config::ServerConfig;
+use crier_core::connection::Connection;
 use crier_core::http::RequestHead;
-use crier_core::notify::{CloseReason, Notify, Wake};
+use crier_core::report::{CloseReason, Wake};
+use crier_core::reporter::Reporter;
 use crier_core::server::Server;
-use crier_core::stream::Stream;
 use tokio::sync::mpsc;
 
 /// Everything the core reports, in order.
 pub enum Event {
     Request {
-        stream: Arc<Stream<ChannelNotify>>,
+        connection: Arc<Connection<ChannelNotify>>,
         exchange: u64,
         head: RequestHead,
     },
@@ -40,12 +41,20 @@ pub struct ChannelNotify {
     events: mpsc::UnboundedSender<Event>,
 }
 
-impl Notify for ChannelNotify {
+impl ChannelNotify {
+    /// A reporter and the receiving end of its reports, for a runtime a test builds itself.
+    pub fn channel() -> (Self, mpsc::UnboundedReceiver<Event>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        (ChannelNotify { events }, rx)
+    }
+}
+
+impl Reporter for ChannelNotify {
     type Owner = u32;
 
-    fn request(&self, stream: &Arc<Stream<Self>>, exchange: u64, head: RequestHead) {
+    fn request(&self, connection: &Arc<Connection<Self>>, exchange: u64, head: RequestHead) {
         let _ = self.events.send(Event::Request {
-            stream: stream.clone(),
+            connection: connection.clone(),
             exchange,
             head,
         });
@@ -72,8 +81,8 @@ impl Notify for ChannelNotify {
     }
 }
 
-/// A stream as the core hands it to the tests.
-pub type TestStream = Arc<Stream<ChannelNotify>>;
+/// A connection as the core hands it to the tests.
+pub type TestConnection = Arc<Connection<ChannelNotify>>;
 
 /// A server on 127.0.0.1 with a port of its own, and the receiving end of its reports.
 pub struct TestServer {
@@ -115,26 +124,26 @@ impl TestServer {
     }
 
     /// The next request, taken by owner `owner`.
-    pub fn next_request(&self, owner: u32) -> (TestStream, u64, RequestHead) {
+    pub fn next_request(&self, owner: u32) -> (TestConnection, u64, RequestHead) {
         match self.next_event(Duration::from_secs(5)) {
             Event::Request {
-                stream,
+                connection,
                 exchange,
                 head,
             } => {
-                stream.set_owner(exchange, owner).expect("owner");
-                (stream, exchange, head)
+                connection.set_owner(exchange, owner).expect("owner");
+                (connection, exchange, head)
             }
             _ => panic!("expected a request"),
         }
     }
 
     /// Connects a client, sends `raw` on it and takes the request that comes, as owner `owner`.
-    pub fn request(&self, raw: &[u8], owner: u32) -> (TcpStream, TestStream, u64, RequestHead) {
+    pub fn request(&self, raw: &[u8], owner: u32) -> (TcpStream, TestConnection, u64, RequestHead) {
         let mut client = self.connect();
         send(&mut client, raw);
-        let (stream, exchange, head) = self.next_request(owner);
-        (client, stream, exchange, head)
+        let (connection, exchange, head) = self.next_request(owner);
+        (client, connection, exchange, head)
     }
 
     /// Connects a blocking client with a read timeout.

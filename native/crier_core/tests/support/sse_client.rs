@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use crier_core::notify::CloseReason;
-use crier_core::stream::Stream;
+use crier_core::connection::Connection;
+use crier_core::report::CloseReason;
 
 use crate::event_stream::{Dispatched, Parser};
 use crate::support::{ChannelNotify, Event, TestServer};
@@ -177,7 +177,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// A stream an owner kept (query `keep`): the test may write to it or drop it.
 pub struct Kept {
-    pub stream: Arc<Stream<ChannelNotify>>,
+    pub connection: Arc<Connection<ChannelNotify>>,
     pub exchange: u64,
     pub owner: u32,
 }
@@ -208,16 +208,16 @@ pub fn serve_subscribers(server: &TestServer, stop: &AtomicBool, seen: mpsc::Sen
         let Ok(Some(report)) = report else { continue };
         match report {
             Event::Request {
-                stream,
+                connection,
                 exchange,
                 head,
             } => {
                 let owner = next_owner;
                 next_owner += 1;
-                if stream.set_owner(exchange, owner).is_err() {
+                if connection.set_owner(exchange, owner).is_err() {
                     continue; // the client left before its request was served
                 }
-                if stream
+                if connection
                     .send_chunked(exchange, 200, None, SSE_HEADERS, true)
                     .is_err()
                 {
@@ -229,22 +229,22 @@ pub fn serve_subscribers(server: &TestServer, stop: &AtomicBool, seen: mpsc::Sen
                     .map(|id| String::from_utf8_lossy(id).into_owned());
                 let hub = &server.server.shared().hub;
                 if hub
-                    .subscribe(&stream, exchange, &topics, last_event_id.as_deref())
+                    .subscribe(&connection, exchange, &topics, last_event_id.as_deref())
                     .is_err()
                 {
                     continue;
                 }
                 if head.query.split('&').any(|p| p == "keep") {
                     let _ = seen.send(Seen::Kept(Kept {
-                        stream,
+                        connection,
                         exchange,
                         owner,
                     }));
                 } else {
                     // The handler returns and its process exits: Crier.Request calls finish,
                     // then the resource's monitor reports the owner gone.
-                    stream.finish(exchange);
-                    stream.owner_gone(exchange);
+                    connection.finish(exchange);
+                    connection.owner_gone(exchange);
                     let _ = seen.send(Seen::Detached { owner });
                 }
             }

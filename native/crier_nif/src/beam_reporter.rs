@@ -1,4 +1,4 @@
-//! `Notify` over `enif_send`: how the core's reports become messages.
+//! `Reporter` over `enif_send`: how the core's reports become messages.
 //!
 //! Every call comes from a tokio worker thread, where `OwnedEnv::send_and_clear` is allowed.
 //! Each worker reuses one `OwnedEnv`.
@@ -7,9 +7,10 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crier_core::connection::Connection;
 use crier_core::http::{RequestHead, Version};
-use crier_core::notify::{CloseReason, Notify, StreamClose, Wake};
-use crier_core::stream::Stream;
+use crier_core::report::{CloseReason, ExchangeClose, Wake};
+use crier_core::reporter::Reporter;
 use rustler::types::tuple::make_tuple;
 use rustler::{Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
 
@@ -37,15 +38,15 @@ pub struct Owner {
 /// Reports of one server: requests go to one of its `Crier.Dispatcher` processes, chosen by
 /// connection id (so no one mailbox carries them all), closes and wake-ups to owners, and
 /// the end of the shutdown to its `Crier.Listener`.
-pub struct BeamNotify {
+pub struct BeamReporter {
     pub listener: LocalPid,
     /// Never empty: `server_start` refuses an empty list.
     pub dispatchers: Vec<LocalPid>,
-    /// Whether `:telemetry` is loaded: only then are stream closes reported.
+    /// Whether `:telemetry` is loaded: only then are exchange closes reported.
     pub telemetry: bool,
 }
 
-impl BeamNotify {
+impl BeamReporter {
     /// The dispatcher of connection `conn_id`: every exchange of one connection, and the
     /// exits of its owners, go through the same one.
     pub fn dispatcher(&self, conn_id: u64) -> &LocalPid {
@@ -65,7 +66,7 @@ where
     if rustler::thread::is_scheduler_thread() {
         // The core only reports from tokio threads; a scheduler thread here is a bug, and
         // send_and_clear would panic, so drop the message instead of the VM.
-        debug_assert!(false, "Notify called on a scheduler thread");
+        debug_assert!(false, "Reporter called on a scheduler thread");
         return;
     }
     MESSAGE_ENV.with(|env| {
@@ -73,15 +74,15 @@ where
     });
 }
 
-impl Notify for BeamNotify {
+impl Reporter for BeamReporter {
     type Owner = Owner;
 
-    fn request(&self, stream: &Arc<Stream<Self>>, exchange: u64, head: RequestHead) {
-        let resource = ResourceArc::new(ConnResource::new(stream.clone(), exchange));
-        let (peer, local) = (stream.peer, stream.local);
+    fn request(&self, connection: &Arc<Connection<Self>>, exchange: u64, head: RequestHead) {
+        let resource = ResourceArc::new(ConnResource::new(connection.clone(), exchange));
+        let (peer, local) = (connection.peer, connection.local);
         // If the dispatcher is gone, the message and the resource in it are dropped, and the
         // dropped resource closes the exchange as `owner_gone`: the client is not left waiting.
-        send(self.dispatcher(stream.id), move |env| {
+        send(self.dispatcher(connection.id), move |env| {
             let request = encode_request(env, exchange, &head, peer, local);
             make_tuple(
                 env,
@@ -133,11 +134,11 @@ impl Notify for BeamNotify {
     /// dispatcher, which emits the telemetry event. A close found on a scheduler thread (an
     /// owner's death, seen in a NIF callback) is sent from tokio: `enif_send` from there
     /// needs a process environment this callback does not have.
-    fn stream_closed(&self, close: StreamClose) {
+    fn exchange_closed(&self, close: ExchangeClose) {
         if !self.telemetry {
             return;
         }
-        let to = *self.dispatcher(close.stream_id);
+        let to = *self.dispatcher(close.connection_id);
         if rustler::thread::is_scheduler_thread() {
             crate::runtime::handle()
                 .spawn(async move { send(&to, move |env| closed_message(env, close)) });
@@ -147,7 +148,7 @@ impl Notify for BeamNotify {
     }
 }
 
-fn closed_message(env: Env<'_>, close: StreamClose) -> Term<'_> {
+fn closed_message(env: Env<'_>, close: ExchangeClose) -> Term<'_> {
     let nanos = u64::try_from(close.open_for.as_nanos()).unwrap_or(u64::MAX);
     (
         atoms::crier_closed(),

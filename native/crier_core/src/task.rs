@@ -1,6 +1,6 @@
-//! One connection's task: reads request heads, hands each to the owner, writes what the owner
-//! queues, keeps a read-side wait on the socket so a client that leaves is seen at once, and
-//! reports the close.
+//! One connection's tokio task, the I/O half of [`crate::connection`]: reads request heads,
+//! hands each to the owner, writes what the owner queues, keeps a read-side wait on the socket
+//! in every state so a client that leaves is seen at once, and reports the close.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -8,17 +8,18 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
-use tokio::io::Interest;
+use tokio::io::{Interest, Ready};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 
+use crate::connection::Connection;
 use crate::http::body::BodyDecoder;
 use crate::http::request::{parse_head, HeadProgress};
 use crate::http::{response, HttpError, RequestHead};
-use crate::notify::{CloseReason, Notify};
-use crate::server::Shared;
-use crate::stats::GaugeGuard;
-use crate::stream::Stream;
+use crate::report::CloseReason;
+use crate::reporter::Reporter;
+use crate::shared::Shared;
+use crate::stats::{GaugeGuard, Spread};
 
 /// Most buffers handed to one `writev`; Linux's `IOV_MAX` is 1024.
 const MAX_IOVECS: usize = 256;
@@ -46,41 +47,63 @@ enum Outcome {
 }
 
 /// Serves one accepted connection until it closes.
-pub(crate) async fn run<N: Notify>(socket: TcpStream, shared: Arc<Shared<N>>, conn_id: u64) {
+pub(crate) async fn run<N: Reporter>(socket: TcpStream, shared: Arc<Shared<N>>, conn_id: u64) {
     let _task = GaugeGuard::new(&shared.stats.tasks);
     // The accept loop counted this connection when it checked the cap.
     let _conn = GaugeGuard::adopt(&shared.stats.connections);
-    let mut conn = Conn::open(socket, &shared, conn_id);
-    let reason = conn.serve().await;
-    let topics = conn.stream.report_close(reason);
-    shared.hub.stream_closed(conn_id, topics);
+    let mut task = Task::open(socket, &shared, conn_id);
+    let reason = task.serve().await;
+    let topics = task.connection.report_close(reason);
+    shared.hub.subscriber_closed(conn_id, topics);
     shared.unregister(conn_id);
 }
 
-struct Conn<N: Notify> {
+struct Task<N: Reporter> {
     socket: TcpStream,
-    stream: Arc<Stream<N>>,
+    connection: Arc<Connection<N>>,
     /// Bytes read but not yet parsed: a partial head, or pipelined requests.
     inbuf: Vec<u8>,
 }
 
-impl<N: Notify> Conn<N> {
-    /// Creates the connection's shared stream and registers it with the server.
+/// What a read-side wait that consumes nothing waits for. Tokio's priority interest resolves
+/// on read-closed too (EPOLLRDHUP, which the registration for reading asks the kernel for),
+/// without the readable data that would wake a plain read wait at once and forever; the
+/// error interest catches an RST (EPOLLERR). So the kernel reports a peer's FIN or RST while
+/// the task leaves what the client sent unread.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const WATCH_CLOSE: Interest = Interest::PRIORITY.add(Interest::ERROR);
+/// Elsewhere there is no read-closed interest apart from reading: only errors are seen.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const WATCH_CLOSE: Interest = Interest::ERROR;
+
+/// What the read side does with what the socket has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadSide {
+    /// Read it: body bytes the owner wants, or pipelined requests while there is room.
+    Consume,
+    /// Leave it in the socket and wait only for the peer's FIN, RST or an error, which the
+    /// kernel reports without the data being read: close detection holds whatever the client
+    /// sent.
+    Watch,
+}
+
+impl<N: Reporter> Task<N> {
+    /// Creates the connection's shared half and registers it with the server.
     fn open(socket: TcpStream, shared: &Arc<Shared<N>>, conn_id: u64) -> Self {
         let unknown = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
         let peer = socket.peer_addr().unwrap_or(unknown);
         let local = socket.local_addr().unwrap_or(unknown);
-        let stream = Arc::new(Stream::new(conn_id, shared.clone(), peer, local));
-        shared.register(&stream);
-        Conn {
+        let connection = Arc::new(Connection::new(conn_id, shared.clone(), peer, local));
+        shared.register(&connection);
+        Task {
             socket,
-            stream,
+            connection,
             inbuf: Vec::new(),
         }
     }
 
     fn shared(&self) -> &Shared<N> {
-        &self.stream.server
+        &self.connection.server
     }
 
     // The rare, large steps (refusing, lingering, draining an unread body) are boxed at their
@@ -104,14 +127,14 @@ impl<N: Notify> Conn<N> {
             first = false;
             match self.exchange(decoder).await {
                 Outcome::Done { keep_alive: true } if !self.shared().is_stopping() => {
-                    self.stream.end_exchange();
+                    self.connection.end_exchange();
                     // An idle keep-alive connection holds no read buffer.
                     if self.inbuf.is_empty() {
                         self.inbuf = Vec::new();
                     }
                 }
                 Outcome::Done { .. } => {
-                    self.stream.end_exchange();
+                    self.connection.end_exchange();
                     if !self.shared().is_stopping() {
                         Box::pin(self.linger_close()).await;
                     }
@@ -127,9 +150,11 @@ impl<N: Notify> Conn<N> {
     fn start_exchange(&mut self, head: RequestHead) -> Result<BodyDecoder, HttpError> {
         let decoder = BodyDecoder::new(head.body, self.shared().config.limits.max_body)?;
         let exchange = self.shared().next_exchange();
-        self.stream.begin_exchange(exchange, &head);
+        self.connection.begin_exchange(exchange, &head);
         self.shared().stats.requests.fetch_add(1, Relaxed);
-        self.shared().notify.request(&self.stream, exchange, head);
+        self.shared()
+            .reporter
+            .request(&self.connection, exchange, head);
         Ok(decoder)
     }
 
@@ -137,7 +162,7 @@ impl<N: Notify> Conn<N> {
     /// `header_timeout` from the accept; later ones have the keep-alive idle time to start and
     /// `header_timeout` from their first byte.
     async fn read_head(&mut self, first: bool) -> Result<RequestHead, HeadEnd> {
-        let limits = &self.stream.server.config.limits;
+        let limits = &self.connection.server.config.limits;
         let mut deadline = Instant::now()
             + if first {
                 limits.header_timeout
@@ -167,7 +192,7 @@ impl<N: Notify> Conn<N> {
                     }
                 }
             }
-            if self.stream.server.is_stopping() {
+            if self.connection.server.is_stopping() {
                 return Err(HeadEnd::Gone);
             }
             tokio::select! {
@@ -182,7 +207,7 @@ impl<N: Notify> Conn<N> {
                         Err(_) => return Err(HeadEnd::Gone),
                     }
                 }
-                _ = self.stream.woken() => {}
+                _ = self.connection.woken() => {}
                 _ = sleep_until(deadline) => {
                     // A 408 answers a request that came too slowly. A connection that sent
                     // nothing (a browser's preconnect, an idle keep-alive) just closes: an
@@ -213,7 +238,7 @@ impl<N: Notify> Conn<N> {
                 ready = self.socket.writable() => {
                     if ready.is_err() { return; }
                     match write_batch(&self.socket, &mut out, &self.shared().stats.writes) {
-                        Ok(n) => { self.shared().stats.bytes_written.fetch_add(n as u64, Relaxed); }
+                        Ok(n) => { self.shared().stats.bytes_written.add(n as u64); }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                         Err(_) => return,
                     }
@@ -251,7 +276,7 @@ impl<N: Notify> Conn<N> {
     /// Runs one exchange: writes what the owner queues, reads the body it asks for, watches
     /// for the client leaving, sends heartbeats, and enforces the send timeout.
     async fn exchange(&mut self, mut decoder: BodyDecoder) -> Outcome {
-        let server = self.stream.server.clone();
+        let server = self.connection.server.clone();
         let config = &server.config;
         let mut out: VecDeque<Bytes> = VecDeque::new();
         let mut last_write = Instant::now();
@@ -271,25 +296,29 @@ impl<N: Notify> Conn<N> {
             }
         }
         loop {
-            let view = self.stream.take_batch(&mut out);
+            let view = self.connection.take_batch(&mut out);
             if let Some(reason) = view.close {
                 return Outcome::Closed(reason);
             }
             if !out.is_empty() {
-                match write_batch(&self.socket, &mut out, &self.shared().stats.writes) {
+                let stats = &self.shared().stats;
+                match write_batch(&self.socket, &mut out, &stats.writes) {
                     Ok(n) => {
                         if n > 0 {
-                            self.stream.written(n);
-                            self.shared()
-                                .stats
-                                .bytes_written
-                                .fetch_add(n as u64, Relaxed);
+                            self.connection.written(n);
+                            stats.bytes_written.add(n as u64);
                             last_write = Instant::now();
                             stalled_since = None;
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Outcome::Closed(close_reason_of(&e)),
+                }
+                // The socket took what it could: what it left is what a subscriber is judged by.
+                if !out.is_empty() {
+                    if let Some(reason) = self.connection.socket_full() {
+                        return Outcome::Closed(reason);
+                    }
                 }
             }
             if out.is_empty() {
@@ -309,7 +338,11 @@ impl<N: Notify> Conn<N> {
             let send_deadline = stalled_since.map(|at| at + config.send_timeout);
             let pipeline_room =
                 self.inbuf.len() < config.limits.max_request_line + config.limits.max_header_bytes;
-            let want_read = view.body_wanted || (decoder.is_done() && pipeline_room);
+            let read_side = if view.body_wanted || (decoder.is_done() && pipeline_room) {
+                ReadSide::Consume
+            } else {
+                ReadSide::Watch
+            };
             let heartbeat_at = config
                 .heartbeat
                 .filter(|_| !want_write && view.heartbeat)
@@ -320,21 +353,21 @@ impl<N: Notify> Conn<N> {
                 timer.as_mut().reset(due);
             }
 
-            // One readiness future for both directions: each costs 152 bytes of every
-            // connection's future.
-            let interest = match (want_read, want_write) {
-                (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
-                (true, false) => Some(Interest::READABLE),
-                (false, true) => Some(Interest::WRITABLE),
-                (false, false) => None,
+            // One readiness future for both directions (each costs 152 bytes of every
+            // connection's future), and it always watches the read side.
+            let interest = match (read_side, want_write) {
+                (ReadSide::Consume, false) => Interest::READABLE,
+                (ReadSide::Consume, true) => Interest::READABLE | Interest::WRITABLE,
+                (ReadSide::Watch, false) => WATCH_CLOSE,
+                (ReadSide::Watch, true) => WATCH_CLOSE | Interest::WRITABLE,
             };
             tokio::select! {
-                _ = self.stream.woken() => {}
-                ready = self.socket.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => {
+                _ = self.connection.woken() => {}
+                ready = self.socket.ready(interest) => {
                     match ready {
                         Err(_) => return Outcome::Closed(CloseReason::Closed),
-                        Ok(ready) if want_read && (ready.is_readable() || ready.is_read_closed()) => {
-                            if let Err(outcome) = self.read_during_exchange(&mut decoder) {
+                        Ok(ready) if ready.is_read_closed() || ready.is_error() || ready.is_readable() => {
+                            if let Err(outcome) = self.on_read_side(read_side, ready, &mut decoder) {
                                 return outcome;
                             }
                         }
@@ -346,7 +379,7 @@ impl<N: Notify> Conn<N> {
                     if send_deadline.is_some() {
                         return Outcome::Closed(CloseReason::Timeout);
                     }
-                    self.stream.push_heartbeat();
+                    self.connection.push_heartbeat();
                     // The next one is an interval away even if nothing could be queued.
                     last_write = Instant::now();
                 }
@@ -399,6 +432,32 @@ impl<N: Notify> Conn<N> {
         }
     }
 
+    /// The read side is ready. [`ReadSide::Consume`] reads. [`ReadSide::Watch`] waited for
+    /// the peer's FIN or an error only (see [`WATCH_CLOSE`]): either closes; anything else it
+    /// woke for is cleared, and the data stays in the socket, bounded by the kernel's buffer,
+    /// which then holds the client back.
+    fn on_read_side(
+        &mut self,
+        side: ReadSide,
+        ready: Ready,
+        decoder: &mut BodyDecoder,
+    ) -> Result<(), Outcome> {
+        match side {
+            ReadSide::Consume => self.read_during_exchange(decoder),
+            ReadSide::Watch if ready.is_read_closed() || ready.is_error() => {
+                Err(Outcome::Closed(CloseReason::Closed))
+            }
+            ReadSide::Watch => {
+                // Urgent data: nobody reads it, so its readiness would wake this wait at once
+                // forever. Cleared, the next wake-up is the next event.
+                let _ = self.socket.try_io(WATCH_CLOSE, || {
+                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                });
+                Ok(())
+            }
+        }
+    }
+
     /// Reads what the socket has: body bytes for the owner, or pipelined requests for later.
     /// End of stream or an error means the client is gone.
     fn read_during_exchange(&mut self, decoder: &mut BodyDecoder) -> Result<(), Outcome> {
@@ -416,12 +475,13 @@ impl<N: Notify> Conn<N> {
         match decoder.decode(&self.inbuf, &mut body) {
             Ok(used) => {
                 self.inbuf.drain(..used);
-                self.stream.body_progress(&body, decoder.is_done(), None);
+                self.connection.body_received(&body, decoder.is_done());
                 Ok(())
             }
             Err(error) => {
                 self.inbuf.clear();
-                self.stream.body_progress(&body, false, Some(error));
+                self.connection.body_received(&body, false);
+                self.connection.body_failed(error);
                 Ok(())
             }
         }
@@ -446,7 +506,7 @@ fn read_into(socket: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
 fn write_batch(
     socket: &TcpStream,
     out: &mut VecDeque<Bytes>,
-    writes: &std::sync::atomic::AtomicU64,
+    writes: &Spread,
 ) -> io::Result<usize> {
     let mut total = 0;
     while !out.is_empty() {
@@ -461,7 +521,7 @@ fn write_batch(
             Err(e) => return Err(e),
         };
         drop(slices);
-        writes.fetch_add(1, Relaxed);
+        writes.add(1);
         total += written;
         advance(out, written);
         if written == 0 {
@@ -503,22 +563,24 @@ mod tests {
     use super::*;
     use crate::config::ServerConfig;
     use crate::http::RequestHead;
-    use crate::notify::{CloseReason, Wake};
+    use crate::report::{CloseReason, Wake};
     use crate::server::Server;
 
     struct Silent;
 
-    impl Notify for Silent {
+    impl Reporter for Silent {
         type Owner = ();
-        fn request(&self, _: &Arc<Stream<Self>>, _: u64, _: RequestHead) {}
+        fn request(&self, _: &Arc<Connection<Self>>, _: u64, _: RequestHead) {}
         fn closed(&self, _: &(), _: u64, _: CloseReason) {}
         fn wake(&self, _: &(), _: u64, _: Wake) {}
     }
 
-    /// Every open connection costs its task's future, so its size is the per-stream memory
-    /// the core adds to the socket's. One timer (112 bytes in tokio 1.54) serves both the
-    /// heartbeat and the send deadline, one readiness future (152 bytes) both directions,
-    /// and the rare large steps are boxed. 808 bytes with tokio 1.54.
+    /// Every open connection costs its task's future and its shared state, so their sizes
+    /// are the per-stream memory the core adds to the socket's. One timer (112 bytes in tokio
+    /// 1.54) serves both the heartbeat and the send deadline, one readiness future (152
+    /// bytes) both directions, and the rare large steps are boxed: 792 bytes with tokio 1.54.
+    /// The shared state is 312 bytes (296 before it was split into its state machines; the
+    /// task future lost 16).
     #[test]
     fn a_connection_task_stays_small() {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -532,7 +594,12 @@ mod tests {
             let task = run(socket, server.shared().clone(), u64::MAX);
             std::mem::size_of_val(&task)
         });
-        eprintln!("connection task future: {size} bytes");
+        eprintln!(
+            "connection task future: {size} bytes, connection: {} bytes",
+            std::mem::size_of::<Connection<Silent>>()
+        );
         assert!(size <= 1024, "connection task future grew to {size} bytes");
+        let shared = std::mem::size_of::<Connection<Silent>>();
+        assert!(shared <= 320, "connection state grew to {shared} bytes");
     }
 }
