@@ -31,8 +31,11 @@ lint: deps
 test-rust: deps
 	cargo test --workspace
 
+# Warnings are errors here, in CI, not in the project's config: a newer Elixir's new
+# warnings must not break a user's build of Crier.
 test-elixir: deps
-	MIX_ENV=test mix test
+	MIX_ENV=test mix compile --warnings-as-errors
+	MIX_ENV=test mix test --warnings-as-errors
 
 test: lint test-rust test-elixir
 

@@ -4,7 +4,9 @@ defmodule Mix.Tasks.Compile.CrierNif do
 
   It lives in `mix.exs` because it must exist before `lib/` compiles: `Crier.Native` loads
   the library from `priv/`. Cargo decides what to rebuild, so an unchanged tree costs one
-  quick `cargo build`. Set `CRIER_CARGO_PROFILE=debug` for a debug build.
+  quick `cargo build`. Set `CRIER_CARGO_PROFILE=debug` for a debug build. Cargo's output
+  is looked for where cargo puts it: `CARGO_TARGET_DIR` when set (relative to the project
+  root, as cargo reads it), else `target/`, under the platform's library name.
   """
   use Mix.Task.Compiler
 
@@ -35,11 +37,27 @@ defmodule Mix.Tasks.Compile.CrierNif do
     end
   end
 
+  @doc """
+  Where cargo leaves the library for `profile`, and the name it must have in
+  `priv/native/` for `:erlang.load_nif/2` (which adds `.so` on every Unix, macOS included,
+  and `.dll` on Windows), given `CARGO_TARGET_DIR` (or nil) and `:os.type/0`.
+  """
+  @spec library_paths(String.t(), String.t() | nil, {atom(), atom()}) :: {Path.t(), Path.t()}
+  def library_paths(profile, cargo_target_dir, os_type) do
+    {built, loaded} =
+      case os_type do
+        {:win32, _} -> {"crier_nif.dll", "libcrier_nif.dll"}
+        {:unix, :darwin} -> {"libcrier_nif.dylib", "libcrier_nif.so"}
+        {:unix, _} -> {"libcrier_nif.so", "libcrier_nif.so"}
+      end
+
+    target_dir = Path.expand(cargo_target_dir || "target", File.cwd!())
+    {Path.join([target_dir, profile, built]), Path.join(["priv", "native", loaded])}
+  end
+
   defp copy_library(profile) do
-    source = Path.join(["target", profile, "libcrier_nif.so"])
-    target_dir = Path.join(["priv", "native"])
-    File.mkdir_p!(target_dir)
-    target = Path.join(target_dir, "libcrier_nif.so")
+    {source, target} = library_paths(profile, System.get_env("CARGO_TARGET_DIR"), :os.type())
+    File.mkdir_p!(Path.dirname(target))
 
     if stale?(source, target) do
       # Copy to a temporary name and rename, so a running VM never maps a half-written file.
@@ -108,9 +126,11 @@ defmodule Crier.MixProject do
       elixir: "~> 1.14",
       start_permanent: Mix.env() == :prod,
       compilers: [:crier_nif] ++ Mix.compilers(),
-      elixirc_options: [warnings_as_errors: true],
       elixirc_paths: elixirc_paths(Mix.env()),
-      deps: deps(),
+      deps: deps(System.get_env("CRIER_PLUG_PATH"), Code.ensure_loaded?(Hex)),
+      description:
+        "Server-Sent Events for Elixir, served by a Rust core that tells you the moment a client is gone.",
+      package: package(),
       build_path: build_path(),
       test_coverage: [ignore_modules: []]
     ]
@@ -130,20 +150,38 @@ defmodule Crier.MixProject do
     if System.get_env("CRIER_PLUG_PATH"), do: "_build/with_plug", else: "_build"
   end
 
-  # Hex is not reachable here. Plug support compiles only when Plug is present: point
-  # CRIER_PLUG_PATH at a folder holding plug, plug_crypto, mime and telemetry checkouts to add
-  # them as path dependencies.
-  defp deps do
-    case System.get_env("CRIER_PLUG_PATH") do
-      nil ->
-        []
+  # Plug and telemetry are optional: Crier.PlugAdapter and the telemetry events exist only
+  # when they are loaded. As optional deps, a user's Plug (from Hex) compiles before Crier
+  # whatever order Mix would otherwise pick. Without Hex (this project's CI), point
+  # CRIER_PLUG_PATH at a folder holding plug, plug_crypto, mime and telemetry checkouts to
+  # add them as path dependencies; with neither, Crier builds without them.
+  @doc false
+  def deps(plug_path, hex?)
 
-      root ->
-        Crier.MixProject.NoHexSCM.register()
+  def deps(nil, true) do
+    [
+      {:plug, "~> 1.14", optional: true},
+      {:telemetry, "~> 0.4 or ~> 1.0", optional: true}
+    ]
+  end
 
-        for name <- [:plug, :plug_crypto, :mime, :telemetry] do
-          {name, path: Path.join(root, Atom.to_string(name)), override: true}
-        end
+  def deps(nil, false), do: []
+
+  def deps(root, _hex?) do
+    Crier.MixProject.NoHexSCM.register()
+
+    for name <- [:plug, :plug_crypto, :mime, :telemetry] do
+      {name, path: Path.join(root, Atom.to_string(name)), override: true}
     end
+  end
+
+  # What a Hex release carries: the Elixir code and the Rust workspace it builds from.
+  defp package do
+    [
+      licenses: ["Apache-2.0"],
+      links: %{},
+      files: ~w(lib native/crier_core/Cargo.toml native/crier_core/src native/crier_nif/Cargo.toml
+           native/crier_nif/src Cargo.toml Cargo.lock mix.exs README.md LICENSE CHANGELOG.md)
+    ]
   end
 end

@@ -19,67 +19,32 @@ defmodule Crier do
   `:timeout` (dead peer, or a full queue past `:send_timeout`), `:overflow` (a subscriber
   too slow for a broadcast), `:shutdown` (the server is stopping).
 
+  Each server is a small supervision tree: a listener that owns the Rust side, and
+  dispatchers that start the request processes, linked to themselves, so every request
+  process ends with its server. Killed, it restarts on the same port at once: the Rust
+  listener closes when its owner dies. It logs and ignores messages it does not expect.
+
   ## Options
 
-    * `:name` - required; the server's name, used by `broadcast/4`, `stats/1`, `port/1`.
-    * `:handler` or `:plug` - `{module, opts}` or `module`; exactly one.
-    * `:port` - TCP port; 0 picks a free one (see `port/1`). Default is 4000.
-    * `:ip` - address to listen on, a tuple or a string. Default is `{127, 0, 0, 1}`.
-    * `:on_close` - `:message` or `:exit`. Default is `:message` for handlers and `:exit`
-      for plugs.
-    * `:max_request_line` - bytes; longer request lines get 414. Default is 8192.
-    * `:max_header_bytes` - bytes of header block; more gets 431. Default is 16384.
-    * `:max_headers` - header fields; more get 431. Default is 100.
-    * `:max_body` - bytes of request body; more gets 413. Default is 8388608 (8 MiB).
-    * `:header_timeout` - ms from a request's first byte until its head is complete
-      (absolute, not per read); later gets 408. Default is 10000.
-    * `:keepalive_timeout` - ms a keep-alive connection may idle between requests.
-      Default is 60000.
-    * `:write_queue_bytes` - bytes a stream may have queued before `Crier.Conn.chunk/2`
-      waits. A subscriber is dropped with `:overflow` when its socket takes no more while
-      more than this is left of its broadcasts, or when a burst would queue twice this
-      before it could write (the most a stopped reader holds). Default is 262144 (256 KiB).
-    * `:send_timeout` - ms a full queue may make no progress before the stream closes with
-      `:timeout`. Default is 15000.
-    * `:heartbeat` - ms of idleness after which an SSE stream gets a `:` comment line, or
-      `nil` for none. Default is 15000.
-    * `:tcp_keepalive` - ms of idleness before TCP keepalive probes, or `nil`. Default is
-      30000.
-    * `:tcp_user_timeout` - ms sent data may stay unacknowledged before the kernel drops the
-      connection (`TCP_USER_TIMEOUT`), or `nil`. Default is 30000.
-    * `:shutdown_timeout` - ms queues may drain when the server stops. Default is 5000.
-    * `:final_event` - a `Crier.Event` sent to every SSE stream when the server stops.
-      Default is none.
-    * `:max_connections` - open connections; the next gets 503. Default is 1000000.
-    * `:backlog` - listen backlog. Default is 4096.
-    * `:replay` - events each topic keeps for `Last-Event-ID` replay, unless set per topic
-      with `set_replay/3`. Default is 0 (off).
+  Unknown options and values of the wrong type raise `ArgumentError` before anything
+  starts.
 
-  TLS (HTTPS) is on when a certificate and its key are given; a certificate or key that
-  cannot be used, or that do not belong together, makes `start_link/1` return
-  `{:error, {:tls, why}}`. A handshake must finish within `:header_timeout` of the accept.
-
-    * `:certfile` or `:cert` - the certificate chain, end-entity first: a PEM file's path,
-      or PEM, DER or a list of DER.
-    * `:keyfile` or `:key` - its private key: a PEM file's path, or PEM, or
-      `{:RSAPrivateKey | :ECPrivateKey | :PrivateKeyInfo, der}` as `:ssl` takes it.
-    * `:alpn` - the protocols offered, in order of preference, of `"h2"` and `"http/1.1"`.
-      Default is `["h2", "http/1.1"]`.
+  #{Crier.Options.docs()}
   """
 
-  alias Crier.{Cluster, Conn, Errors, Event, Native}
+  alias Crier.{Boundary, Cluster, Conn, Errors, Event, Native}
 
   @doc "A child spec that starts a server; see the module docs for the options."
   @spec child_spec(keyword()) :: Supervisor.child_spec()
   def child_spec(opts) do
     config = Crier.Options.validate!(opts)
 
+    # A supervisor: it gives its listener the time to drain (see Crier.Server).
     %{
       id: {Crier, config.name},
       start: {Crier.Server, :start_link, [config]},
-      type: :worker,
-      # The server drains for :shutdown_timeout; give it that plus a margin before a kill.
-      shutdown: config.shutdown_timeout + 10_000
+      type: :supervisor,
+      shutdown: :infinity
     }
   end
 
@@ -117,8 +82,9 @@ defmodule Crier do
   be counted yet.
   """
   @spec subscribers(atom(), String.t()) :: non_neg_integer()
-  def subscribers(name, topic) when is_binary(topic) do
-    name |> Crier.Server.resource!() |> Native.server_topic_subscribers(topic)
+  def subscribers(name, topic) do
+    topic = Boundary.topic!(topic)
+    name |> Crier.Server.resource!() |> Native.server_topic_subscribers(topic) |> Errors.unwrap!()
   end
 
   @doc """
@@ -166,7 +132,9 @@ defmodule Crier do
 
   @doc """
   Hands the stream to `topics`: it lives on in Rust, with no process, after the handler
-  returns. Events broadcast to any of the topics reach it.
+  returns. Events broadcast to any of the topics reach it. A topic is a UTF-8 string of at
+  most 64 KiB, here and in every function that takes one; anything else, an improper list
+  included, raises `ArgumentError`.
 
   With a `Last-Event-ID` request header (or the `:last_event_id` option, for clients that
   pass it in the query string), the events after that id still in the topics' replay rings
@@ -192,13 +160,17 @@ defmodule Crier do
   def subscribe(%Conn{} = conn, topic, opts) when is_binary(topic),
     do: subscribe(conn, [topic], opts)
 
-  def subscribe(%Conn{} = conn, topics, opts) when is_list(topics) do
+  def subscribe(%Conn{} = conn, topics, opts) do
+    many? = Boundary.topics!(topics)
+
     last_event_id =
       Keyword.get_lazy(opts, :last_event_id, fn ->
         conn |> Conn.get_req_header("last-event-id") |> List.first()
       end)
 
-    case Native.conn_subscribe(conn.resource, topics, last_event_id) |> Errors.unwrap!() do
+    result = Boundary.call(many?, :conn_subscribe, [conn.resource, topics, last_event_id])
+
+    case Errors.unwrap!(result) do
       :ok ->
         :ok
 
@@ -217,7 +189,7 @@ defmodule Crier do
   """
   @spec unsubscribe(Conn.t(), String.t()) :: :ok | {:error, :closed}
   def unsubscribe(%Conn{} = conn, topic) do
-    conn.resource |> Native.conn_unsubscribe(topic) |> Errors.unwrap!()
+    conn.resource |> Native.conn_unsubscribe(Boundary.topic!(topic)) |> Errors.unwrap!()
   end
 
   @doc """
@@ -239,13 +211,13 @@ defmodule Crier do
       # event goes through the local server (which `resource!/1` found running) to the
       # sequencer.
       _ = Event.encode(event)
+      Boundary.topic!(topic)
 
-      unless is_binary(topic) and String.valid?(topic),
-        do: raise(ArgumentError, "topic must be a UTF-8 string")
+      unless String.valid?(topic), do: raise(ArgumentError, "topic must be a UTF-8 string")
 
       Cluster.publish(name, topic, event)
     else
-      :ok = resource |> Native.server_broadcast(topic, event) |> Errors.unwrap!()
+      :ok = Boundary.broadcast!(resource, topic, event)
     end
   end
 
@@ -255,6 +227,12 @@ defmodule Crier do
   """
   @spec set_replay(atom(), String.t(), non_neg_integer()) :: :ok
   def set_replay(name, topic, size) do
+    topic = Boundary.topic!(topic)
+
+    unless is_integer(size) and size >= 0 do
+      raise ArgumentError, "replay size must be a non-negative integer, got: #{inspect(size)}"
+    end
+
     name |> Crier.Server.resource!() |> Native.server_set_replay(topic, size) |> Errors.unwrap!()
   end
 end

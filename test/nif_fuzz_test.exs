@@ -48,7 +48,7 @@ defmodule Crier.NifFuzzTest do
     end
 
     # Still alive, and still serving.
-    {:ok, server} = Native.server_start(%{port: 0}, self())
+    {:ok, server} = Native.server_start(native_options(), self(), [self()])
     assert is_integer(Native.server_port(server))
     Native.server_shutdown(server, nil)
   end
@@ -79,7 +79,8 @@ defmodule Crier.NifFuzzTest do
   # A server reporting to this process, with a few live connections (some streaming, some
   # not yet answered) and one already closed.
   defp setup_round do
-    {:ok, server} = Native.server_start(%{port: 0, heartbeat: 50, send_timeout: 1_000}, self())
+    options = native_options(heartbeat: 50, send_timeout: 1_000)
+    {:ok, server} = Native.server_start(options, self(), [self()])
     port = Native.server_port(server)
 
     clients =
@@ -152,11 +153,11 @@ defmodule Crier.NifFuzzTest do
   # What each NIF takes; a NIF added later gets arbitrary terms after its resource.
   defp signature(name, arity) do
     case {name, arity} do
-      {:server_start, 2} -> [:options, :pid]
+      {:server_start, 3} -> [:options, :pid, :pids]
       {:server_broadcast, 3} -> [:server, :text, :event]
       {:server_broadcast_sequenced, 5} -> [:server, :text, :event, :size, :size]
       {:server_set_replay, 3} -> [:server, :text, :size]
-      {:server_shutdown, 2} -> [:server, :event_or_nil]
+      {:server_shutdown, 2} -> [:server, :iodata_or_nil]
       {:encode_event, 1} -> [:event]
       {:conn_set_owner, 3} -> [:conn, :pid, :atom]
       {:conn_send_chunked, 4} -> [:conn, :status, :headers, :boolean]
@@ -168,6 +169,7 @@ defmodule Crier.NifFuzzTest do
       {:conn_read_body, 2} -> [:conn, :size]
       {:conn_subscribe, 3} -> [:conn, :topics, :text_or_nil]
       {:conn_unsubscribe, 2} -> [:conn, :text]
+      {:dirty, 2} -> [:dirty_name, :dirty_args]
       _ -> resource_then_any(Atom.to_string(name), arity)
     end
   end
@@ -187,6 +189,9 @@ defmodule Crier.NifFuzzTest do
 
       :pid ->
         :proper_types.elements([self(), ctx.dead_pid])
+
+      :pids ->
+        :proper_types.list(:proper_types.elements([self(), ctx.dead_pid]))
 
       :atom ->
         :proper_types.elements(known_atoms())
@@ -218,11 +223,24 @@ defmodule Crier.NifFuzzTest do
       :event ->
         event_gen()
 
-      :event_or_nil ->
-        :proper_types.oneof([:proper_types.exactly(nil), event_gen()])
+      :iodata_or_nil ->
+        :proper_types.oneof([:proper_types.exactly(nil), iodata_gen()])
 
       :options ->
         options_gen()
+
+      :dirty_name ->
+        :proper_types.elements(
+          ~w(conn_send_chunked conn_send_resp conn_send_head conn_inform conn_chunk
+             conn_subscribe server_broadcast server_broadcast_sequenced encode_event other)a
+        )
+
+      :dirty_args ->
+        :proper_types.oneof([
+          :proper_types.list(arg_gen(ctx)),
+          :proper_types.vector(4, arg_gen(ctx)),
+          :proper_types.any()
+        ])
 
       :any ->
         arg_gen(ctx)
@@ -290,7 +308,7 @@ defmodule Crier.NifFuzzTest do
       [:max_request_line, :max_header_bytes, :max_headers, :max_body, :header_timeout] ++
         [:keepalive_timeout, :write_queue_bytes, :send_timeout, :heartbeat] ++
         [:shutdown_timeout, :max_connections, :tcp_keepalive, :tcp_user_timeout, :backlog] ++
-        [:replay, :ip]
+        [:replay, :ip, :close_grace, :telemetry]
 
     value =
       :proper_types.oneof([
@@ -298,7 +316,19 @@ defmodule Crier.NifFuzzTest do
         :proper_types.any()
       ])
 
-    :proper_types.bind(map_gen(keys, value), &Map.put(&1, :port, 0), false)
+    # Random values over a valid map: every key must be there, or the NIF looks no further.
+    valid = native_options()
+
+    :proper_types.bind(
+      map_gen(keys, value),
+      &(valid |> Map.merge(&1) |> Map.put(:port, 0)),
+      false
+    )
+  end
+
+  # The options map Crier.Options gives the NIF, on a free port.
+  defp native_options(opts \\ []) do
+    Crier.Options.validate!([name: :fuzz, handler: Crier.Test.FunHandler, port: 0] ++ opts).native
   end
 
   defp map_gen(keys, value) do

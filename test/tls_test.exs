@@ -108,7 +108,7 @@ defmodule Crier.TLSTest do
       Crier.start_link(base ++ [certfile: cert.certfile])
     end
 
-    assert_raise ArgumentError, ~r/:alpn protocols are/, fn ->
+    assert_raise ArgumentError, ~r/:alpn must be a non-empty list/, fn ->
       Crier.start_link(base ++ [certfile: cert.certfile, keyfile: cert.keyfile, alpn: ["spdy"]])
     end
   end

@@ -115,7 +115,15 @@ defmodule Crier.Cluster do
   def handle({:event, epoch, seq, topic, event}, cluster)
       when is_integer(epoch) and epoch in 0..@max_u64 and is_integer(seq) and
              seq in 0..@max_u64 and is_binary(topic) do
-    Native.server_broadcast_sequenced(cluster.resource, topic, event, epoch, seq)
+    # A large event is decoded on a dirty scheduler, as a local broadcast's is.
+    Crier.Boundary.call(Crier.Boundary.large_event?(event), :server_broadcast_sequenced, [
+      cluster.resource,
+      topic,
+      event,
+      epoch,
+      seq
+    ])
+
     if epoch < cluster.last_epoch, do: tell_behind(cluster, cluster.role)
     %{cluster | last_epoch: max(cluster.last_epoch, epoch)}
   end

@@ -29,7 +29,7 @@ defmodule Crier.Conn do
     * `:assigns` - free for the handler
   """
 
-  alias Crier.{Errors, Native}
+  alias Crier.{Boundary, Errors, Native}
 
   @enforce_keys [:ref, :resource]
   defstruct [
@@ -132,10 +132,10 @@ defmodule Crier.Conn do
   @spec send_chunked(t(), status(), headers(), boolean()) :: {:ok, t()} | {:error, :closed}
   def send_chunked(%__MODULE__{} = conn, status, headers, sse?) do
     check_owner!(conn, "send_chunked/3")
-    check_head!(status, headers)
 
-    conn.resource
-    |> Native.conn_send_chunked(status, headers, sse?)
+    status
+    |> check_head!(headers)
+    |> Boundary.call(:conn_send_chunked, [conn.resource, status, headers, sse?])
     |> written(conn, :chunked)
   end
 
@@ -148,13 +148,10 @@ defmodule Crier.Conn do
   @spec send_resp(t(), status(), headers(), iodata()) :: {:ok, t()} | {:error, :closed}
   def send_resp(%__MODULE__{} = conn, status, headers, body) do
     check_owner!(conn, "send_resp/4")
-    check_head!(status, headers)
+    large_head? = check_head!(status, headers)
 
-    if large?(body) do
-      Native.conn_send_resp_dirty(conn.resource, status, headers, body)
-    else
-      Native.conn_send_resp(conn.resource, status, headers, body)
-    end
+    (large_head? or Boundary.large_iodata?(body))
+    |> Boundary.call(:conn_send_resp, [conn.resource, status, headers, body])
     |> written(conn, :sent)
   end
 
@@ -166,13 +163,16 @@ defmodule Crier.Conn do
   """
   @spec send_head(t(), status(), headers(), non_neg_integer()) ::
           {:ok, t()} | {:error, :closed}
-  def send_head(%__MODULE__{} = conn, status, headers, length)
-      when is_integer(length) and length >= 0 do
+  def send_head(%__MODULE__{} = conn, status, headers, length) do
     check_owner!(conn, "send_head/4")
-    check_head!(status, headers)
+    large_head? = check_head!(status, headers)
 
-    conn.resource
-    |> Native.conn_send_head(status, headers, length)
+    unless is_integer(length) and length >= 0 do
+      raise ArgumentError, "length must be a non-negative integer, got: #{inspect(length)}"
+    end
+
+    large_head?
+    |> Boundary.call(:conn_send_head, [conn.resource, status, headers, length])
     |> written(conn, :chunked)
   end
 
@@ -183,9 +183,11 @@ defmodule Crier.Conn do
   @spec inform(t(), 100..199 | {100..199, String.t()}, headers()) :: :ok | {:error, :closed}
   def inform(%__MODULE__{} = conn, status, headers \\ []) do
     check_owner!(conn, "inform/3")
-    check_head!(status, headers)
 
-    case conn.resource |> Native.conn_inform(status, headers) |> written(conn, conn.state) do
+    result =
+      Boundary.call(check_head!(status, headers), :conn_inform, [conn.resource, status, headers])
+
+    case written(result, conn, conn.state) do
       {:ok, _conn} -> :ok
       error -> error
     end
@@ -212,8 +214,8 @@ defmodule Crier.Conn do
 
   defp push_chunk(conn, data, deadline) do
     pushed =
-      if large?(data),
-        do: Native.conn_chunk_dirty(conn.resource, data),
+      if Boundary.large_iodata?(data),
+        do: Native.dirty(:conn_chunk, [conn.resource, data]),
         else: Native.conn_chunk(conn.resource, data)
 
     case pushed do
@@ -369,21 +371,6 @@ defmodule Crier.Conn do
   defp closed_or_raise(other),
     do: raise(RuntimeError, "unexpected reply from Crier: #{inspect(other)}")
 
-  # Copying this much into Rust takes long enough (flattening an iolist more so) to hold a
-  # normal scheduler past the ~1 ms a NIF may take: such data goes through a dirty scheduler.
-  @dirty_bytes 256 * 1024
-
-  defp large?(data) when is_binary(data), do: byte_size(data) > @dirty_bytes
-
-  defp large?(data) when is_list(data) do
-    :erlang.iolist_size(data) > @dirty_bytes
-  rescue
-    # Not iodata: the NIF refuses it with a message that says so.
-    ArgumentError -> false
-  end
-
-  defp large?(_data), do: false
-
   # Wake-ups (room in the write queue, body bytes) and the close go to the owner, and Plug
   # looks for {:plug_conn, :sent} in the caller's mailbox: a call from another process would
   # wait for a notice it never gets and then time out a healthy stream. Refused at once, as
@@ -396,6 +383,8 @@ defmodule Crier.Conn do
             "(#{inspect(owner)}, the one running the handler), not from #{inspect(self())}"
   end
 
+  # Raises for a bad status or header list; true when the head is large enough for a dirty
+  # scheduler (see Crier.Boundary).
   defp check_head!(status, headers) do
     unless is_integer(status) or
              match?({code, phrase} when is_integer(code) and is_binary(phrase), status) do
@@ -404,14 +393,8 @@ defmodule Crier.Conn do
               "got: #{inspect(status)}"
     end
 
-    unless is_list(headers) and Enum.all?(headers, &header?/1) do
-      raise ArgumentError,
-            "headers must be a list of {name, value} string tuples, got: #{inspect(headers)}"
-    end
+    Boundary.headers!(headers)
   end
-
-  defp header?({name, value}) when is_binary(name) and is_binary(value), do: true
-  defp header?(_), do: false
 
   defp deadline(:infinity), do: :infinity
   defp deadline(ms), do: System.monotonic_time(:millisecond) + ms

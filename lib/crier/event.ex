@@ -36,6 +36,9 @@ defmodule Crier.Event do
   """
   @spec encode(t() | map()) :: binary()
   def encode(event) do
-    event |> Crier.Native.encode_event() |> Crier.Errors.unwrap!()
+    event
+    |> Crier.Boundary.large_event?()
+    |> Crier.Boundary.call(:encode_event, [event])
+    |> Crier.Errors.unwrap!()
   end
 end

@@ -26,7 +26,8 @@ defmodule Crier.Native do
   defp nif_error, do: :erlang.nif_error(:nif_not_loaded)
 
   def runtime_workers, do: nif_error()
-  def server_start(_options, _server_pid), do: nif_error()
+  def server_start(_options, _listener, _dispatchers), do: nif_error()
+  def server_stop_listening(_server), do: nif_error()
   def server_port(_server), do: nif_error()
   def server_stats(_server), do: nif_error()
   def server_topic_subscribers(_server, _topic), do: nif_error()
@@ -36,15 +37,15 @@ defmodule Crier.Native do
   def server_set_replay(_server, _topic, _size), do: nif_error()
   def server_shutdown(_server, _final_event), do: nif_error()
   def encode_event(_event), do: nif_error()
+  # Any of the NIFs above that take lists or binaries, on a dirty scheduler (Crier.Boundary).
+  def dirty(_name, _args), do: nif_error()
 
   def conn_set_owner(_conn, _pid, _on_close), do: nif_error()
   def conn_send_chunked(_conn, _status, _headers, _sse), do: nif_error()
   def conn_send_resp(_conn, _status, _headers, _body), do: nif_error()
-  def conn_send_resp_dirty(_conn, _status, _headers, _body), do: nif_error()
   def conn_send_head(_conn, _status, _headers, _length), do: nif_error()
   def conn_inform(_conn, _status, _headers), do: nif_error()
   def conn_chunk(_conn, _data), do: nif_error()
-  def conn_chunk_dirty(_conn, _data), do: nif_error()
   def conn_finish(_conn), do: nif_error()
   def conn_close(_conn, _reason), do: nif_error()
   def conn_cancel_wait(_conn), do: nif_error()

@@ -1,109 +1,312 @@
 defmodule Crier.Options do
   @moduledoc false
-  # Validates the options of `Crier.start_link/1` and turns them into the map the NIF reads.
-  # The defaults are documented in `Crier`'s moduledoc; keep the two in step.
+  # The one schema of `Crier.start_link/1`'s options: key, type, default and doc of each. It
+  # generates the option docs in `Crier`'s moduledoc, refuses unknown keys, checks every
+  # type before anything starts, and gives the NIF every native option with its value (the
+  # Rust side keeps no defaults of its own for them). Nothing is clamped: a value out of
+  # range raises.
 
-  @native_keys [
-    :max_request_line,
-    :max_header_bytes,
-    :max_headers,
-    :max_body,
-    :header_timeout,
-    :keepalive_timeout,
-    :write_queue_bytes,
-    :send_timeout,
-    :heartbeat,
-    :shutdown_timeout,
-    :max_connections,
-    :tcp_keepalive,
-    :tcp_user_timeout,
-    :backlog,
-    :replay
+  @u32 4_294_967_295
+  @i32 2_147_483_647
+  @u64 18_446_744_073_709_551_615
+
+  # After the drain, how long closed streams may flush (Rust), and from it every other
+  # shutdown margin: the listener's wait for the end, the supervisor's before a kill, the
+  # dispatchers' for their request processes to go. One value, so they stay in order.
+  @grace 5_000
+
+  @schema [
+    name: [
+      type: :atom,
+      required: true,
+      doc: "the server's name, used by `broadcast/4`, `stats/1`, `port/1`."
+    ],
+    handler: [
+      type: :module_opts,
+      doc: "a `Crier.Handler`. Give `:handler` or `:plug`, not both."
+    ],
+    plug: [type: :module_opts, doc: "any Plug (needs Plug loaded)."],
+    port: [
+      type: {:integer, 0..65_535},
+      default: 4000,
+      doc: "TCP port; 0 picks a free one (see `port/1`)."
+    ],
+    ip: [type: :ip, default: {127, 0, 0, 1}, doc: "address to listen on."],
+    on_close: [
+      type: {:in, [:message, :exit]},
+      default: nil,
+      default_doc: "`:message` for handlers, `:exit` for plugs",
+      doc: "how a stream's owner learns of its close: a message, or an exit (see `Crier.Conn`)."
+    ],
+    dispatchers: [
+      type: {:integer, 1..1024},
+      default: nil,
+      default_doc: "one per online scheduler",
+      doc:
+        "processes that start request processes and carry out `on_close: :exit`; a connection always goes through the same one."
+    ],
+    max_request_line: [
+      type: {:integer, 1..@u32},
+      default: 8192,
+      native: true,
+      doc: "bytes; longer request lines get 414."
+    ],
+    max_header_bytes: [
+      type: {:integer, 1..@u32},
+      default: 16_384,
+      native: true,
+      doc: "bytes of header block; more gets 431."
+    ],
+    max_headers: [
+      type: {:integer, 1..@u32},
+      default: 100,
+      native: true,
+      doc: "header fields; more get 431."
+    ],
+    max_body: [
+      type: {:integer, 0..@u64},
+      default: 8_388_608,
+      native: true,
+      doc: "bytes of request body; more gets 413."
+    ],
+    header_timeout: [
+      type: {:integer, 1..@u32},
+      default: 10_000,
+      native: true,
+      doc:
+        "ms from a request's first byte until its head is complete (absolute, not per read); later gets 408."
+    ],
+    keepalive_timeout: [
+      type: {:integer, 0..@u32},
+      default: 60_000,
+      native: true,
+      doc: "ms a keep-alive connection may idle between requests."
+    ],
+    write_queue_bytes: [
+      type: {:integer, 1..@u64},
+      default: 262_144,
+      native: true,
+      doc:
+        "bytes a stream may have queued before `Crier.Conn.chunk/2` waits. A subscriber is dropped with `:overflow` when its socket takes no more while more than this is left of its broadcasts, or when a burst would queue twice this before it could write (the most a stopped reader holds)."
+    ],
+    send_timeout: [
+      type: {:integer, 0..@u32},
+      default: 15_000,
+      native: true,
+      doc: "ms a full queue may make no progress before the stream closes with `:timeout`."
+    ],
+    heartbeat: [
+      type: {:or_nil, {:integer, 1..@u32}},
+      default: 15_000,
+      native: true,
+      doc: "ms of idleness after which an SSE stream gets a `:` comment line, or `nil` for none."
+    ],
+    tcp_keepalive: [
+      type: {:or_nil, {:integer, 1..@u32}},
+      default: 30_000,
+      native: true,
+      doc: "ms of idleness before TCP keepalive probes, or `nil`."
+    ],
+    tcp_user_timeout: [
+      type: {:or_nil, {:integer, 1..@u32}},
+      default: 30_000,
+      native: true,
+      doc:
+        "ms sent data may stay unacknowledged before the kernel drops the connection (`TCP_USER_TIMEOUT`), or `nil`."
+    ],
+    shutdown_timeout: [
+      type: {:integer, 0..@u32},
+      default: 5_000,
+      native: true,
+      doc: "ms queues may drain when the server stops."
+    ],
+    final_event: [
+      type: {:or_nil, :event},
+      default: nil,
+      doc: "a `Crier.Event` sent to every SSE stream when the server stops."
+    ],
+    max_connections: [
+      type: {:integer, 1..@u64},
+      default: 1_000_000,
+      native: true,
+      doc: "open connections; the next gets 503."
+    ],
+    backlog: [type: {:integer, 1..@i32}, default: 4096, native: true, doc: "listen backlog."],
+    replay: [
+      type: {:integer, 0..@u32},
+      default: 0,
+      native: true,
+      doc:
+        "events each topic keeps for `Last-Event-ID` replay, unless set per topic with `set_replay/3` (0 is off)."
+    ],
+    certfile: [
+      type: {:or_nil, :string},
+      default: nil,
+      doc:
+        "TLS: the path of the certificate chain's PEM file, end-entity first. With a key, the server speaks HTTPS, HTTP/2 and HTTP/1.1 chosen by ALPN, and a handshake must finish within `:header_timeout`; a certificate or key that cannot be used, or a pair that does not match, makes `start_link/1` return `{:error, {:tls, why}}`."
+    ],
+    keyfile: [
+      type: {:or_nil, :string},
+      default: nil,
+      doc: "TLS: the path of the private key's PEM file (PKCS#8, PKCS#1 or SEC1)."
+    ],
+    cert: [
+      type: {:or_nil, :cert},
+      default: nil,
+      doc: "TLS: the certificate chain in memory instead of `:certfile`."
+    ],
+    key: [
+      type: {:or_nil, :key},
+      default: nil,
+      doc: "TLS: the private key in memory instead of `:keyfile`."
+    ],
+    alpn: [
+      type: {:or_nil, {:subset, ["h2", "http/1.1"]}},
+      default: nil,
+      default_doc: ~s(`["h2", "http/1.1"]`),
+      doc: "TLS: the protocols offered through ALPN, in order of preference."
+    ]
   ]
 
-  @defaults [
-    ip: {127, 0, 0, 1},
-    port: 4000,
-    on_close: nil,
-    send_timeout: 15_000,
-    shutdown_timeout: 5_000,
-    final_event: nil
-  ]
+  @keys Keyword.keys(@schema)
+  @native_keys for {key, spec} <- @schema, spec[:native], do: key
+
+  @doc false
+  @spec grace() :: non_neg_integer()
+  def grace, do: @grace
+
+  @doc false
+  # The option list of Crier's moduledoc, from the schema.
+  @spec docs() :: String.t()
+  def docs do
+    Enum.map_join(@schema, "\n", fn {key, spec} ->
+      default =
+        cond do
+          spec[:required] ->
+            " Required."
+
+          spec[:default_doc] ->
+            " Default is #{spec[:default_doc]}."
+
+          Keyword.has_key?(spec, :default) and spec[:default] != nil ->
+            " Default is `#{inspect(spec[:default])}`."
+
+          true ->
+            ""
+        end
+
+      "  * `#{inspect(key)}` - #{spec[:doc]} #{capitalize_first(describe(spec[:type]))}.#{default}"
+    end)
+  end
+
+  defp capitalize_first(<<first::utf8, rest::binary>>), do: String.upcase(<<first::utf8>>) <> rest
 
   @doc false
   @spec validate!(keyword()) :: map()
   def validate!(opts) do
-    opts = Keyword.merge(@defaults, opts)
-    name = Keyword.get(opts, :name) || raise ArgumentError, "Crier needs a :name"
-    unless is_atom(name), do: raise(ArgumentError, ":name must be an atom, got: #{inspect(name)}")
-
-    target =
-      case {opts[:handler], opts[:plug]} do
-        {nil, nil} -> raise ArgumentError, "Crier needs a :handler or a :plug"
-        {handler, nil} -> {:handler, module_and_opts!(handler, :handler)}
-        {nil, plug} -> {:plug, plug |> module_and_opts!(:plug) |> init_plug!()}
-        _ -> raise ArgumentError, "give Crier a :handler or a :plug, not both"
-      end
-
-    on_close = opts[:on_close] || if(elem(target, 0) == :plug, do: :exit, else: :message)
-
-    unless on_close in [:message, :exit] do
-      raise ArgumentError, ":on_close must be :message or :exit, got: #{inspect(on_close)}"
+    unless is_list(opts) and Keyword.keyword?(opts) do
+      raise ArgumentError, "Crier options must be a keyword list, got: #{inspect(opts)}"
     end
 
-    check_timers!(opts)
+    case Enum.uniq(Keyword.keys(opts)) -- @keys do
+      [] ->
+        :ok
+
+      unknown ->
+        raise ArgumentError, "unknown Crier options #{inspect(unknown)}; known: #{inspect(@keys)}"
+    end
+
+    # A key given twice takes its last value, as `Map.new/1` and later-overrides-earlier
+    # option lists want.
+    given = Map.new(opts)
+    values = Map.new(@schema, fn {key, spec} -> {key, value!(given, key, spec)} end)
+    target = target!(values)
+    on_close = values.on_close || if(elem(target, 0) == :plug, do: :exit, else: :message)
 
     native =
-      opts
-      |> Keyword.take(@native_keys)
-      |> Map.new()
-      |> Map.merge(%{ip: ip!(opts[:ip]), port: port!(opts[:port])})
-      |> Map.merge(Crier.Options.TLS.native(opts))
+      values
+      |> Map.take(@native_keys)
+      |> Map.merge(%{
+        ip: ip!(values.ip),
+        port: values.port,
+        close_grace: @grace,
+        telemetry: Crier.Telemetry.enabled?()
+      })
+      |> Map.merge(Crier.Options.TLS.native(values))
 
     %{
-      name: name,
+      name: values.name,
       target: target,
       on_close: on_close,
-      send_timeout: opts[:send_timeout],
-      shutdown_timeout: opts[:shutdown_timeout],
-      final_event: opts[:final_event],
+      dispatchers: values.dispatchers || System.schedulers_online(),
+      send_timeout: values.send_timeout,
+      shutdown_timeout: values.shutdown_timeout,
+      final_event: values.final_event && Crier.Event.encode(values.final_event),
       native: native
     }
   end
 
-  # A zero heartbeat would write comment lines without pause, and a zero keepalive is refused
-  # by the kernel: these are off with nil, else positive. A zero send or shutdown timeout is
-  # allowed (it means "give up at once").
-  defp check_timers!(opts) do
-    for key <- [:heartbeat, :tcp_keepalive, :tcp_user_timeout, :write_queue_bytes],
-        Keyword.has_key?(opts, key),
-        value = opts[key],
-        not (is_nil(value) or (is_integer(value) and value > 0)) do
-      raise ArgumentError,
-            "#{inspect(key)} must be a positive integer or nil, got: #{inspect(value)}"
-    end
+  defp value!(given, key, spec) do
+    case Map.fetch(given, key) do
+      {:ok, value} ->
+        if valid?(spec[:type], value) do
+          value
+        else
+          raise ArgumentError,
+                "#{inspect(key)} must be #{describe(spec[:type])}, got: #{inspect(value)}"
+        end
 
-    for key <- [:send_timeout, :shutdown_timeout],
-        value = opts[key],
-        not (is_integer(value) and value >= 0) do
-      raise ArgumentError,
-            "#{inspect(key)} must be a non-negative integer, got: #{inspect(value)}"
+      :error ->
+        if spec[:required], do: raise(ArgumentError, "Crier needs a #{inspect(key)}")
+        spec[:default]
     end
-
-    :ok
   end
 
-  defp module_and_opts!({module, handler_opts}, _key) when is_atom(module),
-    do: {module, handler_opts}
+  defp valid?(:atom, value), do: is_atom(value) and value != nil
+  defp valid?(:module_opts, {module, _opts}), do: is_atom(module) and module != nil
+  defp valid?(:module_opts, module), do: is_atom(module) and module != nil
+  defp valid?({:integer, range}, value), do: is_integer(value) and value in range
+  defp valid?({:in, values}, value), do: value in values
+  defp valid?({:or_nil, _type}, nil), do: true
+  defp valid?({:or_nil, type}, value), do: valid?(type, value)
+  defp valid?(:event, value), do: is_map(value)
+  defp valid?(:ip, value), do: is_tuple(value) or is_binary(value)
+  defp valid?(:string, value), do: is_binary(value)
+  defp valid?(:cert, value), do: is_binary(value) or (is_list(value) and value != [])
+  defp valid?(:key, value), do: is_binary(value) or (is_tuple(value) and tuple_size(value) == 2)
 
-  defp module_and_opts!(module, _key) when is_atom(module), do: {module, []}
+  defp valid?({:subset, values}, list),
+    do: is_list(list) and list != [] and Enum.all?(list, &(&1 in values))
 
-  defp module_and_opts!(other, key),
-    do:
-      raise(
-        ArgumentError,
-        "#{inspect(key)} must be a module or {module, opts}, got: #{inspect(other)}"
-      )
+  defp describe(:atom), do: "an atom"
+  defp describe(:module_opts), do: "a module or `{module, opts}`"
+
+  defp describe({:integer, %Range{first: first, last: last}}),
+    do: "an integer in #{first}..#{last}"
+
+  defp describe({:in, values}), do: "one of #{Enum.map_join(values, ", ", &inspect/1)}"
+  defp describe({:or_nil, type}), do: "#{describe(type)}, or nil"
+  defp describe(:event), do: "a %Crier.Event{}"
+  defp describe(:ip), do: "an IP address (a tuple, or a string to parse)"
+  defp describe(:string), do: "a path"
+  defp describe(:cert), do: "PEM, DER or a list of DER"
+  defp describe(:key), do: "PEM, or `{:RSAPrivateKey | :ECPrivateKey | :PrivateKeyInfo, der}`"
+
+  defp describe({:subset, values}),
+    do: "a non-empty list of #{Enum.map_join(values, ", ", &inspect/1)}"
+
+  defp target!(%{handler: nil, plug: nil}),
+    do: raise(ArgumentError, "Crier needs a :handler or a :plug")
+
+  defp target!(%{handler: handler, plug: nil}), do: {:handler, module_and_opts(handler)}
+
+  defp target!(%{handler: nil, plug: plug}),
+    do: {:plug, plug |> module_and_opts() |> init_plug!()}
+
+  defp target!(_), do: raise(ArgumentError, "give Crier a :handler or a :plug, not both")
+
+  defp module_and_opts({module, opts}), do: {module, opts}
+  defp module_and_opts(module), do: {module, []}
 
   # A plug's opts go through init/1 once, when the server starts, as Cowboy and Bandit do.
   defp init_plug!({plug, plug_opts}) do
@@ -114,11 +317,6 @@ defmodule Crier.Options do
     {plug, plug.init(plug_opts)}
   end
 
-  defp port!(port) when is_integer(port) and port in 0..65_535, do: port
-  defp port!(port), do: raise(ArgumentError, ":port must be in 0..65535, got: #{inspect(port)}")
-
-  defp ip!(ip) when is_tuple(ip), do: ip
-
   defp ip!(ip) when is_binary(ip) do
     case :inet.parse_address(String.to_charlist(ip)) do
       {:ok, parsed} -> parsed
@@ -126,5 +324,9 @@ defmodule Crier.Options do
     end
   end
 
-  defp ip!(ip), do: raise(ArgumentError, ":ip must be an IP address, got: #{inspect(ip)}")
+  defp ip!(ip) do
+    if :inet.is_ip_address(ip),
+      do: ip,
+      else: raise(ArgumentError, ":ip must be an IP address, got: #{inspect(ip)}")
+  end
 end

@@ -81,6 +81,7 @@ if Code.ensure_loaded?(Plug.Conn.Adapter) do
       do: failed(crier_conn, wrapper.kind, wrapper.reason, wrapper.stack)
 
     defp failed(crier_conn, kind, reason, stacktrace) do
+      Crier.Telemetry.handler_raised(kind, reason, stacktrace)
       # A Plug.Exception may give its status as an atom (plug_status: :im_a_teapot).
       status =
         if kind == :error, do: reason |> Plug.Exception.status() |> Status.code(), else: 500

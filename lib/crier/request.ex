@@ -9,8 +9,10 @@ defmodule Crier.Request do
   alias Crier.{Conn, Native}
 
   @doc false
-  def start(conn_resource, request, config) do
-    :proc_lib.spawn(__MODULE__, :run, [conn_resource, request, config])
+  # Linked to the calling `Crier.Dispatcher`, which traps exits: the request process ends
+  # with its server, and its own end (crash or not) ends nothing else.
+  def start_link(conn_resource, request, config) do
+    :proc_lib.spawn_link(__MODULE__, :run, [conn_resource, request, config])
   end
 
   @doc false
@@ -18,7 +20,7 @@ defmodule Crier.Request do
     case Native.conn_set_owner(conn_resource, self(), config.on_close) do
       :ok ->
         conn = Conn.new(conn_resource, request, config.name, config.send_timeout)
-        serve(conn, config.target)
+        Crier.Telemetry.span(conn, fn -> serve(conn, config.target) end)
 
       {:error, :closed} ->
         :ok
@@ -29,9 +31,13 @@ defmodule Crier.Request do
     try do
       module.call(conn, opts)
     rescue
-      error -> handler_failed(conn, error, __STACKTRACE__)
+      error ->
+        Crier.Telemetry.handler_raised(:error, error, __STACKTRACE__)
+        handler_failed(conn, error, __STACKTRACE__)
     catch
-      kind, reason -> handler_failed(conn, {kind, reason}, __STACKTRACE__)
+      kind, reason ->
+        Crier.Telemetry.handler_raised(kind, reason, __STACKTRACE__)
+        handler_failed(conn, {kind, reason}, __STACKTRACE__)
     else
       _ -> finish(conn)
     end

@@ -1,94 +1,72 @@
 defmodule Crier.Server do
   @moduledoc false
-  # One Crier server: owns the Rust listener, starts one process per request, carries out
-  # `on_close: :exit`, relays cluster broadcasts, and runs the graceful shutdown when its
-  # supervisor stops it.
+  # One Crier server: a supervisor of
   #
-  # Rust reports here:
-  #   {:crier_request, conn_resource, request}  - spawn a request process
-  #   {:crier_exit, pid, ref, reason}           - end an :exit-mode owner
-  #   :crier_stopped                            - shutdown finished
-  # and cluster broadcasts come as {:crier_cluster, message} (see Crier.Cluster), with the
-  # sequencer's monitor as {{:crier_cluster, :sequencer_down}, ref, :process, pid, reason}.
+  #   * `Crier.Dispatcher` processes (`:dispatchers` of them), which start the request
+  #     processes, linked to themselves, and carry out `on_close: :exit`;
+  #   * one `Crier.Listener`, registered under the server's name, which owns the Rust server
+  #     (the listening socket, every connection), relays cluster broadcasts, and runs the
+  #     graceful shutdown.
+  #
+  # The name goes to the listener, not to this supervisor: a process anyone can address by
+  # name must survive whatever it is sent, and a supervisor crashes on an unknown cast.
+  #
+  # Children stop in the reverse order they start: the listener drains its streams first,
+  # while the dispatchers still serve `on_close: :exit`; then the dispatchers end what is
+  # left of the request processes. One of them dying restarts them all (`:one_for_all`): the
+  # Rust server knows the dispatchers by pid. The dispatchers put their pids in a table the
+  # supervisor owns, where the listener, started after them, reads them.
 
-  use GenServer
+  use Supervisor
   require Logger
 
-  alias Crier.{Cluster, Native, Request}
+  alias Crier.{Dispatcher, Listener, Options}
 
   @doc false
+  @spec start_link(map()) :: Supervisor.on_start()
   def start_link(config) do
-    GenServer.start_link(__MODULE__, config, name: config.name)
+    case Supervisor.start_link(__MODULE__, config) do
+      # A listener that cannot bind says why, as `Crier.start_link/1` promises.
+      {:error, {:shutdown, {:failed_to_start_child, Listener, reason}}} -> {:error, reason}
+      other -> other
+    end
   end
 
   @doc false
   # Where the server's resource lives, read without a call by broadcast/stats/port.
+  @spec resource!(atom()) :: reference()
   def resource!(name) do
     :persistent_term.get({Crier, name})
   rescue
     ArgumentError -> raise ArgumentError, "no Crier server named #{inspect(name)} is running"
   end
 
-  @impl GenServer
+  @doc false
+  # What a server process does with a message, call or cast it does not expect: logs it and
+  # goes on (a call is answered `{:error, :unknown_call}`), as a GenServer callback result.
+  @spec ignore(term(), atom(), :info | :call | :cast, term()) ::
+          {:noreply, term()} | {:reply, {:error, :unknown_call}, term()}
+  def ignore(state, name, kind, message) do
+    Logger.warning("Crier #{inspect(name)} ignored an unexpected #{kind}: #{inspect(message)}")
+    if kind == :call, do: {:reply, {:error, :unknown_call}, state}, else: {:noreply, state}
+  end
+
+  @impl Supervisor
   def init(config) do
-    Process.flag(:trap_exit, true)
+    table = :ets.new(__MODULE__, [:public, read_concurrency: true])
 
-    case Native.server_start(config.native, self()) |> Crier.Errors.unwrap!() do
-      {:ok, resource} ->
-        :persistent_term.put({Crier, config.name}, resource)
-        cluster = Cluster.init(config.name, resource)
-        {:ok, config |> Map.put(:resource, resource) |> Map.put(:cluster, cluster)}
+    dispatchers =
+      for index <- 1..config.dispatchers do
+        Supervisor.child_spec({Dispatcher, {config, table, index}}, id: {Dispatcher, index})
+      end
 
-      {:error, reason} ->
-        {:stop, reason}
-    end
-  end
+    listener = %{
+      id: Listener,
+      start: {Listener, :start_link, [{config, table}]},
+      # The drain takes up to :shutdown_timeout, its end up to two grace periods more.
+      shutdown: config.shutdown_timeout + 3 * Options.grace()
+    }
 
-  @impl GenServer
-  def handle_info({:crier_request, conn_resource, request}, state) do
-    Request.start(conn_resource, request, state)
-    {:noreply, state}
-  end
-
-  def handle_info({:crier_exit, pid, _ref, reason}, state) do
-    Process.exit(pid, {:shutdown, reason})
-    {:noreply, state}
-  end
-
-  def handle_info({:crier_cluster, message}, state) do
-    {:noreply, %{state | cluster: Cluster.handle(message, state.cluster)}}
-  end
-
-  def handle_info({{:crier_cluster, :sequencer_down}, ref, :process, _pid, _reason}, state) do
-    {:noreply, %{state | cluster: Cluster.handle({:sequencer_down, ref}, state.cluster)}}
-  end
-
-  def handle_info({:EXIT, _pid, _reason}, state), do: {:noreply, state}
-  def handle_info(:crier_stopped, state), do: {:noreply, state}
-
-  @impl GenServer
-  def terminate(_reason, state) do
-    Cluster.leave(state.cluster)
-    Native.server_shutdown(state.resource, state.final_event)
-    deadline = System.monotonic_time(:millisecond) + state.shutdown_timeout + 6_000
-    await_stopped(state.name, deadline)
-    :persistent_term.erase({Crier, state.name})
-    :ok
-  end
-
-  # The drain closes streams with :shutdown; owners with `on_close: :exit` are ended from
-  # here as their closes arrive, or they would outlive the server.
-  defp await_stopped(name, deadline) do
-    receive do
-      :crier_stopped ->
-        :ok
-
-      {:crier_exit, pid, _ref, reason} ->
-        Process.exit(pid, {:shutdown, reason})
-        await_stopped(name, deadline)
-    after
-      max(deadline - System.monotonic_time(:millisecond), 0) ->
-        Logger.warning("Crier #{inspect(name)}: shutdown did not finish")
-    end
+    Supervisor.init(dispatchers ++ [listener], strategy: :one_for_all)
   end
 end

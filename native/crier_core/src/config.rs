@@ -57,6 +57,9 @@ pub struct ServerConfig {
     pub heartbeat: Option<Duration>,
     /// How long queues may drain on shutdown before what is left is closed. Default is 5 s.
     pub shutdown_timeout: Duration,
+    /// After the drain, how long closed streams get to flush their last bytes before the
+    /// shutdown reports that it stopped. Default is 5 s.
+    pub close_grace: Duration,
     /// Most open connections; the next one gets 503. Default is 1,000,000.
     pub max_connections: usize,
     /// TCP keepalive idle time before the first probe on accepted sockets; `None` disables
@@ -146,6 +149,7 @@ impl Default for ServerConfig {
             send_timeout: Duration::from_secs(15),
             heartbeat: Some(Duration::from_secs(15)),
             shutdown_timeout: Duration::from_secs(5),
+            close_grace: Duration::from_secs(5),
             max_connections: 1_000_000,
             tcp_keepalive: Some(Duration::from_secs(30)),
             tcp_user_timeout: Some(Duration::from_secs(30)),

@@ -24,12 +24,11 @@ use crate::http::response::{self, CONTINUE};
 use crate::http::{chunked, BodyKind, HttpError, RequestHead, Version};
 use crate::lifecycle::Lifecycle;
 use crate::membership::{Detached, Membership, Subscriber};
-use crate::report::{CloseReason, Wake};
+use crate::report::{CloseReason, ExchangeClose, Wake};
 use crate::reporter::Reporter;
 use crate::request_body::RequestBody;
 use crate::shared::Shared;
 use crate::sse::WireEvent;
-use crate::tls::TlsInfo;
 use crate::write_queue::{WriteQueue, CHUNK_FRAMING};
 
 pub use crate::exchange::CallError;
@@ -74,8 +73,8 @@ struct Effects<O> {
     owner_wakes: Vec<(O, u64, Wake)>,
     /// The owner of an exchange is told it closed.
     closed: Option<(O, u64, CloseReason)>,
-    /// A close counted in the stats.
-    count_close: Option<CloseReason>,
+    /// A close counted in the stats and reported to [`Reporter::exchange_closed`].
+    count_close: Option<ExchangeClose>,
 }
 
 impl<O> Default for Effects<O> {
@@ -117,8 +116,6 @@ pub struct Connection<N: Reporter> {
     pub peer: SocketAddr,
     /// The server's address on this connection.
     pub local: SocketAddr,
-    /// What the TLS handshake agreed, for a connection over TLS.
-    pub tls: Option<Arc<TlsInfo>>,
     pub(crate) server: Arc<Shared<N>>,
     state: Mutex<State<N::Owner>>,
     task_wake: tokio::sync::Notify,
@@ -130,14 +127,12 @@ impl<N: Reporter> Connection<N> {
         server: Arc<Shared<N>>,
         peer: SocketAddr,
         local: SocketAddr,
-        tls: Option<Arc<TlsInfo>>,
     ) -> Self {
         let queue = WriteQueue::new(server.config.write_queue_bytes, server.stats.clone());
         Connection {
             id,
             peer,
             local,
-            tls,
             server,
             state: Mutex::new(State {
                 exchange: Exchange::none(),
@@ -172,8 +167,9 @@ impl<N: Reporter> Connection<N> {
 
     fn apply(&self, fx: Effects<N::Owner>) {
         let server = &self.server;
-        if let Some(reason) = fx.count_close {
-            server.stats.count_close(reason);
+        if let Some(close) = fx.count_close {
+            server.stats.count_close(close.reason);
+            server.reporter.exchange_closed(close);
         }
         for (owner, exchange, what) in &fx.owner_wakes {
             server.reporter.wake(owner, *exchange, *what);
@@ -435,7 +431,7 @@ impl<N: Reporter> Connection<N> {
             if let Some(answer) = st.exchange.abandon() {
                 st.queue.push(answer);
             }
-            fx.count_close = Some(CloseReason::OwnerGone);
+            fx.count_close = Some(self.counted_close(st, CloseReason::OwnerGone));
             fx.wake_task = true;
         })
     }
@@ -618,6 +614,17 @@ impl<N: Reporter> Connection<N> {
         })
     }
 
+    /// The close of the current exchange for `reason`, as it is counted and reported.
+    fn counted_close(&self, st: &State<N::Owner>, reason: CloseReason) -> ExchangeClose {
+        ExchangeClose {
+            connection_id: self.id,
+            exchange: st.exchange.id(),
+            reason,
+            open_for: st.exchange.open_for(),
+            subscribed: st.topics.is_subscribed(),
+        }
+    }
+
     /// Reports the close to the owner (once) and returns the topics to leave. Called by the
     /// task as it ends the connection.
     pub(crate) fn report_close(&self, fallback: CloseReason) -> Vec<String> {
@@ -636,7 +643,7 @@ impl<N: Reporter> Connection<N> {
                 st.wake_owner(fx, Wake::Body);
             }
             if live {
-                fx.count_close = Some(reason);
+                fx.count_close = Some(self.counted_close(st, reason));
                 if reason != CloseReason::OwnerGone {
                     fx.closed = st.owner.clone().map(|owner| (owner, exchange, reason));
                 }
@@ -684,14 +691,14 @@ impl<N: Reporter> Subscriber for Connection<N> {
         st.lifecycle.is_live() && st.exchange.is_open() && st.topics.holds(topic)
     }
 
-    fn attach_topic(&self, exchange: u64, topic: &str) -> Result<bool, CallError> {
+    fn attach_topics(&self, exchange: u64, topics: &[String]) -> Result<Vec<String>, CallError> {
         let stats = &self.server.stats;
         self.with_state(|st, _| {
             st.check_open(exchange)?;
             if st.exchange.streaming().is_none() {
                 return Err(CallError::NotStreaming);
             }
-            Ok(st.topics.attach(topic, stats))
+            Ok(st.topics.attach_all(topics, stats))
         })
     }
 

@@ -149,14 +149,8 @@ impl<N: Reporter> Stream<N> {
         end: &ConnectionEnd,
     ) -> Self {
         let (parts, recv) = request.into_parts();
-        let head = request_head(&parts, &recv);
-        let connection = Arc::new(Connection::new(
-            id,
-            shared.clone(),
-            peer,
-            local,
-            Some(tls.clone()),
-        ));
+        let head = request_head(&parts, &recv, tls);
+        let connection = Arc::new(Connection::new(id, shared.clone(), peer, local));
         shared.register(&connection);
         let exchange = shared.next_exchange();
         connection.begin_exchange(exchange, &head);
@@ -391,7 +385,11 @@ impl<N: Reporter> Stream<N> {
 
 /// The request as the owner side sees it: `:authority` becomes `host` (RFC 9113 section
 /// 8.3.1), as Plug expects; the body's length is its content-length, else unknown.
-fn request_head(parts: &http::request::Parts, body: &RecvStream) -> RequestHead {
+fn request_head(
+    parts: &http::request::Parts,
+    body: &RecvStream,
+    tls: &Arc<TlsInfo>,
+) -> RequestHead {
     let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(parts.headers.len() + 1);
     if let Some(authority) = parts.uri.authority() {
         if !parts.headers.contains_key(http::header::HOST) {
@@ -422,6 +420,7 @@ fn request_head(parts: &http::request::Parts, body: &RecvStream) -> RequestHead 
         keep_alive: true,
         body: body_kind,
         expect_continue: false,
+        tls: Some(tls.clone()),
     }
 }
 

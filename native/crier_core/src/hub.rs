@@ -312,12 +312,7 @@ impl Hub {
         topics: &[String],
         last_event_id: Option<&str>,
     ) -> Result<(), CallError> {
-        let mut added = Vec::with_capacity(topics.len());
-        for topic in topics {
-            if subscriber.attach_topic(exchange, topic)? {
-                added.push(topic.clone());
-            }
-        }
+        let added = subscriber.attach_topics(exchange, topics)?;
         // One command for all the topics: their missed events are replayed merged, in the
         // order they were published.
         if !added.is_empty() {

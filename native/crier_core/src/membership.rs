@@ -8,6 +8,7 @@
 //! topics. The overflow policy that drops a subscriber lives with the bytes it measures, in
 //! [`crate::write_queue`].
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::exchange::CallError;
@@ -17,6 +18,7 @@ use crate::stats::{GaugeHold, Stats, Subscribers};
 /// The topics one stream is subscribed to. See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Membership {
+    /// Sorted, for binary search.
     topics: Vec<String>,
     /// Held while `topics` is not empty.
     counted: Option<GaugeHold<Subscribers>>,
@@ -34,25 +36,34 @@ pub(crate) enum Detached {
 }
 
 impl Membership {
-    /// Adds `topic`; false when the stream already holds it.
-    pub(crate) fn attach(&mut self, topic: &str, stats: &Arc<Stats>) -> bool {
-        if self.holds(topic) {
-            return false;
-        }
-        if self.counted.is_none() {
+    /// Adds each of `topics` the stream does not hold yet (a repeat counts once) and returns
+    /// those, in the order given. The held topics stay sorted, so this and [`Membership::holds`]
+    /// stay near linear however many topics one subscribe names.
+    pub(crate) fn attach_all(&mut self, topics: &[String], stats: &Arc<Stats>) -> Vec<String> {
+        let mut seen: HashSet<&str> = HashSet::with_capacity(topics.len());
+        let added: Vec<String> = topics
+            .iter()
+            .filter(|topic| !self.holds(topic) && seen.insert(topic.as_str()))
+            .cloned()
+            .collect();
+        if !added.is_empty() && self.counted.is_none() {
             self.counted = Some(GaugeHold::take(stats));
         }
-        self.topics.push(topic.to_string());
-        true
+        self.topics.extend(added.iter().cloned());
+        self.topics.sort_unstable();
+        added
     }
 
     /// Removes `topic`.
     pub(crate) fn detach(&mut self, topic: &str) -> Detached {
-        let before = self.topics.len();
-        self.topics.retain(|t| t != topic);
-        if self.topics.len() == before {
-            Detached::NotHeld
-        } else if self.topics.is_empty() {
+        let Ok(at) = self
+            .topics
+            .binary_search_by(|held| held.as_str().cmp(topic))
+        else {
+            return Detached::NotHeld;
+        };
+        self.topics.remove(at);
+        if self.topics.is_empty() {
             self.counted = None;
             Detached::Last
         } else {
@@ -62,7 +73,9 @@ impl Membership {
 
     /// Whether the stream holds `topic`.
     pub(crate) fn holds(&self, topic: &str) -> bool {
-        self.topics.iter().any(|t| t == topic)
+        self.topics
+            .binary_search_by(|held| held.as_str().cmp(topic))
+            .is_ok()
     }
 
     /// Whether the stream holds any topic.
@@ -93,14 +106,14 @@ pub trait Subscriber: Send + Sync + 'static {
     /// never held by a topic it left.
     fn holds_topic(&self, topic: &str) -> bool;
 
-    /// Marks exchange `exchange`'s stream as subscribed to `topic`; `Ok(false)` if it already
-    /// is.
+    /// Marks exchange `exchange`'s stream as subscribed to each of `topics` it does not hold
+    /// yet, in time linear in their number, and returns those.
     ///
     /// # Errors
     ///
     /// [`CallError::Closed`] for a closed or stale exchange, [`CallError::NotStreaming`] when
     /// it streams no response.
-    fn attach_topic(&self, exchange: u64, topic: &str) -> Result<bool, CallError>;
+    fn attach_topics(&self, exchange: u64, topics: &[String]) -> Result<Vec<String>, CallError>;
 
     /// Removes `topic` from exchange `exchange`'s subscriptions; a stream left with none and
     /// no owner ends.
@@ -119,14 +132,21 @@ mod tests {
     fn one_subscriber_counted_however_many_topics() {
         let stats = Arc::new(Stats::default());
         let mut membership = Membership::default();
-        assert!(membership.attach("a", &stats));
-        assert!(membership.attach("b", &stats));
-        assert!(!membership.attach("a", &stats), "already held");
+        let attach = |m: &mut Membership, topics: &[&str]| {
+            let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+            m.attach_all(&topics, &stats)
+        };
+        assert_eq!(attach(&mut membership, &["a"]), ["a"]);
+        assert_eq!(attach(&mut membership, &["b"]), ["b"]);
+        assert!(attach(&mut membership, &["a"]).is_empty(), "already held");
+        assert_eq!(attach(&mut membership, &["c", "b", "c", "d"]), ["c", "d"]);
         assert_eq!(stats.snapshot().subscribers, 1);
         assert!(membership.holds("b"));
         assert_eq!(membership.detach("x"), Detached::NotHeld);
         assert_eq!(membership.detach("a"), Detached::Removed);
         assert_eq!(stats.snapshot().subscribers, 1);
+        assert_eq!(membership.detach("c"), Detached::Removed);
+        assert_eq!(membership.detach("d"), Detached::Removed);
         assert_eq!(membership.detach("b"), Detached::Last);
         assert_eq!(stats.snapshot().subscribers, 0);
         assert!(!membership.is_subscribed());
@@ -136,8 +156,7 @@ mod tests {
     fn leaving_all_gives_the_topics_back_and_the_count() {
         let stats = Arc::new(Stats::default());
         let mut membership = Membership::default();
-        membership.attach("a", &stats);
-        membership.attach("b", &stats);
+        membership.attach_all(&["a".to_string(), "b".to_string()], &stats);
         assert_eq!(membership.leave_all(), ["a", "b"]);
         assert_eq!(stats.snapshot().subscribers, 0);
         assert!(membership.leave_all().is_empty());

@@ -55,6 +55,21 @@ pub enum Wake {
     Body,
 }
 
+/// One counted close, as [`crate::reporter::Reporter::exchange_closed`] reports it.
+#[derive(Debug, Clone, Copy)]
+pub struct ExchangeClose {
+    /// The connection's id.
+    pub connection_id: u64,
+    /// The exchange that closed.
+    pub exchange: u64,
+    /// Why.
+    pub reason: CloseReason,
+    /// Time from the request's head to the close.
+    pub open_for: std::time::Duration,
+    /// Whether the exchange was subscribed to a topic.
+    pub subscribed: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::connection::Connection;
 use crate::http::RequestHead;
-use crate::report::{CloseReason, Wake};
+use crate::report::{CloseReason, ExchangeClose, Wake};
 
 /// The owner side of a server, implemented by the NIF crate and by tests.
 ///
@@ -30,4 +30,9 @@ pub trait Reporter: Send + Sync + Sized + 'static {
 
     /// The server finished shutting down; every connection is closed.
     fn stopped(&self) {}
+
+    /// An exchange closed: every close the stats count, owned or subscribed (subscribed
+    /// exchanges have no owner to tell), with how long it had been open. For metrics; the
+    /// default does nothing.
+    fn exchange_closed(&self, _close: ExchangeClose) {}
 }

@@ -32,13 +32,18 @@ use crate::shared::Shared;
 use crate::stats::{Snapshot, Stats};
 use crate::task;
 
-/// How long connections closed at the end of a drain get to finish their tasks.
-const FORCED_CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// The listening socket, where [`Server::stop_listening`] can take it out and close it while
+/// the accept task polls it.
+type ListenerSlot = Arc<Mutex<Option<TcpListener>>>;
 
 /// A running server. Dropping it does not stop it: call [`Server::shutdown`].
 pub struct Server<N: Reporter> {
     shared: Arc<Shared<N>>,
     local_addr: SocketAddr,
+    listener: ListenerSlot,
+    /// Cancelled by [`Server::stop_listening`] and by shutdown (it is a child of
+    /// `shared.stopping`): wakes the accept task, which finds the slot empty and ends.
+    stop_accepting: CancellationToken,
     shutdown_started: std::sync::atomic::AtomicBool,
     runtime: Handle,
 }
@@ -72,10 +77,18 @@ impl<N: Reporter> Server<N> {
             next_conn: AtomicU64::new(1),
             next_exchange: AtomicU64::new(1),
         });
-        runtime.spawn(accept_loop(listener, shared.clone()));
+        let listener = Arc::new(Mutex::new(Some(listener)));
+        let stop_accepting = shared.stopping.child_token();
+        runtime.spawn(accept_loop(
+            listener.clone(),
+            shared.clone(),
+            stop_accepting.clone(),
+        ));
         Ok(Server {
             shared,
             local_addr,
+            listener,
+            stop_accepting,
             shutdown_started: std::sync::atomic::AtomicBool::new(false),
             runtime: runtime.clone(),
         })
@@ -96,6 +109,20 @@ impl<N: Reporter> Server<N> {
         self.shared.stats.snapshot()
     }
 
+    /// Closes the listening socket before it returns, so the port is free for a new server at
+    /// once; connections still in the kernel's accept queue are reset by the close. Open
+    /// connections are left alone. A second call does nothing.
+    pub fn stop_listening(&self) {
+        let listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        drop(listener);
+        // Wakes the accept task, which finds the slot empty and ends.
+        self.stop_accepting.cancel();
+    }
+
     /// Stops accepting, delivers every broadcast that returned before this call, lets every
     /// connection drain for `shutdown_timeout` (SSE streams first get `final_event`, already
     /// encoded), then closes what is left with `shutdown` and calls [`Reporter::stopped`].
@@ -104,6 +131,7 @@ impl<N: Reporter> Server<N> {
         if self.shutdown_started.swap(true, Relaxed) {
             return;
         }
+        self.stop_listening();
         let shared = self.shared.clone();
         // Ahead of the stop, so it is the next command the hub takes: every publish queued
         // before it has been fanned out when it answers.
@@ -120,7 +148,7 @@ impl<N: Reporter> Server<N> {
                 for connection in shared.live_connections() {
                     connection.close_from_task(CloseReason::Shutdown);
                 }
-                let _ = tokio::time::timeout(FORCED_CLOSE_WAIT, shared.tasks.wait()).await;
+                let _ = tokio::time::timeout(shared.config.close_grace, shared.tasks.wait()).await;
             }
             shared.reporter.stopped();
         });
@@ -140,15 +168,29 @@ fn bind(config: &ServerConfig) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-async fn accept_loop<N: Reporter>(listener: TcpListener, shared: Arc<Shared<N>>) {
+async fn accept_loop<N: Reporter>(
+    listener: ListenerSlot,
+    shared: Arc<Shared<N>>,
+    stop: CancellationToken,
+) {
+    // Locked only for one non-blocking poll, so stop_listening never waits for an accept.
+    let accept = || {
+        std::future::poll_fn(
+            |cx| match &*listener.lock().unwrap_or_else(|p| p.into_inner()) {
+                Some(listener) => listener.poll_accept(cx).map(Some),
+                None => std::task::Poll::Ready(None),
+            },
+        )
+    };
     loop {
         let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shared.stopping.cancelled() => return,
+            accepted = accept() => accepted,
+            _ = stop.cancelled() => return,
         };
         let socket = match accepted {
-            Ok((socket, _peer)) => socket,
-            Err(_) => {
+            None => return,
+            Some(Ok((socket, _peer))) => socket,
+            Some(Err(_)) => {
                 // Out of descriptors or memory: back off instead of spinning on the error.
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;

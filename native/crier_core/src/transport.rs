@@ -80,6 +80,8 @@ pub(crate) struct TlsTransport {
     tcp: TcpStream,
     // Boxed: a session is kilobytes, and the task's future is moved once at spawn.
     session: Box<rustls::ServerConnection>,
+    /// What the handshake agreed, read once, handed to every request head.
+    info: Arc<TlsInfo>,
 }
 
 impl TlsTransport {
@@ -91,9 +93,11 @@ impl TlsTransport {
         session: rustls::ServerConnection,
         buf: &mut Vec<u8>,
     ) -> io::Result<Self> {
+        let info = Arc::new(TlsInfo::of(&session));
         let mut transport = TlsTransport {
             tcp,
             session: Box::new(session),
+            info,
         };
         transport.session.process_new_packets().map_err(invalid)?;
         transport.drain_plaintext(buf)?;
@@ -182,7 +186,7 @@ impl Transport for TlsTransport {
     }
 
     fn tls_info(&self) -> Option<Arc<TlsInfo>> {
-        Some(Arc::new(TlsInfo::of(&self.session)))
+        Some(self.info.clone())
     }
 
     fn has_pending(&self) -> bool {

@@ -218,6 +218,23 @@ fn many_streams_closed_at_once_are_each_reported_once() {
     wait_for_no_tasks(&server);
 }
 
+#[test]
+fn stop_listening_frees_the_port_before_it_returns_and_keeps_open_connections() {
+    let server = TestServer::start(quiet_config());
+    let addr = server.addr();
+    let (mut client, connection, exchange, _) = server.request(GET, 4);
+    server.server.stop_listening();
+    // The port is free at once: a new listener binds it (without SO_REUSEPORT).
+    let rebound = std::net::TcpListener::bind(addr).expect("the port is still bound");
+    drop(rebound);
+    // The open connection is still served.
+    connection
+        .send_resp(exchange, 200, None, HEADERS, b"ok")
+        .unwrap();
+    let answer = read_until(&mut client, b"ok");
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+}
+
 /// Finding 2 of issue 10: a client that sends more pipelined bytes than the read buffer takes
 /// must not switch close detection off. The read-side wait holds in every state.
 #[test]

@@ -274,7 +274,7 @@ fn curl_speaks_http2_over_tls() {
     });
     let (connection, exchange, head) = server.next_request(1);
     assert_eq!(head.version, Version::Http2);
-    assert_eq!(connection.tls.as_ref().and_then(|t| t.alpn), Some(Alpn::H2));
+    assert_eq!(head.tls.as_ref().and_then(|t| t.alpn), Some(Alpn::H2));
     connection
         .send_chunked(exchange, 200, None, HEADERS, true)
         .unwrap();

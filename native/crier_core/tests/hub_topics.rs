@@ -683,6 +683,33 @@ fn queued_broadcasts_reach_a_subscriber_in_one_write() {
     );
 }
 
+#[test]
+fn a_subscribe_with_repeated_and_held_topics_holds_each_once() {
+    let server = TestServer::start(config());
+    let hub = &server.server.shared().hub;
+    with_owner(&server, |seen| {
+        let mut client = SseClient::connect(server.addr(), "/a?keep", None);
+        let kept = match next_seen(seen) {
+            Seen::Kept(kept) => kept,
+            _ => panic!("expected the kept stream"),
+        };
+        let topics: Vec<String> = ["a", "b", "b", "c", "a"].map(String::from).to_vec();
+        hub.subscribe(&kept.connection, kept.exchange, &topics, None)
+            .unwrap();
+        wait_for_stats(&server, "one subscriber of three topics", |s| {
+            s.subscribers == 1 && s.topics == 3
+        });
+        let counts = ["a", "b", "c"].map(|t| hub.subscriber_count(t));
+        assert_eq!(counts, [1, 1, 1]);
+        // One event per topic reaches it once, whatever the repeats.
+        for topic in ["a", "b", "c"] {
+            hub.broadcast(topic, data(topic)).unwrap();
+        }
+        let got: Vec<String> = (0..3).map(|_| client.next_event().unwrap().data).collect();
+        assert_eq!(got, ["a", "b", "c"]);
+    });
+}
+
 /// Finding 1 of issue 10, deterministic: broadcasts that returned before the stop, still
 /// queued for the hub when it comes, all reach the subscriber ahead of the final event.
 #[test]

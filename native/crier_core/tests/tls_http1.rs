@@ -117,7 +117,7 @@ fn a_request_over_tls_reaches_the_owner_with_the_session_and_streams_back() {
     let (connection, exchange, head) = server.next_request(1);
     assert_eq!(head.path, "/events");
     assert_eq!(head.version, Version::Http11);
-    let info = connection.tls.as_ref().expect("a TLS connection says so");
+    let info = head.tls.as_ref().expect("a TLS connection says so");
     assert_eq!(info.version, "TLSv1.3");
     assert_eq!(info.alpn, Some(Alpn::Http11));
     assert_eq!(info.sni.as_deref(), Some("localhost"));

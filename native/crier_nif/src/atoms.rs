@@ -15,6 +15,7 @@ rustler::atoms! {
     crier_request,
     crier_exit,
     crier_stopped,
+    crier_closed,
     writable,
     body,
     message,

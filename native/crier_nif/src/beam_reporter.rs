@@ -1,4 +1,4 @@
-//! `Notify` over `enif_send`: how the core's reports become messages.
+//! `Reporter` over `enif_send`: how the core's reports become messages.
 //!
 //! Every call comes from a tokio worker thread, where `OwnedEnv::send_and_clear` is allowed.
 //! Each worker reuses one `OwnedEnv`.
@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crier_core::connection::Connection;
 use crier_core::http::{RequestHead, Version};
-use crier_core::report::{CloseReason, Wake};
+use crier_core::report::{CloseReason, ExchangeClose, Wake};
 use crier_core::reporter::Reporter;
 use crier_core::tls::TlsInfo;
 use rustler::types::tuple::make_tuple;
@@ -20,12 +20,13 @@ use crate::resources::ConnResource;
 use crate::terms::{close_reason_atom, encode_binary};
 
 /// What the owner wants done when its stream closes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub enum OnClose {
     /// Send `{:crier, ref, {:error, reason}}`.
     Message,
-    /// End the owner with `{:shutdown, reason}` (the server process does the `exit/2`).
-    Exit,
+    /// End the owner with `{:shutdown, reason}`; the dispatcher `via` does the `exit/2`
+    /// (a NIF cannot send an exit signal).
+    Exit { via: LocalPid },
 }
 
 /// The process that owns a stream.
@@ -35,10 +36,24 @@ pub struct Owner {
     pub on_close: OnClose,
 }
 
-/// Reports of one server, sent to its `Crier.Server` process (requests, exits to carry out)
-/// and to owners (closes, wake-ups).
+/// Reports of one server: requests go to one of its `Crier.Dispatcher` processes, chosen by
+/// connection id (so no one mailbox carries them all), closes and wake-ups to owners, and
+/// the end of the shutdown to its `Crier.Listener`.
 pub struct BeamReporter {
-    pub server_pid: LocalPid,
+    pub listener: LocalPid,
+    /// Never empty: `server_start` refuses an empty list.
+    pub dispatchers: Vec<LocalPid>,
+    /// Whether `:telemetry` is loaded: only then are exchange closes reported.
+    pub telemetry: bool,
+}
+
+impl BeamReporter {
+    /// The dispatcher of connection `conn_id`: every exchange of one connection, and the
+    /// exits of its owners, go through the same one.
+    pub fn dispatcher(&self, conn_id: u64) -> &LocalPid {
+        let index = (conn_id % self.dispatchers.len() as u64) as usize;
+        &self.dispatchers[index]
+    }
 }
 
 thread_local! {
@@ -66,9 +81,10 @@ impl Reporter for BeamReporter {
     fn request(&self, connection: &Arc<Connection<Self>>, exchange: u64, head: RequestHead) {
         let resource = ResourceArc::new(ConnResource::new(connection.clone(), exchange));
         let (peer, local) = (connection.peer, connection.local);
-        let tls = connection.tls.clone();
-        send(&self.server_pid, move |env| {
-            let request = encode_request(env, exchange, &head, (peer, local), tls.as_deref());
+        // If the dispatcher is gone, the message and the resource in it are dropped, and the
+        // dropped resource closes the exchange as `owner_gone`: the client is not left waiting.
+        send(self.dispatcher(connection.id), move |env| {
+            let request = encode_request(env, exchange, &head, (peer, local));
             make_tuple(
                 env,
                 &[
@@ -86,9 +102,9 @@ impl Reporter for BeamReporter {
                 let error = (atoms::error(), close_reason_atom(reason)).encode(env);
                 (atoms::crier(), exchange, error).encode(env)
             }),
-            OnClose::Exit => {
+            OnClose::Exit { via } => {
                 let pid = owner.pid;
-                send(&self.server_pid, move |env| {
+                send(&via, move |env| {
                     (
                         atoms::crier_exit(),
                         pid,
@@ -112,8 +128,37 @@ impl Reporter for BeamReporter {
     }
 
     fn stopped(&self) {
-        send(&self.server_pid, |env| atoms::crier_stopped().encode(env));
+        send(&self.listener, |env| atoms::crier_stopped().encode(env));
     }
+
+    /// `{:crier_closed, ref, reason, duration_ns, subscribed?}` to the connection's
+    /// dispatcher, which emits the telemetry event. A close found on a scheduler thread (an
+    /// owner's death, seen in a NIF callback) is sent from tokio: `enif_send` from there
+    /// needs a process environment this callback does not have.
+    fn exchange_closed(&self, close: ExchangeClose) {
+        if !self.telemetry {
+            return;
+        }
+        let to = *self.dispatcher(close.connection_id);
+        if rustler::thread::is_scheduler_thread() {
+            crate::runtime::handle()
+                .spawn(async move { send(&to, move |env| closed_message(env, close)) });
+        } else {
+            send(&to, move |env| closed_message(env, close));
+        }
+    }
+}
+
+fn closed_message(env: Env<'_>, close: ExchangeClose) -> Term<'_> {
+    let nanos = u64::try_from(close.open_for.as_nanos()).unwrap_or(u64::MAX);
+    (
+        atoms::crier_closed(),
+        close.exchange,
+        close_reason_atom(close.reason),
+        nanos,
+        close.subscribed,
+    )
+        .encode(env)
 }
 
 /// `{ref, method, path, query, version, headers, peer, local}`; `Crier.Conn` builds its struct
@@ -123,7 +168,6 @@ fn encode_request<'a>(
     exchange: u64,
     head: &RequestHead,
     (peer, local): (SocketAddr, SocketAddr),
-    tls: Option<&TlsInfo>,
 ) -> Term<'a> {
     let version = match head.version {
         Version::Http10 => atoms::http_1_0(),
@@ -152,7 +196,9 @@ fn encode_request<'a>(
             headers.encode(env),
             encode_addr(env, peer),
             encode_addr(env, local),
-            tls.map_or_else(|| atoms::nil().encode(env), |tls| encode_tls(env, tls)),
+            head.tls
+                .as_deref()
+                .map_or_else(|| atoms::nil().encode(env), |tls| encode_tls(env, tls)),
         ],
     )
 }

@@ -8,7 +8,9 @@ use crate::atoms;
 use crate::beam_reporter::{OnClose, Owner};
 use crate::resources::ConnResource;
 use crate::server_nifs::topic_name;
-use crate::terms::{decode_close_reason, decode_headers, decode_iodata, encode_binary, Invalid};
+use crate::terms::{
+    decode_close_reason, decode_headers, decode_iodata, decode_list, encode_binary, Invalid,
+};
 
 type Conn = ResourceArc<ConnResource>;
 
@@ -70,7 +72,12 @@ fn conn_set_owner<'a>(
     on_close: Atom,
 ) -> NifResult<Term<'a>> {
     let on_close = if on_close == atoms::exit() {
-        OnClose::Exit
+        let via = *conn
+            .connection
+            .server()
+            .reporter
+            .dispatcher(conn.connection.id);
+        OnClose::Exit { via }
     } else if on_close == atoms::message() {
         OnClose::Message
     } else {
@@ -89,8 +96,20 @@ fn conn_set_owner<'a>(
     reply(env, result)
 }
 
+/// Sends a chunked (or SSE) response head. Like every NIF here that decodes a list or
+/// copies data, it has a dirty-scheduler twin through `dirty_nifs::dirty`.
 #[rustler::nif]
 fn conn_send_chunked<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    status: Term<'a>,
+    headers: Term<'a>,
+    sse: bool,
+) -> NifResult<Term<'a>> {
+    send_chunked(env, conn, status, headers, sse)
+}
+
+pub(crate) fn send_chunked<'a>(
     env: Env<'a>,
     conn: Conn,
     status: Term<'a>,
@@ -116,20 +135,7 @@ fn conn_send_resp<'a>(
     send_resp(env, conn, status, headers, body)
 }
 
-/// `conn_send_resp` on a dirty CPU scheduler, for bodies large enough that copying them could
-/// hold a normal scheduler for more than about a millisecond.
-#[rustler::nif(schedule = "DirtyCpu")]
-fn conn_send_resp_dirty<'a>(
-    env: Env<'a>,
-    conn: Conn,
-    status: Term<'a>,
-    headers: Term<'a>,
-    body: Term<'a>,
-) -> NifResult<Term<'a>> {
-    send_resp(env, conn, status, headers, body)
-}
-
-fn send_resp<'a>(
+pub(crate) fn send_resp<'a>(
     env: Env<'a>,
     conn: Conn,
     status: Term<'a>,
@@ -154,6 +160,16 @@ fn conn_send_head<'a>(
     headers: Term<'a>,
     length: u64,
 ) -> NifResult<Term<'a>> {
+    send_head(env, conn, status, headers, length)
+}
+
+pub(crate) fn send_head<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    status: Term<'a>,
+    headers: Term<'a>,
+    length: u64,
+) -> NifResult<Term<'a>> {
     let (status, reason) = decode_status(status)?;
     with_headers(env, headers, |headers| {
         let reason = reason.as_ref().map(Binary::as_slice);
@@ -164,6 +180,15 @@ fn conn_send_head<'a>(
 
 #[rustler::nif]
 fn conn_inform<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    status: Term<'a>,
+    headers: Term<'a>,
+) -> NifResult<Term<'a>> {
+    inform(env, conn, status, headers)
+}
+
+pub(crate) fn inform<'a>(
     env: Env<'a>,
     conn: Conn,
     status: Term<'a>,
@@ -183,13 +208,7 @@ fn conn_chunk<'a>(env: Env<'a>, conn: Conn, data: Term<'a>) -> NifResult<Term<'a
     chunk(env, conn, data)
 }
 
-/// `conn_chunk` on a dirty CPU scheduler, for large data (see `conn_send_resp_dirty`).
-#[rustler::nif(schedule = "DirtyCpu")]
-fn conn_chunk_dirty<'a>(env: Env<'a>, conn: Conn, data: Term<'a>) -> NifResult<Term<'a>> {
-    chunk(env, conn, data)
-}
-
-fn chunk<'a>(env: Env<'a>, conn: Conn, data: Term<'a>) -> NifResult<Term<'a>> {
+pub(crate) fn chunk<'a>(env: Env<'a>, conn: Conn, data: Term<'a>) -> NifResult<Term<'a>> {
     let data = decode_iodata(data, "chunk data")?;
     match conn.connection.chunk(conn.exchange, data.as_slice()) {
         Ok(Push::Queued) => Ok(atoms::ok().encode(env)),
@@ -246,12 +265,26 @@ fn conn_read_body<'a>(env: Env<'a>, conn: Conn, max: usize) -> NifResult<Term<'a
 fn conn_subscribe<'a>(
     env: Env<'a>,
     conn: Conn,
-    topics: Vec<Binary<'a>>,
+    topics: Term<'a>,
     last_event_id: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let topics = topics
-        .iter()
-        .map(topic_name)
+    subscribe(env, conn, topics, last_event_id)
+}
+
+pub(crate) fn subscribe<'a>(
+    env: Env<'a>,
+    conn: Conn,
+    topics: Term<'a>,
+    last_event_id: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let topics = decode_list(topics, "topics")?
+        .into_iter()
+        .map(|topic| {
+            let topic: Binary = topic
+                .decode()
+                .map_err(|_| Invalid("each topic must be a string".into()))?;
+            topic_name(&topic)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let last_event_id = if last_event_id.is_atom() {
         None

@@ -4,6 +4,7 @@
 mod atoms;
 mod beam_reporter;
 mod conn_nifs;
+mod dirty_nifs;
 mod resources;
 mod runtime;
 mod server_nifs;

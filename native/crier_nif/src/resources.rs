@@ -9,14 +9,36 @@ use rustler::{Env, LocalPid, Monitor, Resource};
 
 use crate::beam_reporter::BeamReporter;
 
-/// A running server. Dropping the last reference does not stop it: `Crier.Server` stops it
-/// when it terminates.
+/// A running server, monitoring the `Crier.Listener` process that owns it. `Crier.Listener`
+/// shuts it down gracefully when it terminates; if that process dies without terminating
+/// (killed), or the last reference goes, the listening socket closes at once and the
+/// streams are shut down, so no connection is accepted that nobody would serve.
 pub struct ServerResource {
     pub server: Server<BeamReporter>,
 }
 
 #[rustler::resource_impl]
-impl Resource for ServerResource {}
+impl Resource for ServerResource {
+    const IMPLEMENTS_DOWN: bool = true;
+
+    fn down<'a>(&'a self, _env: Env<'a>, _pid: LocalPid, _monitor: Monitor) {
+        self.abandon();
+    }
+}
+
+impl ServerResource {
+    /// Nobody serves this server any more: stop listening and shut the streams down.
+    fn abandon(&self) {
+        self.server.stop_listening();
+        self.server.shutdown(None);
+    }
+}
+
+impl Drop for ServerResource {
+    fn drop(&mut self) {
+        self.abandon();
+    }
+}
 
 /// The handle an owner holds on one exchange. It holds the connection through a plain `Arc`
 /// (tasks never hold the resource), so when the owner dies or drops its last reference the

@@ -7,12 +7,21 @@ use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, ResourceArc, Term
 use crate::atoms;
 use crate::beam_reporter::BeamReporter;
 use crate::resources::ServerResource;
-use crate::terms::{decode_config, decode_event, decode_tls, encode_binary, encode_stats, Invalid};
+use crate::terms::{
+    decode_config, decode_event, decode_flag, decode_iodata, decode_list, decode_tls,
+    encode_binary, encode_stats, Invalid,
+};
 
-/// Binds and starts a server whose reports go to `server_pid`. Binding is one non-blocking
-/// syscall; no name resolution happens here.
+/// Binds and starts a server owned by `listener` (monitored: its death stops the server)
+/// whose requests go to `dispatchers`. Binding is one non-blocking syscall; no name
+/// resolution happens here.
 #[rustler::nif]
-fn server_start<'a>(env: Env<'a>, options: Term<'a>, server_pid: LocalPid) -> NifResult<Term<'a>> {
+fn server_start<'a>(
+    env: Env<'a>,
+    options: Term<'a>,
+    listener: LocalPid,
+    dispatchers: Term<'a>,
+) -> NifResult<Term<'a>> {
     let (mut config, replay) = decode_config(options)?;
     match decode_tls(options)? {
         Ok(tls) => config.tls = tls,
@@ -21,10 +30,28 @@ fn server_start<'a>(env: Env<'a>, options: Term<'a>, server_pid: LocalPid) -> Ni
             return Ok((atoms::error(), (atoms::tls(), why)).encode(env));
         }
     }
-    let reporter = BeamReporter { server_pid };
+    let dispatchers = decode_list(dispatchers, "dispatchers")?
+        .into_iter()
+        .map(|pid| pid.decode::<LocalPid>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| Invalid("dispatchers must be a list of pids".into()))?;
+    if dispatchers.is_empty() {
+        return Err(Invalid("dispatchers must not be empty".into()).into());
+    }
+    let reporter = BeamReporter {
+        listener,
+        dispatchers,
+        telemetry: decode_flag(options, "telemetry")?,
+    };
     match Server::start(config, reporter, crate::runtime::handle(), replay) {
         Ok(server) => {
             let resource = ResourceArc::new(ServerResource { server });
+            if env.monitor(&resource, &listener).is_none() {
+                // The owner is already dead: nobody would ever stop this server.
+                resource.server.stop_listening();
+                resource.server.shutdown(None);
+                return Ok((atoms::error(), atoms::owner_gone()).encode(env));
+            }
             Ok((atoms::ok(), resource).encode(env))
         }
         Err(error) => Ok((atoms::error(), io_error_atom(env, &error)).encode(env)),
@@ -61,6 +88,14 @@ fn server_stats(env: Env<'_>, server: ResourceArc<ServerResource>) -> NifResult<
     encode_stats(env, &server.server.stats())
 }
 
+/// Closes the listening socket before returning (see `Server::stop_listening`); a new
+/// incarnation of a killed server calls it on the old one's resource before it binds.
+#[rustler::nif]
+fn server_stop_listening(server: ResourceArc<ServerResource>) -> Atom {
+    server.server.stop_listening();
+    atoms::ok()
+}
+
 /// Queues `event` for every subscriber of `topic`; encoding and fan-out run on tokio.
 #[rustler::nif]
 fn server_broadcast(
@@ -71,7 +106,7 @@ fn server_broadcast(
     broadcast_at(&server, topic, event, None)
 }
 
-fn broadcast_at(
+pub(crate) fn broadcast_at(
     server: &ServerResource,
     topic: Binary,
     event: Term,
@@ -148,25 +183,32 @@ fn server_set_replay(
     Ok(atoms::ok())
 }
 
-/// Starts the graceful shutdown; `{:crier_stopped}` reaches the server process when it is
-/// done. `final_event` (or nil) is sent to every SSE stream first.
-#[rustler::nif]
+/// Starts the graceful shutdown; `:crier_stopped` reaches the listener process when it is
+/// done. `final_event` (its wire bytes, encoded when the server started, or nil) is sent to
+/// every SSE stream first. On a dirty scheduler: called once per server, it copies the event.
+#[rustler::nif(schedule = "DirtyCpu")]
 fn server_shutdown(server: ResourceArc<ServerResource>, final_event: Term) -> NifResult<Atom> {
-    let final_bytes = if final_event.is_atom() {
+    let final_bytes = if is_nil_atom(final_event) {
         None
     } else {
-        let encoded = decode_event(final_event)?
-            .encode()
-            .map_err(|e| Invalid(format!("invalid event: {e}")))?;
-        Some(encoded)
+        let bytes = decode_iodata(final_event, "final_event")?;
+        Some(bytes::Bytes::copy_from_slice(bytes.as_slice()))
     };
     server.server.shutdown(final_bytes);
     Ok(atoms::ok())
 }
 
+fn is_nil_atom(term: Term) -> bool {
+    term == atoms::nil().to_term(term.get_env())
+}
+
 /// Encodes an event to its wire bytes, for `Crier.send_event/2`.
 #[rustler::nif]
 fn encode_event<'a>(env: Env<'a>, event: Term<'a>) -> NifResult<Term<'a>> {
+    encode(env, event)
+}
+
+pub(crate) fn encode<'a>(env: Env<'a>, event: Term<'a>) -> NifResult<Term<'a>> {
     let bytes = decode_event(event)?
         .encode()
         .map_err(|e| Invalid(format!("invalid event: {e}")))?;

@@ -2,11 +2,10 @@
 //! `{:error, {:argument, message}}`, which the Elixir side raises as `ArgumentError`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::Arc;
-
-use crier_core::config::ServerConfig;
+use crier_core::config::{H2Settings, Limits, ServerConfig};
 use crier_core::hub::OwnedEvent;
 use crier_core::report::CloseReason;
 use crier_core::stats::Snapshot;
@@ -78,69 +77,93 @@ fn get_uint(map: Term, key: &str) -> Checked<Option<u64>> {
     }
 }
 
-fn get_ms(map: Term, key: &str) -> Checked<Option<Duration>> {
-    Ok(get_uint(map, key)?.map(Duration::from_millis))
+/// The value of `key` in the options map; every key must be there: `Crier.Options` writes
+/// each one, with its default, so defaults live in its schema alone.
+fn field<'a>(map: Term<'a>, key: &str) -> Checked<Term<'a>> {
+    Atom::from_str(map.get_env(), key)
+        .ok()
+        .and_then(|atom| map.map_get(atom).ok())
+        .ok_or_else(|| Invalid(format!("server options lack {key}")))
 }
 
-fn to_usize(value: u64) -> usize {
-    usize::try_from(value).unwrap_or(usize::MAX)
+/// A boolean option.
+pub fn decode_flag(map: Term, key: &str) -> Checked<bool> {
+    field(map, key)?
+        .decode::<bool>()
+        .map_err(|_| Invalid(format!("{key} must be a boolean")))
 }
 
-/// Decodes the options map `Crier.Server` builds; absent keys keep the core's defaults.
-/// Timeouts are in milliseconds; `nil` heartbeats or keepalive turn them off.
+fn is_nil(term: Term) -> bool {
+    term == atoms::nil().to_term(term.get_env())
+}
+
+fn uint(map: Term, key: &str) -> Checked<u64> {
+    field(map, key)?
+        .decode::<u64>()
+        .map_err(|_| Invalid(format!("{key} must be a non-negative integer")))
+}
+
+fn size(map: Term, key: &str) -> Checked<usize> {
+    usize::try_from(uint(map, key)?).map_err(|_| Invalid(format!("{key} is too large")))
+}
+
+fn ms(map: Term, key: &str) -> Checked<Duration> {
+    Ok(Duration::from_millis(uint(map, key)?))
+}
+
+/// Milliseconds, or `nil` for off.
+fn optional_ms(map: Term, key: &str) -> Checked<Option<Duration>> {
+    let term = field(map, key)?;
+    if is_nil(term) {
+        return Ok(None);
+    }
+    term.decode::<u64>()
+        .map(|ms| Some(Duration::from_millis(ms)))
+        .map_err(|_| Invalid(format!("{key} must be milliseconds or nil")))
+}
+
+/// Decodes the options map `Crier.Options` builds (every key present, already checked there;
+/// checked again here, since a NIF trusts no caller). Timeouts are in milliseconds.
 pub fn decode_config(map: Term) -> Checked<(ServerConfig, usize)> {
     if !map.is_map() {
         return Err(Invalid("server options must be a map".into()));
     }
-    let mut config = ServerConfig::default();
-    let ip = match get(map, "ip") {
-        None => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        Some(term) => decode_ip(term)?,
-    };
-    let port = get_uint(map, "port")?.unwrap_or(0);
+    let port = uint(map, "port")?;
     let port = u16::try_from(port)
         .map_err(|_| Invalid(format!("port must be in 0..65535, got: {port}")))?;
-    config.addr = SocketAddr::new(ip, port);
-    let limits = &mut config.limits;
-    if let Some(v) = get_uint(map, "max_request_line")? {
-        limits.max_request_line = to_usize(v);
+    let config = ServerConfig {
+        addr: SocketAddr::new(decode_ip(field(map, "ip")?)?, port),
+        limits: Limits {
+            max_request_line: size(map, "max_request_line")?,
+            max_header_bytes: size(map, "max_header_bytes")?,
+            max_headers: size(map, "max_headers")?,
+            max_body: uint(map, "max_body")?,
+            header_timeout: ms(map, "header_timeout")?,
+            keepalive_timeout: ms(map, "keepalive_timeout")?,
+        },
+        write_queue_bytes: size(map, "write_queue_bytes")?,
+        send_timeout: ms(map, "send_timeout")?,
+        heartbeat: optional_ms(map, "heartbeat")?,
+        shutdown_timeout: ms(map, "shutdown_timeout")?,
+        close_grace: ms(map, "close_grace")?,
+        max_connections: size(map, "max_connections")?,
+        tcp_keepalive: optional_ms(map, "tcp_keepalive")?,
+        tcp_user_timeout: optional_ms(map, "tcp_user_timeout")?,
+        backlog: u32::try_from(uint(map, "backlog")?)
+            .map_err(|_| Invalid("backlog is too large".into()))?,
+        // Filled by `decode_tls`, whose failure is a `{:tls, why}`, not an ArgumentError.
+        tls: None,
+        // The HTTP/2 settings are not Elixir options yet: the core's named defaults.
+        h2: H2Settings::default(),
+    };
+    let positive = [
+        ("max_headers", config.limits.max_headers),
+        ("write_queue_bytes", config.write_queue_bytes),
+    ];
+    if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+        return Err(Invalid(format!("{key} must be a positive integer")));
     }
-    if let Some(v) = get_uint(map, "max_header_bytes")? {
-        limits.max_header_bytes = to_usize(v);
-    }
-    if let Some(v) = get_uint(map, "max_headers")? {
-        limits.max_headers = to_usize(v).max(1);
-    }
-    if let Some(v) = get_uint(map, "max_body")? {
-        limits.max_body = v;
-    }
-    if let Some(v) = get_ms(map, "header_timeout")? {
-        limits.header_timeout = v;
-    }
-    if let Some(v) = get_ms(map, "keepalive_timeout")? {
-        limits.keepalive_timeout = v;
-    }
-    if let Some(v) = get_uint(map, "write_queue_bytes")? {
-        config.write_queue_bytes = to_usize(v).max(1);
-    }
-    if let Some(v) = get_ms(map, "send_timeout")? {
-        config.send_timeout = v;
-    }
-    if let Some(v) = get_ms(map, "shutdown_timeout")? {
-        config.shutdown_timeout = v;
-    }
-    if let Some(v) = get_uint(map, "max_connections")? {
-        config.max_connections = to_usize(v);
-    }
-    if let Some(v) = get_uint(map, "backlog")? {
-        config.backlog = u32::try_from(v).unwrap_or(u32::MAX);
-    }
-    // These three are "off" when nil, so they are read whether or not the key is present.
-    config.heartbeat = optional_ms(map, "heartbeat", config.heartbeat)?;
-    config.tcp_keepalive = optional_ms(map, "tcp_keepalive", config.tcp_keepalive)?;
-    config.tcp_user_timeout = optional_ms(map, "tcp_user_timeout", config.tcp_user_timeout)?;
-    let replay = to_usize(get_uint(map, "replay")?.unwrap_or(0));
-    Ok((config, replay))
+    Ok((config, size(map, "replay")?))
 }
 
 /// The TLS part of the options: `tls_cert` and `tls_key` (PEM binaries, both or neither) and
@@ -161,11 +184,12 @@ pub fn decode_tls(map: Term) -> Checked<Result<Option<Arc<rustls::ServerConfig>>
     let alpn = match get(map, "alpn") {
         None => DEFAULT_ALPN.to_vec(),
         Some(list) => {
-            let ids: Vec<Binary> = list
-                .decode()
-                .map_err(|_| Invalid("alpn must be a list of binaries".into()))?;
+            let ids = decode_list(list, "alpn")?;
             ids.iter()
                 .map(|id| {
+                    let id: Binary = id
+                        .decode()
+                        .map_err(|_| Invalid("alpn must be a list of binaries".into()))?;
                     Alpn::from_id(id.as_slice()).ok_or_else(|| {
                         Invalid(format!(
                             "alpn protocols are \"h2\" and \"http/1.1\", got: {:?}",
@@ -179,19 +203,18 @@ pub fn decode_tls(map: Term) -> Checked<Result<Option<Arc<rustls::ServerConfig>>
     Ok(tls::server_config(cert.as_slice(), key.as_slice(), &alpn).map(Some))
 }
 
-fn optional_ms(map: Term, key: &str, default: Option<Duration>) -> Checked<Option<Duration>> {
-    let env = map.get_env();
-    let Ok(atom) = Atom::from_str(env, key) else {
-        return Ok(default);
-    };
-    match map.map_get(atom) {
-        Err(_) => Ok(default),
-        Ok(term) if term == atoms::nil().to_term(env) => Ok(None),
-        Ok(term) => term
-            .decode::<u64>()
-            .map(|ms| Some(Duration::from_millis(ms)))
-            .map_err(|_| Invalid(format!("{key} must be milliseconds or nil"))),
+/// The elements of a proper list. rustler's list decoding panics on an improper list;
+/// `enif_get_list_length` fails on one, so it is checked first.
+pub fn decode_list<'a>(term: Term<'a>, what: &str) -> Checked<Vec<Term<'a>>> {
+    let invalid = || Invalid(format!("{what} must be a proper list"));
+    let length = term.list_length().map_err(|_| invalid())?;
+    let mut items = Vec::with_capacity(length);
+    let mut rest = term;
+    while let Ok((head, tail)) = rest.list_get_cell() {
+        items.push(head);
+        rest = tail;
     }
+    Ok(items)
 }
 
 fn decode_ip(term: Term) -> Checked<IpAddr> {
@@ -213,10 +236,8 @@ fn decode_ip(term: Term) -> Checked<IpAddr> {
 
 /// Decodes a `[{name, value}]` header list of binaries.
 pub fn decode_headers<'a>(term: Term<'a>) -> Checked<Vec<(Binary<'a>, Binary<'a>)>> {
-    let list: Vec<Term<'a>> = term
-        .decode()
-        .map_err(|_| Invalid("headers must be a list of {name, value} binaries".into()))?;
-    list.into_iter()
+    decode_list(term, "headers")?
+        .into_iter()
         .map(|pair| {
             pair.decode::<(Binary, Binary)>().map_err(|_| {
                 Invalid("each header must be a {name, value} tuple of binaries".into())

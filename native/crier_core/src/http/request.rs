@@ -46,6 +46,9 @@ pub struct RequestHead {
     pub body: BodyKind,
     /// The client sent `Expect: 100-continue` and waits for a 100 before its body.
     pub expect_continue: bool,
+    /// What the connection's TLS handshake agreed, for a request over TLS. Carried by the
+    /// head, which is dropped once reported, so no connection holds room for it.
+    pub tls: Option<std::sync::Arc<crate::tls::TlsInfo>>,
 }
 
 impl RequestHead {
@@ -279,6 +282,7 @@ fn build_head(req: &httparse::Request<'_, '_>) -> Result<RequestHead, HttpError>
         keep_alive,
         body,
         expect_continue: framing.expect_continue && version == Version::Http11,
+        tls: None,
     })
 }
 
