@@ -99,7 +99,7 @@ defmodule Crier.Test.PeerCluster do
             |> Enum.sort()
           end
 
-        roles = for node <- nodes, do: :erpc.call(node, :sys, :get_state, [name]).cluster.role
+        roles = for node <- nodes, do: role(node, name)
 
         sequencers = for {{:sequencing, _, _}, node} <- Enum.zip(roles, nodes), do: node
         followed = for {:following, pid, _} <- roles, uniq: true, do: node(pid)
@@ -116,6 +116,13 @@ defmodule Crier.Test.PeerCluster do
       10_000,
       "the servers did not meet in :pg under one sequencer"
     )
+  end
+
+  # A server that is restarting has no registered listener for a moment: not ready yet.
+  defp role(node, name) do
+    :erpc.call(node, :sys, :get_state, [name]).cluster.role
+  catch
+    :exit, {:exception, {:noproc, _}} -> :electing
   end
 
   @doc """
