@@ -5,7 +5,7 @@
 //! figures are the server's cost per delivered event, compared as ratios to plain HTTP/1.1.
 //!
 //! ```sh
-//! cargo run --release -p crier_core --example protocol_fanout [SUBSCRIBERS] [EVENTS]
+//! cargo run --release -p crier_core --example protocol_fanout [SUBSCRIBERS] [EVENTS] [GAP_µS]
 //! ```
 //!
 //! No BEAM: subscribers are subscribed by the reporter as Crier.subscribe/3 would, so this is
@@ -70,7 +70,11 @@ impl Scenario {
 fn thread_cpu(prefix: &str) -> Duration {
     let ticks_per_sec = 100; // USER_HZ on Linux
     let mut ticks = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         if !comm.starts_with(prefix) {
             continue;
@@ -155,7 +159,9 @@ async fn h2_connect(
 }
 
 fn h2_get() -> http::Request<()> {
-    http::Request::get("https://localhost/events").body(()).unwrap()
+    http::Request::get("https://localhost/events")
+        .body(())
+        .unwrap()
 }
 
 /// Opens the subscribers of `scenario` and returns the tasks that read until `want` payload
@@ -217,7 +223,7 @@ struct Figures {
     server_cpu: Duration,
 }
 
-fn run(scenario: Scenario, subscribers: usize, events: usize) -> Figures {
+fn run(scenario: Scenario, subscribers: usize, events: usize, gap: Duration) -> Figures {
     let rcgen::CertifiedKey { cert, signing_key } =
         rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let server_runtime = tokio::runtime::Builder::new_multi_thread()
@@ -251,8 +257,7 @@ fn run(scenario: Scenario, subscribers: usize, events: usize) -> Figures {
     let payload = "z".repeat(100);
     let want = events * payload.len();
     let der = cert.der().clone();
-    let readers =
-        client_runtime.block_on(open_clients(scenario, addr, &der, subscribers, want));
+    let readers = client_runtime.block_on(open_clients(scenario, addr, &der, subscribers, want));
     let hub = &server.shared().hub;
     let deadline = Instant::now() + Duration::from_secs(30);
     while hub.subscriber_count(TOPIC) < subscribers {
@@ -267,6 +272,9 @@ fn run(scenario: Scenario, subscribers: usize, events: usize) -> Figures {
             ..OwnedEvent::default()
         };
         hub.broadcast(TOPIC, event).unwrap();
+        if !gap.is_zero() {
+            std::thread::sleep(gap);
+        }
     }
     client_runtime.block_on(async {
         for reader in readers {
@@ -289,7 +297,13 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let subscribers: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
     let events: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2000);
-    println!("{subscribers} subscribers, {events} events of 100 bytes each, server on one thread\n");
+    // Microseconds between broadcasts: 0 sends them back to back (the hub batches them into
+    // large writes); a gap makes each event its own write, record and frame, as live SSE is.
+    let gap = Duration::from_micros(args.next().and_then(|a| a.parse().ok()).unwrap_or(0));
+    println!(
+        "{subscribers} subscribers, {events} events of 100 bytes, {} µs apart, server on one thread\n",
+        gap.as_micros()
+    );
     println!("| protocol | deliveries/s | server CPU per delivery | CPU vs HTTP/1.1 TCP |");
     println!("|---|---:|---:|---:|");
     let mut baseline = None;
@@ -299,7 +313,7 @@ fn main() {
         Scenario::Http2PerConnection,
         Scenario::Http2OneConnection,
     ] {
-        let figures = run(scenario, subscribers, events);
+        let figures = run(scenario, subscribers, events, gap);
         let per = figures.server_cpu.as_secs_f64() * 1e6 / figures.deliveries as f64;
         let base = *baseline.get_or_insert(per);
         println!(

@@ -347,10 +347,12 @@ impl<N: Reporter> Stream<N> {
             if room == 0 {
                 break;
             }
-            let data = if front.len() <= room {
+            let data = if front.len() >= room {
+                front.split_to(room)
+            } else if out.len() == 1 {
                 out.pop_front().unwrap_or_default()
             } else {
-                front.split_to(room)
+                coalesce(out, room)
             };
             taken += data.len();
             send.send_data(data, false)
@@ -381,6 +383,29 @@ impl<N: Reporter> Stream<N> {
             None => self.respond.send_reset(reason),
         }
     }
+}
+
+/// Several queued buffers as one DATA frame's payload, up to `room` bytes. A frame per
+/// event would cost 9 bytes and a flow-control step each, and h2 clients (the h2 crate among
+/// them) end a connection that sends them more small frames than they have read as a flood
+/// (ENHANCE_YOUR_CALM, "too_many_data_frames"). The copy is one per batch per stream; the
+/// hub's one encoded event is still shared by every subscriber up to here.
+fn coalesce(out: &mut VecDeque<Bytes>, room: usize) -> Bytes {
+    let queued: usize = out.iter().map(Bytes::len).sum();
+    let mut frame = BytesMut::with_capacity(room.min(queued));
+    while let Some(front) = out.front_mut() {
+        let left = room - frame.len();
+        if left == 0 {
+            break;
+        }
+        if front.len() <= left {
+            frame.extend_from_slice(front);
+            out.pop_front();
+        } else {
+            frame.extend_from_slice(&front.split_to(left));
+        }
+    }
+    frame.freeze()
 }
 
 /// The request as the owner side sees it: `:authority` becomes `host` (RFC 9113 section
