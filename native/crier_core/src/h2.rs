@@ -347,9 +347,9 @@ impl<N: Reporter> Stream<N> {
             if room == 0 {
                 break;
             }
-            let data = if front.len() >= room {
+            let data = if front.len() > room {
                 front.split_to(room)
-            } else if out.len() == 1 {
+            } else if front.len() == room || out.len() == 1 {
                 out.pop_front().unwrap_or_default()
             } else {
                 coalesce(out, room)

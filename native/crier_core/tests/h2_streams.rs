@@ -285,3 +285,58 @@ fn curl_speaks_http2_over_tls() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), "data: one\n\n\n2");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_subscriber_stream_not_read_overflows_alone_and_the_other_stream_goes_on() {
+    let cert = cert();
+    let server = h2_server(
+        &cert,
+        ServerConfig {
+            write_queue_bytes: 16 * 1024,
+            ..ServerConfig::default()
+        },
+    );
+    let mut client = server.runtime.block_on(connect(server.addr(), &cert));
+    let (slow, slow_exchange, _slow_body) = open_stream(&server, &mut client, "/slow", 1);
+    let (fast, fast_exchange, mut fast_body) = open_stream(&server, &mut client, "/fast", 2);
+    let hub = &server.server.shared().hub;
+    let topics = ["room".to_string()];
+    hub.subscribe(&slow, slow_exchange, &topics, None).unwrap();
+    hub.subscribe(&fast, fast_exchange, &topics, None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hub.subscriber_count("room") < 2 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let event = crier_core::hub::OwnedEvent {
+        data: Some("x".repeat(1000)),
+        ..Default::default()
+    };
+    let mut received = 0;
+    let told = loop {
+        hub.broadcast("room", event.clone()).unwrap();
+        received += read_data(&server, &mut fast_body).len();
+        let report = server.events.lock().unwrap().try_recv();
+        if let Ok(report) = report {
+            break report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no overflow after {received} bytes"
+        );
+    };
+    assert!(matches!(
+        told,
+        Event::Closed {
+            owner: 1,
+            reason: CloseReason::Overflow,
+            ..
+        }
+    ));
+    // The fast stream, on the same connection, still gets every broadcast.
+    hub.broadcast("room", event).unwrap();
+    let mut tail = read_data(&server, &mut fast_body);
+    while !tail.ends_with(b"\n\n") {
+        tail = read_data(&server, &mut fast_body);
+    }
+}
