@@ -2,7 +2,7 @@ defmodule CrierTest do
   @moduledoc "The foundation: a server starts, a request reaches its handler, chunks go out, closes come back."
   use ExUnit.Case, async: true
 
-  alias Crier.Test.{ControlHandler, RawClient, Server, Wait}
+  alias Crier.Test.{ControlHandler, LogForwarder, RawClient, Server, Wait}
 
   setup context do
     Server.start!(context, handler: {ControlHandler, test: self()})
@@ -196,22 +196,26 @@ defmodule CrierTest do
     end
 
     test "an owner that dies before any response (a linked exit, a kill) gets its client a " <>
-           "500 and a close",
+           "500 and a close, and its exit reason is logged",
          %{port: port} do
-      for kill <- [
-            fn handler ->
-              send(
-                handler,
-                {:run, fn _ -> spawn_link(fn -> exit(:boom) end) && :timer.sleep(:infinity) end}
-              )
-            end,
-            &Process.exit(&1, :kill)
+      LogForwarder.forward_logs()
+
+      for {kill, logged} <- [
+            {fn handler ->
+               send(
+                 handler,
+                 {:run,
+                  fn _ -> spawn_link(fn -> exit(:crier_boom) end) && :timer.sleep(:infinity) end}
+               )
+             end, ~r/GET \/: .*exited before it was done: :crier_boom/s},
+            {&Process.exit(&1, :kill), ~r/GET \/: .*exited before it was done: killed/s}
           ] do
         {client, handler, _} = request(port)
         kill.(handler)
         assert {:closed, data} = RawClient.read_to_close(client)
         assert {500, headers, "Internal Server Error"} = RawClient.parse_response(data)
         assert {"connection", "close"} in headers
+        LogForwarder.assert_logged(logged)
       end
     end
 
@@ -265,6 +269,9 @@ defmodule CrierTest do
     test "a client FIN on an idle stream sends {:crier, ref, {:error, :closed}} without a write",
          %{port: port, server: server} do
       {client, handler, conn} = open_stream(port)
+      # The head is counted just after its write returns, which may be after the client read
+      # it: wait for that count, so what follows compares against a settled figure.
+      Wait.until(fn -> Crier.stats(server).bytes_written > 0 end)
       written = Crier.stats(server).bytes_written
       :ok = :gen_tcp.close(client)
       assert_receive {:crier_msg, ^handler, ref, {:error, :closed}}, 1_000

@@ -129,6 +129,7 @@ if Code.ensure_loaded?(Plug.Router) do
 
     alias Crier.PlugConformanceTest.Router
     alias Crier.Test.{RawClient, Server}
+    import Crier.Test.LogForwarder, only: [forward_logs: 0, assert_logged: 1]
 
     @moduletag :plug
 
@@ -143,38 +144,6 @@ if Code.ensure_loaded?(Plug.Router) do
     defp read_response(client, until) do
       {:ok, data} = RawClient.read_until(client, until)
       data
-    end
-
-    # Forwards every log event to the test process as {:log, text}, for this test only.
-    defp forward_logs do
-      id = :"crier_logs_#{System.unique_integer([:positive])}"
-      :ok = :logger.add_handler(id, __MODULE__.LogForwarder, %{config: %{test: self()}})
-      on_exit(fn -> :logger.remove_handler(id) end)
-    end
-
-    defmodule LogForwarder do
-      @moduledoc "A :logger handler that sends each event's text to a test process."
-
-      @doc false
-      def log(%{msg: msg}, %{config: %{test: test}}) do
-        text =
-          case msg do
-            {:string, chardata} -> IO.chardata_to_string(chardata)
-            {:report, report} -> inspect(report)
-            {format, args} -> format |> :io_lib.format(args) |> IO.chardata_to_string()
-          end
-
-        send(test, {:log, text})
-      end
-    end
-
-    # Waits for a log event whose text matches `pattern`.
-    defp assert_logged(pattern) do
-      receive do
-        {:log, text} -> if text =~ pattern, do: text, else: assert_logged(pattern)
-      after
-        5_000 -> flunk("nothing logged matching #{inspect(pattern)}")
-      end
     end
 
     describe "1. statuses given as atoms" do

@@ -4,8 +4,9 @@ defmodule Crier.Dispatcher do
   # linked to itself, so request processes belong to the server's tree; ends owners with
   # `on_close: :exit` (`{:crier_exit, pid, ref, reason}`: a NIF cannot send an exit signal).
   # A server has several, chosen in Rust by connection id, so no one mailbox carries every
-  # request. It traps exits: a request process that crashes ends alone. When the server
-  # stops, it ends every request process still linked to it before it exits.
+  # request. It traps exits: a request process that crashes ends alone, and its exit reason
+  # is logged here (`requests` keeps each live one's method and path for that). When the
+  # server stops, it ends every request process still linked to it before it exits.
 
   use GenServer
 
@@ -22,14 +23,15 @@ defmodule Crier.Dispatcher do
     [parent | _] = Process.get(:"$ancestors")
     # Each request process gets a copy of what it needs, no more: it is copied per request.
     request_config = Map.take(config, [:name, :target, :on_close, :send_timeout])
-    {:ok, %{config: request_config, parent: parent}}
+    {:ok, %{config: request_config, parent: parent, requests: %{}}}
   end
 
   @impl GenServer
   def handle_info({:crier_request, conn_resource, request}, state)
-      when is_reference(conn_resource) and is_tuple(request) do
-    Request.start_link(conn_resource, request, state.config)
-    {:noreply, state}
+      when is_reference(conn_resource) and is_tuple(request) and tuple_size(request) > 2 do
+    pid = Request.start_link(conn_resource, request, state.config)
+    line = {elem(request, 1), elem(request, 2)}
+    {:noreply, %{state | requests: Map.put(state.requests, pid, line)}}
   end
 
   def handle_info({:crier_exit, pid, _ref, reason}, state) do
@@ -44,7 +46,16 @@ defmodule Crier.Dispatcher do
   end
 
   # A request process ended (its parent's exit is handled by GenServer itself).
-  def handle_info({:EXIT, _pid, _reason}, state), do: {:noreply, state}
+  def handle_info({:EXIT, pid, reason}, state) do
+    case Map.pop(state.requests, pid) do
+      {nil, _requests} ->
+        {:noreply, state}
+
+      {line, requests} ->
+        Request.log_exit(pid, line, reason)
+        {:noreply, %{state | requests: requests}}
+    end
+  end
 
   def handle_info(message, state), do: Server.ignore(state, state.config.name, :info, message)
 

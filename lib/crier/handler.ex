@@ -10,8 +10,8 @@ defmodule Crier.Handler do
   A handler that raises, throws or returns before any response gets its client a 500, and
   the connection closes after it (its state is unknown); the error is logged. A process
   that dies before responding (killed, or ended by a linked process) gets its client the
-  same 500 and close from Rust; the reason is not logged for handlers (monitor the process
-  if you need it; under `plug:` Crier logs it). Once a response started, any of these cuts
+  same 500 and close from Rust, and its exit reason is logged (by the `Crier.Dispatcher`
+  that started it). Once a response started, any of these cuts
   it short: what was sent goes out, then the connection closes without the body's end.
   Calls on the conn from another process raise `ArgumentError` (see `Crier.Conn`).
 

@@ -47,7 +47,6 @@ defmodule Crier.Request do
     adapter = Module.concat([Crier, PlugAdapter])
 
     if Code.ensure_loaded?(adapter) do
-      watch_exit(conn)
       # run/3 answers what the plug raises. When a started response must be cut short it
       # exits instead of returning: finish/1 would end the body cleanly, while a dead owner's
       # stream is flushed and closed without its last chunk.
@@ -60,43 +59,21 @@ defmodule Crier.Request do
     end
   end
 
-  # A linked process that exits abnormally (a crashed Task.async, a spawn_link) kills this
-  # process before any code of its own can answer or log; Bandit and Cowboy survive it by
-  # trapping exits or isolating the plug. Trapping exits here would turn `on_close: :exit`
-  # into a message the plug never reads, so the answer comes from Rust instead (the owner is
-  # monitored: a 500 and a close, or a cut stream) and this watcher, spawned before the plug
-  # runs and monitoring it, logs why the process ended. It waits hibernated (about 1 KB) and
-  # ends with the process it watches.
-  defp watch_exit(conn) do
-    owner = self()
-    request = "#{conn.method} #{conn.path}"
-
-    watcher =
-      spawn(fn ->
-        monitor = Process.monitor(owner)
-        send(owner, {__MODULE__, :watching, self()})
-        :erlang.hibernate(__MODULE__, :log_exit, [monitor, request])
-      end)
-
-    receive do
-      {__MODULE__, :watching, ^watcher} -> :ok
-    end
-  end
-
   @doc false
-  # The watcher's wait: see watch_exit/1.
-  def log_exit(monitor, request) do
-    receive do
-      {:DOWN, ^monitor, :process, _owner, reason} when reason in [:normal, :shutdown] -> :ok
-      {:DOWN, ^monitor, :process, _owner, {:shutdown, _}} -> :ok
-      {:DOWN, ^monitor, :process, owner, reason} -> log_exit_reason(owner, request, reason)
-    end
-  end
+  # Why a request process ended, as its dispatcher sees the exit: nothing for a normal end
+  # or a shutdown; otherwise the reason, logged. A linked process that exits abnormally (a
+  # crashed Task.async, a spawn_link) kills the request process before any code of its own
+  # can answer or log (trapping exits here would turn `on_close: :exit` into a message the
+  # plug never reads): the client's answer then comes from Rust (the owner is monitored: a
+  # 500 and a close, or a cut stream), and the reason from here.
+  @spec log_exit(pid(), {String.t(), String.t()}, term()) :: :ok
+  def log_exit(_pid, _request, reason) when reason in [:normal, :shutdown], do: :ok
+  def log_exit(_pid, _request, {:shutdown, _}), do: :ok
 
-  defp log_exit_reason(owner, request, reason) do
+  def log_exit(pid, {method, path}, reason) do
     Logger.error(
-      "Crier: #{request}: the plug process #{inspect(owner)} exited before it was done: " <>
-        Exception.format_exit(reason)
+      "Crier: #{method} #{path}: the request process #{inspect(pid)} exited before it was " <>
+        "done: " <> Exception.format_exit(reason)
     )
   end
 
