@@ -7,13 +7,13 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crier_core::config::ServerConfig;
 use crier_core::report::CloseReason;
-use crier_core::tls::{self, DEFAULT_ALPN};
-use rustls::pki_types::{CertificateDer, ServerName};
+use crier_core::tls::DEFAULT_ALPN;
+use rustls::pki_types::ServerName;
+use support::tls::Cert;
 use support::{Event, TestServer};
 
 const DATA: u8 = 0x0;
@@ -33,45 +33,30 @@ const ENHANCE_YOUR_CALM: u32 = 0xb;
 
 struct Setup {
     server: TestServer,
-    der: CertificateDer<'static>,
+    cert: Cert,
+}
+
+fn setup_with(config: ServerConfig) -> Setup {
+    let cert = Cert::new();
+    let quiet = ServerConfig {
+        heartbeat: None,
+        ..config
+    };
+    let server = TestServer::start(cert.server_config(&DEFAULT_ALPN, quiet));
+    Setup { server, cert }
 }
 
 fn setup() -> Setup {
-    let rcgen::CertifiedKey { cert, signing_key } =
-        rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let tls = tls::server_config(
-        cert.pem().as_bytes(),
-        signing_key.serialize_pem().as_bytes(),
-        &DEFAULT_ALPN,
-    )
-    .unwrap();
-    let server = TestServer::start(ServerConfig {
-        tls: Some(tls),
-        heartbeat: None,
-        ..ServerConfig::default()
-    });
-    Setup {
-        server,
-        der: cert.der().clone(),
-    }
+    setup_with(ServerConfig::default())
 }
 
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 /// A raw HTTP/2 client: the preface and an empty SETTINGS sent, nothing else.
 fn raw_client(setup: &Setup) -> Tls {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(setup.der.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    let config = setup.cert.client_config(b"h2");
     let session =
-        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
-            .unwrap();
+        rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
     let tcp = TcpStream::connect(setup.server.addr()).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut client = rustls::StreamOwned::new(session, tcp);
@@ -167,26 +152,28 @@ struct Victim {
     exchange: u64,
 }
 
-fn victim(setup: &Setup) -> Victim {
-    let mut client = raw_client(setup);
+/// Opens stream 1 on `client` as a GET, has owner `owner` stream an SSE head on it, and
+/// waits for the head.
+fn open_sse(setup: &Setup, client: &mut Tls, owner: u32) -> (support::TestConnection, u64) {
     send(
-        &mut client,
+        client,
         HEADERS,
         END_STREAM | END_HEADERS,
         1,
         &get_block(&[]),
     );
-    let (connection, exchange, _) = setup.server.next_request(1000);
+    let (connection, exchange, _) = setup.server.next_request(owner);
+    let headers = [("content-type", "text/event-stream")];
     connection
-        .send_chunked(
-            exchange,
-            200,
-            None,
-            &[("content-type", "text/event-stream")],
-            true,
-        )
+        .send_chunked(exchange, 200, None, &headers, true)
         .unwrap();
-    until(&mut client, |f| f.kind == HEADERS && f.stream == 1).expect("the victim's head");
+    until(client, |f| f.kind == HEADERS && f.stream == 1).expect("the stream's head");
+    (connection, exchange)
+}
+
+fn victim(setup: &Setup) -> Victim {
+    let mut client = raw_client(setup);
+    let (connection, exchange) = open_sse(setup, &mut client, 1000);
     Victim {
         client,
         connection,
@@ -303,24 +290,7 @@ fn a_stream_window_past_the_maximum_resets_that_stream_only() {
     let setup = setup();
     let mut victim = victim(&setup);
     let mut attacker = raw_client(&setup);
-    send(
-        &mut attacker,
-        HEADERS,
-        END_STREAM | END_HEADERS,
-        1,
-        &get_block(&[]),
-    );
-    let (connection, exchange, _) = setup.server.next_request(7);
-    connection
-        .send_chunked(
-            exchange,
-            200,
-            None,
-            &[("content-type", "text/event-stream")],
-            true,
-        )
-        .unwrap();
-    until(&mut attacker, |f| f.kind == HEADERS && f.stream == 1).expect("a head");
+    open_sse(&setup, &mut attacker, 7);
     // 65,535 + 2^31 - 1 is past 2^31 - 1: a stream error (RFC 9113 section 6.9.1).
     send(
         &mut attacker,
@@ -343,25 +313,10 @@ fn a_stream_window_past_the_maximum_resets_that_stream_only() {
 
 #[test]
 fn a_peer_that_answers_no_ping_is_closed_and_every_owner_on_it_told_timeout() {
-    let rcgen::CertifiedKey { cert, signing_key } =
-        rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let tls = tls::server_config(
-        cert.pem().as_bytes(),
-        signing_key.serialize_pem().as_bytes(),
-        &DEFAULT_ALPN,
-    )
-    .unwrap();
-    let mut config = ServerConfig {
-        tls: Some(tls),
-        heartbeat: None,
-        ..ServerConfig::default()
-    };
+    let mut config = ServerConfig::default();
     config.h2.ping_interval = Some(Duration::from_millis(200));
     config.h2.ping_timeout = Duration::from_millis(200);
-    let setup = Setup {
-        server: TestServer::start(config),
-        der: cert.der().clone(),
-    };
+    let setup = setup_with(config);
     // The raw client never answers anything, as a peer gone behind a NAT that keeps the
     // TCP connection: its two streams' owners are told once the PING goes unanswered.
     let mut silent = raw_client(&setup);

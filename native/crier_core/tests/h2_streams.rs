@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,50 +12,30 @@ use crier_core::config::ServerConfig;
 use crier_core::connection::Push;
 use crier_core::http::Version;
 use crier_core::report::CloseReason;
-use crier_core::tls::{self, Alpn, DEFAULT_ALPN};
-use rustls::pki_types::{CertificateDer, ServerName};
+use crier_core::tls::{Alpn, DEFAULT_ALPN};
+use rustls::pki_types::ServerName;
+use support::tls::Cert;
 use support::{Event, TestConnection, TestServer};
 
 const HEADERS: &[(&str, &str)] = &[("content-type", "text/event-stream")];
 
-struct Cert {
-    pem: String,
-    der: CertificateDer<'static>,
-    key: String,
-}
-
 fn cert() -> Cert {
-    let rcgen::CertifiedKey { cert, signing_key } =
-        rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    Cert {
-        pem: cert.pem(),
-        der: cert.der().clone(),
-        key: signing_key.serialize_pem(),
-    }
+    Cert::new()
 }
 
 fn h2_server(cert: &Cert, config: ServerConfig) -> TestServer {
-    let tls = tls::server_config(cert.pem.as_bytes(), cert.key.as_bytes(), &DEFAULT_ALPN);
-    TestServer::start(ServerConfig {
-        tls: Some(tls.unwrap()),
+    let quiet = ServerConfig {
         heartbeat: None,
         ..config
-    })
+    };
+    TestServer::start(cert.server_config(&DEFAULT_ALPN, quiet))
 }
 
 /// Connects an HTTP/2 client over TLS, on the test server's runtime.
 async fn connect(addr: std::net::SocketAddr, cert: &Cert) -> Client {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    let config = cert.client_config(b"h2");
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let tls = tokio_rustls::TlsConnector::from(config)
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .unwrap();
@@ -316,8 +295,7 @@ fn a_subscriber_stream_not_read_overflows_alone_and_the_other_stream_goes_on() {
     let told = loop {
         hub.broadcast("room", event.clone()).unwrap();
         received += read_data(&server, &mut fast_body).len();
-        let report = server.events.lock().unwrap().try_recv();
-        if let Ok(report) = report {
+        if let Some(report) = server.try_event() {
             break report;
         }
         assert!(

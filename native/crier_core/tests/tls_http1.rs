@@ -9,42 +9,26 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crier_core::config::{Limits, ServerConfig};
 use crier_core::connection::Push;
 use crier_core::http::Version;
 use crier_core::report::{CloseReason, Wake};
-use crier_core::tls::{self, Alpn};
+use crier_core::tls::Alpn;
 use rustls::pki_types::ServerName;
+use support::tls::Cert;
 use support::{Event, TestServer};
 
 const HEADERS: &[(&str, &str)] = &[("content-type", "text/event-stream")];
 const GET: &[u8] = b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
-struct Cert {
-    pem: String,
-    der: rustls::pki_types::CertificateDer<'static>,
-    key: String,
-}
-
 fn cert() -> Cert {
-    let rcgen::CertifiedKey { cert, signing_key } =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    Cert {
-        pem: cert.pem(),
-        der: cert.der().clone(),
-        key: signing_key.serialize_pem(),
-    }
+    Cert::new()
 }
 
 fn tls_server(cert: &Cert, config: ServerConfig) -> TestServer {
-    let tls = tls::server_config(cert.pem.as_bytes(), cert.key.as_bytes(), &[Alpn::Http11]);
-    TestServer::start(ServerConfig {
-        tls: Some(tls.unwrap()),
-        ..config
-    })
+    TestServer::start(cert.server_config(&[Alpn::Http11], config))
 }
 
 fn quiet() -> ServerConfig {
@@ -58,17 +42,9 @@ type Client = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 /// A blocking rustls client that trusts `cert` and offers `http/1.1`.
 fn connect(server: &TestServer, cert: &Cert) -> Client {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = cert.client_config(b"http/1.1");
     let name = ServerName::try_from("localhost").unwrap();
-    let session = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let session = rustls::ClientConnection::new(config, name).unwrap();
     let tcp = TcpStream::connect(server.addr()).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     rustls::StreamOwned::new(session, tcp)
@@ -181,10 +157,7 @@ fn a_full_queue_over_tls_waits_for_the_reader_and_wakes_the_owner() {
     let mut read = 0;
     let woken = loop {
         read += client.read(&mut sink).unwrap();
-        if let Ok(event) = {
-            let mut events = server.events.lock().unwrap();
-            events.try_recv()
-        } {
+        if let Some(event) = server.try_event() {
             break event;
         }
         assert!(

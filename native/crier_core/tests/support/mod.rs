@@ -16,6 +16,8 @@ use crier_core::reporter::Reporter;
 use crier_core::server::Server;
 use tokio::sync::mpsc;
 
+pub mod tls;
+
 /// Everything the core reports, in order.
 pub enum Event {
     Request {
@@ -121,6 +123,11 @@ impl TestServer {
             .block_on(async { tokio::time::timeout(timeout, events.recv()).await })
             .expect("no report from the server in time")
             .expect("report channel closed")
+    }
+
+    /// A report already made, if any, without waiting.
+    pub fn try_event(&self) -> Option<Event> {
+        self.events.lock().unwrap().try_recv().ok()
     }
 
     /// The next request, taken by owner `owner`.
