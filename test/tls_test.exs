@@ -112,4 +112,35 @@ defmodule Crier.TLSTest do
       Crier.start_link(base ++ [certfile: cert.certfile, keyfile: cert.keyfile, alpn: ["spdy"]])
     end
   end
+
+  test "the Plug adapter reports HTTP/2 and the session over TLS, scheme https", %{cert: cert} do
+    test = self()
+
+    handler = fn conn ->
+      alias Crier.PlugAdapter.Impl
+
+      send(
+        test,
+        {:adapter, Impl.get_http_protocol(conn), Impl.get_ssl_data(conn), Impl.conn_fields(conn)}
+      )
+
+      Crier.Conn.send_resp(conn, 204, [], "")
+    end
+
+    {_name, port} =
+      FunHandler.start_server(handler, certfile: cert.certfile, keyfile: cert.keyfile)
+
+    {_, 0} = curl(port, cert, ["--http2"])
+    assert_receive {:adapter, :"HTTP/2", ssl, fields}
+    assert ssl[:negotiated_protocol] == "h2"
+    assert ssl[:protocol] == :"tlsv1.3"
+    assert fields[:scheme] == :https
+    assert fields[:host] == "localhost"
+    assert fields[:port] == port
+
+    {_, 0} = curl(port, cert, ["--http1.1"])
+    assert_receive {:adapter, :"HTTP/1.1", ssl, fields}
+    assert ssl[:negotiated_protocol] == "http/1.1"
+    assert fields[:scheme] == :https
+  end
 end
