@@ -14,8 +14,9 @@ use crate::terms::{
 
 /// Binds and starts a server owned by `listener` (monitored: its death stops the server)
 /// whose requests go to `dispatchers`. Binding is one non-blocking syscall; no name
-/// resolution happens here.
-#[rustler::nif]
+/// resolution happens here. On a dirty scheduler: with TLS it parses and checks a
+/// certificate chain and its key, which for a large RSA key takes milliseconds.
+#[rustler::nif(schedule = "DirtyCpu")]
 fn server_start<'a>(
     env: Env<'a>,
     options: Term<'a>,
