@@ -125,6 +125,8 @@ struct Stream<N: Reporter> {
     /// Head bytes taken from the queue until the head is complete.
     head: BytesMut,
     end: ConnectionEnd,
+    /// Request body bytes received, held against `max_body`.
+    body_seen: u64,
 }
 
 /// What woke a stream's wait on h2.
@@ -150,12 +152,20 @@ impl<N: Reporter> Stream<N> {
     ) -> Self {
         let (parts, recv) = request.into_parts();
         let head = request_head(&parts, &recv, tls);
+        let declared = match head.body {
+            BodyKind::Length(length) => length,
+            _ => 0,
+        };
         let connection = Arc::new(Connection::new(id, shared.clone(), peer, local));
         shared.register(&connection);
         let exchange = shared.next_exchange();
         connection.begin_exchange(exchange, &head);
         shared.stats.requests.fetch_add(1, Relaxed);
         shared.reporter.request(&connection, exchange, head);
+        if declared > shared.config.limits.max_body {
+            // Refused as on HTTP/1.1: a 413, unless the owner answered first.
+            connection.body_failed(HttpError::PayloadTooLarge);
+        }
         Stream {
             connection,
             respond,
@@ -163,6 +173,7 @@ impl<N: Reporter> Stream<N> {
             recv,
             head: BytesMut::new(),
             end: end.clone(),
+            body_seen: 0,
         }
     }
 
@@ -258,7 +269,13 @@ impl<N: Reporter> Stream<N> {
                 Some(StreamEvent::Data(Some(Ok(bytes)))) => {
                     let _ = self.recv.flow_control().release_capacity(bytes.len());
                     body_done = self.recv.is_end_stream();
-                    self.connection.body_received(&bytes, body_done);
+                    self.body_seen += bytes.len() as u64;
+                    if self.body_seen > config.limits.max_body {
+                        body_done = true;
+                        self.connection.body_failed(HttpError::PayloadTooLarge);
+                    } else {
+                        self.connection.body_received(&bytes, body_done);
+                    }
                 }
                 Some(StreamEvent::Data(None)) => {
                     body_done = true;

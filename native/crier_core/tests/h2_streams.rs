@@ -318,3 +318,71 @@ fn a_subscriber_stream_not_read_overflows_alone_and_the_other_stream_goes_on() {
         tail = read_data(&server, &mut fast_body);
     }
 }
+
+/// Sends a POST of `body` on a new stream; returns the owner's side once the request came.
+fn post(
+    server: &TestServer,
+    client: &mut Client,
+    body: &'static [u8],
+    owner: u32,
+) -> (TestConnection, u64, h2::client::ResponseFuture) {
+    let request = http::Request::post("https://localhost/upload")
+        .header("content-length", body.len())
+        .body(())
+        .unwrap();
+    let (response, mut send) = client.send.send_request(request, false).unwrap();
+    send.send_data(Bytes::from_static(body), true).unwrap();
+    let (connection, exchange, head) = server.next_request(owner);
+    assert_eq!(head.method, "POST");
+    (connection, exchange, response)
+}
+
+#[test]
+fn a_request_body_reaches_the_owner_and_one_past_max_body_gets_413() {
+    let cert = cert();
+    let mut config = ServerConfig::default();
+    config.limits.max_body = 10;
+    let server = h2_server(&cert, config);
+    let mut client = server.runtime.block_on(connect(server.addr(), &cert));
+    let (connection, exchange, _response) = post(&server, &mut client, b"hello", 1);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got = Vec::new();
+    loop {
+        match connection.read_body(exchange, 1024).unwrap() {
+            crier_core::connection::BodyRead::Data { bytes, done } => {
+                got.extend(bytes);
+                if done {
+                    break;
+                }
+            }
+            crier_core::connection::BodyRead::Wait => {
+                assert!(Instant::now() < deadline, "the body never came");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            crier_core::connection::BodyRead::Failed(error) => panic!("failed: {error:?}"),
+        }
+    }
+    assert_eq!(got, b"hello");
+    let (_connection, _exchange, response) = post(&server, &mut client, b"far too long", 2);
+    let response = server
+        .runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(5), response).await })
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 413);
+}
+
+#[test]
+fn an_idle_http2_stream_gets_heartbeats() {
+    let cert = cert();
+    let server = TestServer::start(cert.server_config(
+        &DEFAULT_ALPN,
+        ServerConfig {
+            heartbeat: Some(Duration::from_millis(50)),
+            ..ServerConfig::default()
+        },
+    ));
+    let mut client = server.runtime.block_on(connect(server.addr(), &cert));
+    let (_connection, _exchange, mut body) = open_stream(&server, &mut client, "/quiet", 1);
+    assert_eq!(read_data(&server, &mut body), Bytes::from_static(b":\n\n"));
+}
