@@ -139,6 +139,48 @@ defmodule Crier.Options do
       doc:
         "events each topic keeps for `Last-Event-ID` replay, unless set per topic with `set_replay/3` (0 is off)."
     ],
+    h2_max_concurrent_streams: [
+      type: {:integer, 1..@u32},
+      default: 256,
+      native: true,
+      doc:
+        "HTTP/2 streams one connection may hold open: a browser puts every tab of an origin on one connection and each SSE stream stays open, so this is how many tabs one browser keeps live (RFC 9113 asks for at least 100)."
+    ],
+    h2_initial_window_size: [
+      type: {:integer, 0..2_147_483_647},
+      default: 65_535,
+      native: true,
+      doc:
+        "bytes of request body an HTTP/2 client may send per stream ahead of the owner's reads."
+    ],
+    h2_max_header_list_size: [
+      type: {:integer, 1..@u32},
+      default: 24_576,
+      native: true,
+      doc:
+        "bytes of decoded HTTP/2 header list (HPACK bombs, CONTINUATION floods); past it, 431 or GOAWAY."
+    ],
+    h2_max_pending_accept_reset_streams: [
+      type: {:integer, 1..@u32},
+      default: 20,
+      native: true,
+      doc:
+        "HTTP/2 streams a client may open and reset before the server took them (rapid reset, CVE-2023-44487); past it, GOAWAY."
+    ],
+    h2_ping_interval: [
+      type: {:or_nil, {:integer, 1..@u32}},
+      default: 30_000,
+      native: true,
+      doc:
+        "ms between the PINGs that find a dead HTTP/2 peer behind a proxy or NAT, or `nil` for none."
+    ],
+    h2_ping_timeout: [
+      type: {:integer, 1..@u32},
+      default: 15_000,
+      native: true,
+      doc:
+        "ms a PING may go unanswered before the connection closes and every owner on it is told `:timeout`."
+    ],
     certfile: [
       type: {:or_nil, :string},
       default: nil,

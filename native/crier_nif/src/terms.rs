@@ -153,8 +153,21 @@ pub fn decode_config(map: Term) -> Checked<(ServerConfig, usize)> {
             .map_err(|_| Invalid("backlog is too large".into()))?,
         // Filled by `decode_tls`, whose failure is a `{:tls, why}`, not an ArgumentError.
         tls: None,
-        // The HTTP/2 settings are not Elixir options yet: the core's named defaults.
-        h2: H2Settings::default(),
+        // The settings with no option keep the core's named defaults.
+        h2: H2Settings {
+            max_concurrent_streams: u32::try_from(uint(map, "h2_max_concurrent_streams")?)
+                .map_err(|_| Invalid("h2_max_concurrent_streams is too large".into()))?,
+            initial_window_size: u32::try_from(uint(map, "h2_initial_window_size")?)
+                .ok()
+                .filter(|size| *size <= i32::MAX as u32)
+                .ok_or_else(|| Invalid("h2_initial_window_size is past 2^31 - 1".into()))?,
+            max_header_list_size: u32::try_from(uint(map, "h2_max_header_list_size")?)
+                .map_err(|_| Invalid("h2_max_header_list_size is too large".into()))?,
+            max_pending_accept_reset_streams: size(map, "h2_max_pending_accept_reset_streams")?,
+            ping_interval: optional_ms(map, "h2_ping_interval")?,
+            ping_timeout: ms(map, "h2_ping_timeout")?,
+            ..H2Settings::default()
+        },
     };
     let positive = [
         ("max_headers", config.limits.max_headers),
