@@ -216,7 +216,9 @@ fn rapid_reset_ends_the_connection_with_enhance_your_calm() {
     let mut victim = victim(&setup);
     let mut attacker = raw_client(&setup);
     let mut burst = Vec::new();
-    for i in 0..1000u32 {
+    // 200 pairs, 7 KiB: one TLS record, read whole, so the server's close after its GOAWAY
+    // leaves nothing unread that would turn it into an RST and destroy the GOAWAY.
+    for i in 0..200u32 {
         let stream = 2 * i + 1;
         burst.extend(frame(
             HEADERS,
@@ -277,7 +279,8 @@ fn continuation_without_end_ends_the_connection_with_enhance_your_calm() {
     let mut attacker = raw_client(&setup);
     send(&mut attacker, HEADERS, END_STREAM, 1, &get_block(&[]));
     let mut flood = Vec::new();
-    for _ in 0..10_000 {
+    // Far past h2's count for a 24 KiB list, and one TLS record (see the rapid reset test).
+    for _ in 0..1000 {
         flood.extend(frame(CONTINUATION, 0, 1, &[]));
     }
     let _ = attacker.write_all(&flood);
