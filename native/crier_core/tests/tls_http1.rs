@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -155,8 +155,18 @@ fn a_full_queue_over_tls_waits_for_the_reader_and_wakes_the_owner() {
     // Reading frees room, and the owner is told once.
     let mut sink = vec![0u8; 64 * 1024];
     let mut read = 0;
+    // The last bytes may be read before the wake is sent: the reads then stop waiting, so
+    // the loop polls both, each with a short wait, under one deadline.
+    client
+        .sock
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
     let woken = loop {
-        read += client.read(&mut sink).unwrap();
+        match client.read(&mut sink) {
+            Ok(n) => read += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("read failed: {e}"),
+        }
         if let Some(event) = server.try_event() {
             break event;
         }
