@@ -2,7 +2,7 @@
 # `make deps` installs what a fresh Debian bookworm machine lacks (skipping what is there).
 
 SHELL := /bin/bash
-DEBIAN_PACKAGES := elixir erlang-dev erlang-proper erlang-eunit erlang-inets erlang-ssl erlang-os-mon iproute2 curl chromium
+DEBIAN_PACKAGES := elixir erlang-dev erlang-proper erlang-eunit erlang-inets erlang-ssl erlang-os-mon iproute2 curl openssl chromium
 export MIX_ENV ?= dev
 export CARGO_TERM_COLOR := never
 
