@@ -133,6 +133,14 @@ struct Task<N: Reporter, T: Transport> {
     inbuf: Vec<u8>,
 }
 
+/// However the task ends (closed, or dropped by a runtime shutting down), owner calls stop
+/// writing to its socket before the socket closes: the descriptor could be reused.
+impl<N: Reporter, T: Transport> Drop for Task<N, T> {
+    fn drop(&mut self) {
+        self.connection.detach_socket();
+    }
+}
+
 /// What a read-side wait that consumes nothing waits for. Tokio's priority interest resolves
 /// on read-closed too (EPOLLRDHUP, which the registration for reading asks the kernel for),
 /// without the readable data that would wake a plain read wait at once and forever; the
@@ -171,6 +179,12 @@ impl<N: Reporter, T: Transport> Task<N, T> {
             accepted.peer,
             local,
         ));
+        #[cfg(unix)]
+        if let Some(fd) = socket.write_through_fd() {
+            // Safety: the socket is this task's; its Drop detaches the descriptor before the
+            // socket field closes it.
+            unsafe { connection.attach_socket(fd) };
+        }
         shared.register(&connection);
         Task {
             socket,
@@ -467,12 +481,27 @@ impl<N: Reporter, T: Transport> Task<N, T> {
                     if send_deadline.is_some() {
                         return Outcome::Closed(CloseReason::Timeout);
                     }
-                    self.connection.push_heartbeat();
-                    // The next one is an interval away even if nothing could be queued.
-                    last_write = Instant::now();
+                    last_write = self.on_heartbeat(last_write);
                 }
             }
         }
+    }
+
+    /// The heartbeat timer fired at `last_write` + the interval: queues a heartbeat if the
+    /// stream idled that long, and returns the time the next interval counts from. An owner
+    /// call may have written to the socket itself meanwhile (the task did not see it): the
+    /// stream was not idle, and the next heartbeat is an interval after that write.
+    fn on_heartbeat(&self, last_write: Instant) -> Instant {
+        let now = Instant::now();
+        let every = self.shared().config.heartbeat.unwrap_or_default();
+        if let Some(at) = self.connection.wrote_through_at() {
+            if at > last_write && now.duration_since(at) < every {
+                return at;
+            }
+        }
+        self.connection.push_heartbeat();
+        // The next one is an interval away even if nothing could be queued.
+        now
     }
 
     /// Reads and discards the rest of a request body the owner never read, so the connection
@@ -662,8 +691,9 @@ mod tests {
     /// are the per-stream memory the core adds to the socket's. One timer (112 bytes in tokio
     /// 1.54) serves both the heartbeat and the send deadline, one readiness future (152
     /// bytes) both directions, and the rare large steps are boxed: 728 bytes with tokio 1.54.
-    /// The shared state is 320 bytes (296 before it was split into its state machines; the
-    /// task future lost 16). TLS adds nothing to either on plain TCP: its data rides on each
+    /// The shared state is 336 bytes (296 before it was split into its state machines; the
+    /// task future lost 16; 16 more for owner calls' own writes: the socket and when they
+    /// last wrote). TLS adds nothing to either on plain TCP: its data rides on each
     /// request head. The future lost 56 when the connection came to be opened before it was
     /// made (an async fn's arguments stay in its future while it runs).
     #[test]
@@ -689,6 +719,6 @@ mod tests {
         );
         assert!(size <= 1024, "connection task future grew to {size} bytes");
         let shared = std::mem::size_of::<Connection<Silent>>();
-        assert!(shared <= 320, "connection state grew to {shared} bytes");
+        assert!(shared <= 336, "connection state grew to {shared} bytes");
     }
 }
