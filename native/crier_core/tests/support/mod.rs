@@ -16,6 +16,7 @@ use crier_core::reporter::Reporter;
 use crier_core::server::Server;
 use tokio::sync::mpsc;
 
+pub mod raw_h2;
 pub mod tls;
 
 /// Everything the core reports, in order.

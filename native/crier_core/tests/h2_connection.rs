@@ -1,0 +1,202 @@
+//! An HTTP/2 connection's own life, over real sockets with a raw frame client: an idle
+//! connection (no stream) is closed with GOAWAY NO_ERROR after the keep-alive timeout and
+//! one with a live stream never is; a client's GOAWAY and a TCP RST tell every owner on the
+//! connection and no other; a graceful server shutdown sends GOAWAY and ends every stream
+//! as on HTTP/1.1, each owner told `shutdown`.
+
+mod support;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crier_core::config::ServerConfig;
+use crier_core::report::CloseReason;
+use support::raw_h2::*;
+use support::Event;
+
+fn with_keepalive(timeout: Duration) -> Setup {
+    let mut config = ServerConfig::default();
+    config.limits.keepalive_timeout = timeout;
+    setup_with(config)
+}
+
+/// GOAWAY's last stream id and error code.
+fn goaway_of(frame: &Frame) -> (u32, u32) {
+    (
+        code(&frame.payload, 0) & 0x7fff_ffff,
+        code(&frame.payload, 4),
+    )
+}
+
+#[test]
+fn a_connection_with_no_stream_is_closed_after_the_keepalive_timeout_with_goaway_no_error() {
+    let setup = with_keepalive(Duration::from_millis(200));
+    let mut idle = raw_client(&setup);
+    let goaway = until(&mut idle, |f| f.kind == GOAWAY).expect("a GOAWAY");
+    assert_eq!(goaway_of(&goaway), (0, NO_ERROR));
+    assert!(closed_by_server(&mut idle));
+}
+
+#[test]
+fn a_connection_with_a_live_stream_is_never_idle_and_is_once_the_stream_ends() {
+    let timeout = Duration::from_millis(200);
+    let setup = with_keepalive(timeout);
+    let mut client = raw_client(&setup);
+    let (connection, exchange) = open_sse(&setup, &mut client, 1);
+    // Five idle timeouts with a quiet SSE stream open (no heartbeats in these tests).
+    std::thread::sleep(timeout * 5);
+    // Everything the server sent before the answer to this PING was read: no GOAWAY in it.
+    send(&mut client, PING, 0, 0, b"still?!!");
+    let answer = until(&mut client, |f| {
+        f.kind == GOAWAY || (f.kind == PING && f.flags & ACK != 0)
+    })
+    .expect("an answer");
+    assert_eq!(answer.kind, PING, "the live connection got a GOAWAY");
+    connection.chunk(exchange, b"data: on\n\n").unwrap();
+    let data = until(&mut client, |f| f.kind == DATA).expect("data");
+    assert_eq!(data.payload, b"data: on\n\n");
+    // The stream ends: the connection is idle from then on, and closed.
+    assert!(connection.finish(exchange));
+    let goaway = until(&mut client, |f| f.kind == GOAWAY).expect("a GOAWAY once idle");
+    assert_eq!(goaway_of(&goaway), (1, NO_ERROR));
+    assert!(closed_by_server(&mut client));
+}
+
+/// Two SSE streams on a raw connection, owners 1 and 2, beside a victim on its own.
+fn two_streams(setup: &Setup) -> Tls {
+    let mut client = raw_client(setup);
+    open_sse_on(setup, &mut client, 1, 1);
+    open_sse_on(setup, &mut client, 3, 2);
+    client
+}
+
+#[test]
+fn a_client_goaway_and_close_tells_every_owner_on_that_connection_and_no_other() {
+    let setup = setup();
+    let mut victim = victim(&setup);
+    let mut client = two_streams(&setup);
+    // What a client that shuts down does: GOAWAY, then the connection's end.
+    let mut goaway = 0u32.to_be_bytes().to_vec();
+    goaway.extend(NO_ERROR.to_be_bytes());
+    send(&mut client, GOAWAY, 0, 0, &goaway);
+    client.conn.send_close_notify();
+    let _ = client.flush();
+    client.sock.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(
+        next_closes(&setup.server, 2),
+        vec![(1, CloseReason::Closed), (2, CloseReason::Closed)]
+    );
+    victim.still_streams();
+    assert!(drain_reports(&setup.server, Duration::from_millis(200)).is_empty());
+}
+
+#[test]
+fn a_client_goaway_with_an_error_ends_the_connection_and_tells_every_owner_on_it() {
+    let setup = setup();
+    let mut victim = victim(&setup);
+    let mut client = two_streams(&setup);
+    // A client that found a connection error and says so, but keeps the socket open
+    // (RFC 9113 section 5.4.1 has it close): its streams will not be read again.
+    let mut goaway = 3u32.to_be_bytes().to_vec();
+    goaway.extend(PROTOCOL_ERROR.to_be_bytes());
+    send(&mut client, GOAWAY, 0, 0, &goaway);
+    assert_eq!(
+        next_closes(&setup.server, 2),
+        vec![(1, CloseReason::Closed), (2, CloseReason::Closed)]
+    );
+    assert!(closed_by_server(&mut client));
+    victim.still_streams();
+}
+
+#[test]
+fn a_client_goaway_without_error_lets_its_streams_go_on() {
+    let setup = setup();
+    let mut client = raw_client(&setup);
+    let (connection, exchange) = open_sse(&setup, &mut client, 1);
+    // GOAWAY NO_ERROR from a client only says it opens no more streams (RFC 9113 section
+    // 6.8): the stream it has goes on until it ends, and then the connection closes.
+    let mut goaway = 0u32.to_be_bytes().to_vec();
+    goaway.extend(NO_ERROR.to_be_bytes());
+    send(&mut client, GOAWAY, 0, 0, &goaway);
+    connection.chunk(exchange, b"data: on\n\n").unwrap();
+    let data = until(&mut client, |f| f.kind == DATA).expect("data after the GOAWAY");
+    assert_eq!(data.payload, b"data: on\n\n");
+    assert!(connection.finish(exchange));
+    let end = until(&mut client, |f| f.kind == DATA && f.flags & END_STREAM != 0);
+    assert!(end.is_some(), "the stream did not end");
+    assert!(closed_by_server(&mut client));
+}
+
+#[test]
+fn a_tcp_reset_tells_every_owner_on_that_connection_closed_and_no_other() {
+    let setup = setup();
+    let mut victim = victim(&setup);
+    let client = two_streams(&setup);
+    // SO_LINGER 0: the close is an RST, with no close_notify or FIN before it.
+    socket2::SockRef::from(&client.sock)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(client);
+    assert_eq!(
+        next_closes(&setup.server, 2),
+        vec![(1, CloseReason::Closed), (2, CloseReason::Closed)]
+    );
+    victim.still_streams();
+    assert!(drain_reports(&setup.server, Duration::from_millis(200)).is_empty());
+}
+
+/// Reads one stream's DATA until END_STREAM; returns the bytes.
+fn body_to_end(client: &mut Tls, stream: u32, got: &mut Vec<u8>) {
+    loop {
+        let frame = until_answering(client, |f| f.kind == DATA && f.stream == stream)
+            .expect("the stream's end");
+        got.extend(&frame.payload);
+        if frame.flags & END_STREAM != 0 {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_graceful_shutdown_sends_goaway_and_ends_every_stream_with_the_final_event() {
+    let mut config = ServerConfig::default();
+    // Far longer than the test waits: the stop must not need the drain timeout.
+    config.shutdown_timeout = Duration::from_secs(60);
+    let setup = setup_with(config);
+    let mut client = two_streams(&setup);
+    let mut idle = raw_client(&setup);
+    let _ = answers_ping(&mut idle);
+    setup.server.server.shutdown(Some(bytes::Bytes::from_static(
+        b"event: bye\ndata: stop\n\n",
+    )));
+    let goaway = until_answering(&mut client, |f| f.kind == GOAWAY).expect("a GOAWAY");
+    assert_eq!(goaway_of(&goaway).1, NO_ERROR);
+    for stream in [1, 3] {
+        let mut got = Vec::new();
+        body_to_end(&mut client, stream, &mut got);
+        assert_eq!(got, b"event: bye\ndata: stop\n\n");
+    }
+    // As on HTTP/1.1: each owner is told `shutdown`, then the server reports it stopped.
+    let mut shutdowns = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .expect("no stop report in time");
+        match setup.server.next_event(left) {
+            Event::Closed { owner, reason, .. } => shutdowns.push((owner, reason)),
+            Event::Stopped => break,
+            _ => {}
+        }
+    }
+    shutdowns.sort_by_key(|c| c.0);
+    assert_eq!(
+        shutdowns,
+        vec![(1, CloseReason::Shutdown), (2, CloseReason::Shutdown)]
+    );
+    // The idle connection got its GOAWAY too, and both were closed.
+    assert_eq!(goaway_code(&mut idle), Some(NO_ERROR));
+    assert!(closed_by_server(&mut idle));
+    assert!(closed_by_server(&mut client));
+    let _ = client.flush();
+}
