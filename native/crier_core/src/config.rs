@@ -20,7 +20,9 @@ pub struct Limits {
     /// head is complete; a client that trickles bytes cannot hold a slot longer. A client that
     /// sent part of a head gets 408; one that sent nothing is closed quietly. Default is 10 s.
     pub header_timeout: Duration,
-    /// How long a keep-alive connection may sit idle between requests. Default is 60 s.
+    /// How long a keep-alive connection may sit idle between requests, and an HTTP/2
+    /// connection with no open stream, which is then closed with GOAWAY NO_ERROR. Default
+    /// is 60 s.
     pub keepalive_timeout: Duration,
 }
 
@@ -121,6 +123,16 @@ pub struct H2Settings {
     /// How long a PING may go unanswered before the connection is closed and every owner
     /// on it told `timeout`. Default is 15 s.
     pub ping_timeout: std::time::Duration,
+    /// SETTINGS and PING frames a client may send per second (counted in one-second
+    /// windows, acknowledgements included); past it, the connection ends with GOAWAY
+    /// ENHANCE_YOUR_CALM and every owner on it is told `closed`. h2 answers each such frame
+    /// and reads the next only once its answer is written, so a flood holds no memory, but
+    /// nothing bounds the CPU a client that reads the answers makes the server spend
+    /// (CVE-2019-9512 and CVE-2019-9515 are these floods; Envoy, nginx and Go bound the
+    /// answers queued, gRPC cuts pings past a rate with this same GOAWAY). A browser sends
+    /// a handful of each per connection, and a client probing bandwidth with PINGs one per
+    /// round trip; `None` counts none. Default is 100.
+    pub max_control_frames_per_second: Option<u32>,
 }
 
 impl Default for H2Settings {
@@ -136,6 +148,7 @@ impl Default for H2Settings {
             max_send_buffer_size: 64 * 1024,
             ping_interval: Some(std::time::Duration::from_secs(30)),
             ping_timeout: std::time::Duration::from_secs(15),
+            max_control_frames_per_second: Some(100),
         }
     }
 }
