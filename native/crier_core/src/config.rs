@@ -124,14 +124,16 @@ pub struct H2Settings {
     /// on it told `timeout`. Default is 15 s.
     pub ping_timeout: std::time::Duration,
     /// SETTINGS and PING frames a client may send per second (counted in one-second
-    /// windows, acknowledgements included); past it, the connection ends with GOAWAY
-    /// ENHANCE_YOUR_CALM and every owner on it is told `closed`. h2 answers each such frame
-    /// and reads the next only once its answer is written, so a flood holds no memory, but
-    /// nothing bounds the CPU a client that reads the answers makes the server spend
-    /// (CVE-2019-9512 and CVE-2019-9515 are these floods; Envoy, nginx and Go bound the
-    /// answers queued, gRPC cuts pings past a rate with this same GOAWAY). A browser sends
-    /// a handful of each per connection, and a client probing bandwidth with PINGs one per
-    /// round trip; `None` counts none. Default is 100.
+    /// windows, acknowledgements included), beyond one for each DATA or HEADERS frame the
+    /// server sent it; past it, the connection ends with GOAWAY ENHANCE_YOUR_CALM and every
+    /// owner on it is told `closed`. h2 answers each such frame and reads the next only
+    /// once its answer is written, so a flood holds no memory, but nothing bounds the CPU a
+    /// client that reads the answers makes the server spend (CVE-2019-9512, CVE-2019-9515).
+    /// Envoy, nginx and Go bound the answers queued, which h2 already does; gRPC servers
+    /// cut a client that PINGs past a rate with this same GOAWAY, and forgive PINGs that
+    /// follow data, as the DATA refund does here for clients that probe bandwidth with one
+    /// PING per DATA frame (hyper's and gRPC's BDP estimators). A browser sends a handful
+    /// per connection; `None` counts none. Default is 100.
     pub max_control_frames_per_second: Option<u32>,
 }
 

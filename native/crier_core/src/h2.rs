@@ -12,6 +12,11 @@
 //! stream alone when the client resets it (RST_STREAM), and with an error for every stream
 //! when the connection ends (GOAWAY, FIN, RST, a dead peer found by the kernel, or a PING
 //! without answer), so every owner on it is told.
+//!
+//! The connection's own task ([`serve`]) runs h2 over a [`FrameWatch`] (SETTINGS and PING
+//! floods, a client's error GOAWAY), closes a connection left with no stream for
+//! `keepalive_timeout` with GOAWAY NO_ERROR, and on shutdown drains its streams, then
+//! closes.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -30,12 +35,12 @@ use tokio::time::{sleep_until, Instant};
 use tokio_rustls::server::TlsStream;
 
 use crate::connection::Connection;
+use crate::h2_watch::{Alarm, AlarmBell, FrameWatch};
 use crate::http::{BodyKind, HttpError, RequestHead, Version};
 use crate::report::CloseReason;
 use crate::reporter::Reporter;
 use crate::shared::Shared;
 use crate::stats::GaugeGuard;
-use crate::h2_watch::{Alarm, AlarmBell, FrameWatch};
 use crate::tls::TlsInfo;
 
 /// h2's connection over the watched TLS stream.
@@ -185,7 +190,9 @@ fn close<N: Reporter>(
     shared: &Shared<N>,
 ) -> Phase {
     connection.abrupt_shutdown(reason);
-    timer.as_mut().reset(Instant::now() + shared.config.send_timeout);
+    timer
+        .as_mut()
+        .reset(Instant::now() + shared.config.send_timeout);
     Phase::Closing
 }
 

@@ -147,10 +147,11 @@ fn a_tcp_reset_tells_every_owner_on_that_connection_closed_and_no_other() {
 
 #[test]
 fn a_graceful_shutdown_sends_goaway_and_ends_every_stream_with_the_final_event() {
-    let mut config = ServerConfig::default();
-    // Far longer than the test waits: the stop must not need the drain timeout.
-    config.shutdown_timeout = Duration::from_secs(60);
-    let setup = setup_with(config);
+    let setup = setup_with(ServerConfig {
+        // Far longer than the test waits: the stop must not need the drain timeout.
+        shutdown_timeout: Duration::from_secs(60),
+        ..ServerConfig::default()
+    });
     let mut client = two_streams(&setup);
     let mut idle = raw_client(&setup);
     let _ = answers_ping(&mut idle);
