@@ -101,6 +101,18 @@ defmodule Crier.E2E.H2Test do
     ])
   end
 
+  # Node's http2 client (h2_client.mjs) as a port, one line of its output per message.
+  defp h2_client(port, args) do
+    node = System.find_executable("node") || flunk("node is not installed")
+
+    Port.open({:spawn_executable, node}, [
+      :binary,
+      {:line, 1024},
+      {:cd, @e2e_dir},
+      args: ["h2_client.mjs", "https://localhost:#{port}" | args]
+    ])
+  end
+
   test "curl over HTTPS: --http2 gets HTTP/2, --http1.1 gets HTTP/1.1", %{port: port, cert: cert} do
     {out, 0} = curl(port, cert, "--http2")
     assert out =~ "new EventSource" and String.ends_with?(out, "2")
@@ -110,15 +122,7 @@ defmodule Crier.E2E.H2Test do
 
   test "Node's http2 client: ten streams on one connection, one reset, then the socket dropped",
        %{port: port, name: name} do
-    node = System.find_executable("node") || flunk("node is not installed")
-
-    client =
-      Port.open({:spawn_executable, node}, [
-        :binary,
-        {:line, 1024},
-        {:cd, @e2e_dir},
-        args: ["h2_client.mjs", "https://localhost:#{port}", "10"]
-      ])
+    client = h2_client(port, ["10"])
 
     for _ <- 1..10, do: assert_receive({:opened, _, :"HTTP/2"})
     for _ <- 1..10, do: assert_receive({^client, {:data, {:eol, "event " <> _}}})
@@ -132,15 +136,7 @@ defmodule Crier.E2E.H2Test do
   end
 
   test "Node's http2 client gets inform's 103 Early Hints ahead of the response", %{port: port} do
-    node = System.find_executable("node") || flunk("node is not installed")
-
-    client =
-      Port.open({:spawn_executable, node}, [
-        :binary,
-        {:line, 1024},
-        {:cd, @e2e_dir},
-        args: ["h2_client.mjs", "https://localhost:#{port}", "1", "&hints=1"]
-      ])
+    client = h2_client(port, ["1", "&hints=1"])
 
     assert_receive {:opened, "0", :"HTTP/2"}
     assert_receive {^client, {:data, {:eol, "info 0 103 </app.css>; rel=preload"}}}

@@ -62,7 +62,24 @@ fn a_connection_with_a_live_stream_is_never_idle_and_is_once_the_stream_ends() {
     assert!(closed_by_server(&mut client));
 }
 
-/// Two SSE streams on a raw connection, owners 1 and 2, beside a victim on its own.
+/// A GOAWAY frame's payload.
+fn goaway_payload(last_stream: u32, error: u32) -> Vec<u8> {
+    let mut payload = last_stream.to_be_bytes().to_vec();
+    payload.extend(error.to_be_bytes());
+    payload
+}
+
+/// Owners 1 and 2 (see [`two_streams`]) are told `closed`, and the victim on its own
+/// connection still streams.
+fn both_owners_told_and_the_victim_streams(setup: &Setup, victim: &mut Victim) {
+    assert_eq!(
+        next_closes(&setup.server, 2),
+        vec![(1, CloseReason::Closed), (2, CloseReason::Closed)]
+    );
+    victim.still_streams();
+}
+
+/// Two SSE streams on a raw connection, owners 1 and 2.
 fn two_streams(setup: &Setup) -> Tls {
     let mut client = raw_client(setup);
     open_sse_on(setup, &mut client, 1, 1);
@@ -76,17 +93,11 @@ fn a_client_goaway_and_close_tells_every_owner_on_that_connection_and_no_other()
     let mut victim = victim(&setup);
     let mut client = two_streams(&setup);
     // What a client that shuts down does: GOAWAY, then the connection's end.
-    let mut goaway = 0u32.to_be_bytes().to_vec();
-    goaway.extend(NO_ERROR.to_be_bytes());
-    send(&mut client, GOAWAY, 0, 0, &goaway);
+    send(&mut client, GOAWAY, 0, 0, &goaway_payload(0, NO_ERROR));
     client.conn.send_close_notify();
     let _ = client.flush();
     client.sock.shutdown(std::net::Shutdown::Write).unwrap();
-    assert_eq!(
-        next_closes(&setup.server, 2),
-        vec![(1, CloseReason::Closed), (2, CloseReason::Closed)]
-    );
-    victim.still_streams();
+    both_owners_told_and_the_victim_streams(&setup, &mut victim);
     assert!(drain_reports(&setup.server, Duration::from_millis(200)).is_empty());
 }
 
@@ -97,15 +108,15 @@ fn a_client_goaway_with_an_error_ends_the_connection_and_tells_every_owner_on_it
     let mut client = two_streams(&setup);
     // A client that found a connection error and says so, but keeps the socket open
     // (RFC 9113 section 5.4.1 has it close): its streams will not be read again.
-    let mut goaway = 3u32.to_be_bytes().to_vec();
-    goaway.extend(PROTOCOL_ERROR.to_be_bytes());
-    send(&mut client, GOAWAY, 0, 0, &goaway);
-    assert_eq!(
-        next_closes(&setup.server, 2),
-        vec![(1, CloseReason::Closed), (2, CloseReason::Closed)]
+    send(
+        &mut client,
+        GOAWAY,
+        0,
+        0,
+        &goaway_payload(3, PROTOCOL_ERROR),
     );
+    both_owners_told_and_the_victim_streams(&setup, &mut victim);
     assert!(closed_by_server(&mut client));
-    victim.still_streams();
 }
 
 #[test]
@@ -115,9 +126,7 @@ fn a_client_goaway_without_error_lets_its_streams_go_on() {
     let (connection, exchange) = open_sse(&setup, &mut client, 1);
     // GOAWAY NO_ERROR from a client only says it opens no more streams (RFC 9113 section
     // 6.8): the stream it has goes on until it ends, and then the connection closes.
-    let mut goaway = 0u32.to_be_bytes().to_vec();
-    goaway.extend(NO_ERROR.to_be_bytes());
-    send(&mut client, GOAWAY, 0, 0, &goaway);
+    send(&mut client, GOAWAY, 0, 0, &goaway_payload(0, NO_ERROR));
     connection.chunk(exchange, b"data: on\n\n").unwrap();
     let data = until(&mut client, |f| f.kind == DATA).expect("data after the GOAWAY");
     assert_eq!(data.payload, b"data: on\n\n");
@@ -137,11 +146,7 @@ fn a_tcp_reset_tells_every_owner_on_that_connection_closed_and_no_other() {
         .set_linger(Some(Duration::ZERO))
         .unwrap();
     drop(client);
-    assert_eq!(
-        next_closes(&setup.server, 2),
-        vec![(1, CloseReason::Closed), (2, CloseReason::Closed)]
-    );
-    victim.still_streams();
+    both_owners_told_and_the_victim_streams(&setup, &mut victim);
     assert!(drain_reports(&setup.server, Duration::from_millis(200)).is_empty());
 }
 

@@ -142,15 +142,7 @@ fn a_peer_that_answers_no_ping_is_closed_and_every_owner_on_it_told_timeout() {
     );
     for owner in [1, 2] {
         let (connection, exchange, _) = setup.server.next_request(owner);
-        connection
-            .send_chunked(
-                exchange,
-                200,
-                None,
-                &[("content-type", "text/event-stream")],
-                true,
-            )
-            .unwrap();
+        support::sse_head(&connection, exchange);
     }
     let mut closes = drain_reports(&setup.server, Duration::from_secs(3));
     closes.sort_by_key(|c| c.0);
@@ -179,8 +171,11 @@ fn flood(client: &mut Tls, kind: u8, payload: &[u8], count: usize) -> (Option<u3
     (goaway.map(|f| code(&f.payload, 4)), acks)
 }
 
-#[test]
-fn a_ping_flood_ends_the_connection_with_enhance_your_calm_and_tells_its_owner() {
+/// Floods a connection with frames of `kind`, on which owner 7 streams when `with_stream`:
+/// the flood ends it with GOAWAY ENHANCE_YOUR_CALM, no more of the frames than the budget
+/// are answered (the rest never reached h2), owner 7 is told `closed`, and a victim on
+/// another connection still streams and is told nothing.
+fn flood_is_cut(kind: u8, payload: &[u8], with_stream: bool) {
     let setup = setup();
     let limit = ServerConfig::default()
         .h2
@@ -188,32 +183,30 @@ fn a_ping_flood_ends_the_connection_with_enhance_your_calm_and_tells_its_owner()
         .unwrap() as usize;
     let mut victim = victim(&setup);
     let mut attacker = raw_client(&setup);
-    open_sse(&setup, &mut attacker, 7);
-    let (goaway, acks) = flood(&mut attacker, PING, b"flooding", 10 * limit);
+    if with_stream {
+        open_sse(&setup, &mut attacker, 7);
+    }
+    let (goaway, acks) = flood(&mut attacker, kind, payload, 10 * limit);
     assert_eq!(goaway, Some(ENHANCE_YOUR_CALM));
-    // The flood past the limit never reached h2: no more answers than the budget.
-    assert!(acks <= limit, "{acks} PINGs answered");
-    assert_eq!(
-        next_closes(&setup.server, 1),
-        vec![(7, CloseReason::Closed)]
-    );
+    assert!(acks <= limit, "{acks} of the flood's frames answered");
+    if with_stream {
+        assert_eq!(
+            next_closes(&setup.server, 1),
+            vec![(7, CloseReason::Closed)]
+        );
+    }
     victim.still_streams();
     assert!(drain_reports(&setup.server, Duration::from_millis(200)).is_empty());
 }
 
 #[test]
+fn a_ping_flood_ends_the_connection_with_enhance_your_calm_and_tells_its_owner() {
+    flood_is_cut(PING, b"flooding", true);
+}
+
+#[test]
 fn a_settings_flood_ends_the_connection_with_enhance_your_calm() {
-    let setup = setup();
-    let limit = ServerConfig::default()
-        .h2
-        .max_control_frames_per_second
-        .unwrap() as usize;
-    let mut victim = victim(&setup);
-    let mut attacker = raw_client(&setup);
-    let (goaway, acks) = flood(&mut attacker, SETTINGS, &[], 10 * limit);
-    assert_eq!(goaway, Some(ENHANCE_YOUR_CALM));
-    assert!(acks <= limit, "{acks} SETTINGS answered");
-    victim.still_streams();
+    flood_is_cut(SETTINGS, &[], false);
 }
 
 #[test]

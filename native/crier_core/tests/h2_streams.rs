@@ -15,7 +15,7 @@ use crier_core::report::CloseReason;
 use crier_core::tls::{Alpn, DEFAULT_ALPN};
 use rustls::pki_types::ServerName;
 use support::tls::Cert;
-use support::{Event, TestConnection, TestServer};
+use support::{stream_one_event, succeeded, Event, TestConnection, TestServer};
 
 const HEADERS: &[(&str, &str)] = &[("content-type", "text/event-stream")];
 
@@ -270,13 +270,8 @@ fn curl_speaks_http2_over_tls() {
     let (connection, exchange, head) = server.next_request(1);
     assert_eq!(head.version, Version::Http2);
     assert_eq!(head.tls.as_ref().and_then(|t| t.alpn), Some(Alpn::H2));
-    connection
-        .send_chunked(exchange, 200, None, HEADERS, true)
-        .unwrap();
-    connection.chunk(exchange, b"data: one\n\n").unwrap();
-    assert!(connection.finish(exchange));
-    let output = curl.join().unwrap();
-    assert!(output.status.success(), "curl failed: {output:?}");
+    stream_one_event(&connection, exchange);
+    let output = succeeded(curl);
     assert_eq!(String::from_utf8_lossy(&output.stdout), "data: one\n\n\n2");
 }
 
@@ -291,13 +286,8 @@ fn inform_sends_a_1xx_headers_frame_before_the_response() {
     connection
         .inform(exchange, 103, None, &[("link", "</app.js>; rel=preload")])
         .unwrap();
-    connection
-        .send_chunked(exchange, 200, None, HEADERS, true)
-        .unwrap();
-    connection.chunk(exchange, b"data: one\n\n").unwrap();
-    assert!(connection.finish(exchange));
-    let output = curl.join().unwrap();
-    assert!(output.status.success(), "curl failed: {output:?}");
+    stream_one_event(&connection, exchange);
+    let output = succeeded(curl);
     assert_eq!(String::from_utf8_lossy(&output.stdout), "data: one\n\n\n2");
     // curl -v prints each head it receives, interim ones too, in order.
     let trace = String::from_utf8_lossy(&output.stderr);

@@ -173,10 +173,7 @@ pub fn open_sse_on(
         &get_block(&[]),
     );
     let (connection, exchange, _) = setup.server.next_request(owner);
-    let headers = [("content-type", "text/event-stream")];
-    connection
-        .send_chunked(exchange, 200, None, &headers, true)
-        .unwrap();
+    super::sse_head(&connection, exchange);
     until(client, |f| f.kind == HEADERS && f.stream == stream).expect("the stream's head");
     (connection, exchange)
 }
