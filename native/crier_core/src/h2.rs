@@ -321,8 +321,14 @@ impl<N: Reporter> Stream<N> {
                     return reason;
                 }
             } else if view.draining {
-                // As on HTTP/1.1: the stream ends, and its owner is told `shutdown`.
-                self.end_stream();
+                // As on HTTP/1.1: the stream ends, and its owner is told `shutdown`. A
+                // response the stop cut short (a sized body) is reset, not ended, so the
+                // client cannot take it for whole; HTTP/1.1 closes the connection for that.
+                if view.finished || self.send.is_none() {
+                    self.end_stream();
+                } else {
+                    self.reset(Reason::CANCEL);
+                }
                 return CloseReason::Shutdown;
             } else if view.finished {
                 self.end_stream();

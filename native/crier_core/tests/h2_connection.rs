@@ -207,3 +207,31 @@ fn a_graceful_shutdown_sends_goaway_and_ends_every_stream_with_the_final_event()
     assert!(closed_by_server(&mut client));
     let _ = client.flush();
 }
+
+#[test]
+fn a_sized_response_the_shutdown_cuts_short_is_reset_not_ended() {
+    let setup = setup();
+    let mut client = raw_client(&setup);
+    send(
+        &mut client,
+        HEADERS,
+        END_STREAM | END_HEADERS,
+        1,
+        &get_block(&[]),
+    );
+    let (connection, exchange, _) = setup.server.next_request(1);
+    connection
+        .send_head(exchange, 200, None, &[("content-type", "text/plain")], 100)
+        .unwrap();
+    connection.chunk(exchange, b"ten bytes.").unwrap();
+    until(&mut client, |f| f.kind == DATA).expect("the first bytes");
+    setup.server.server.shutdown(None);
+    // Ten bytes of a hundred: END_STREAM would pass them off as the whole body.
+    let end = until_answering(&mut client, |f| {
+        f.stream == 1 && (f.kind == RST_STREAM || f.flags & END_STREAM != 0)
+    })
+    .expect("the stream's end");
+    assert_eq!(end.kind, RST_STREAM);
+    assert_eq!(code(&end.payload, 0), CANCEL);
+    assert_eq!(next_closes(&setup.server, 1), vec![(1, CloseReason::Shutdown)]);
+}

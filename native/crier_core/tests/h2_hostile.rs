@@ -172,8 +172,8 @@ fn flood(client: &mut Tls, kind: u8, payload: &[u8], count: usize) -> (Option<u3
 }
 
 /// Floods a connection with frames of `kind`, on which owner 7 streams when `with_stream`:
-/// the flood ends it with GOAWAY ENHANCE_YOUR_CALM, no more of the frames than the budget
-/// are answered (the rest never reached h2), owner 7 is told `closed`, and a victim on
+/// the flood ends it with GOAWAY ENHANCE_YOUR_CALM, few of the frames are answered (those
+/// past the budget never reached h2), owner 7 is told `closed`, and a victim on
 /// another connection still streams and is told nothing.
 fn flood_is_cut(kind: u8, payload: &[u8], with_stream: bool) {
     let setup = setup();
@@ -188,7 +188,8 @@ fn flood_is_cut(kind: u8, payload: &[u8], with_stream: bool) {
     }
     let (goaway, acks) = flood(&mut attacker, kind, payload, 10 * limit);
     assert_eq!(goaway, Some(ENHANCE_YOUR_CALM));
-    assert!(acks <= limit, "{acks} of the flood's frames answered");
+    // Twice the budget at most: a one-second window may turn during the flood.
+    assert!(acks <= 2 * limit, "{acks} of the flood's frames answered");
     if with_stream {
         assert_eq!(
             next_closes(&setup.server, 1),
