@@ -56,6 +56,10 @@ enum Phase {
     Open,
     /// The server is stopping: a graceful GOAWAY went out, the open streams drain.
     Draining,
+    /// Stopping, and the streams are done: h2 flushes their last frames and closes once
+    /// the client answers its shutdown PING; a client that does not is closed after
+    /// `close_grace`, the time closed streams get to flush their last bytes.
+    Drained,
     /// A last GOAWAY is on its way (idle, drained, or a flood); h2 flushes it and closes,
     /// within `send_timeout`.
     Closing,
@@ -132,13 +136,23 @@ pub(crate) async fn serve<N: Reporter>(stream: TlsStream<TcpStream>, shared: Arc
     let mut phase = Phase::Open;
     loop {
         if phase == Phase::Draining && streams.is_idle() {
-            // Drained: the last GOAWAY now, not after the client answers h2's PING.
-            phase = close(&mut connection, Reason::NO_ERROR, &mut timer, &shared);
+            phase = Phase::Drained;
+            timer
+                .as_mut()
+                .reset(Instant::now() + shared.config.close_grace);
         }
-        let idle = phase == Phase::Open && streams.is_idle();
+        let timed = match phase {
+            Phase::Open => streams.is_idle(),
+            Phase::Draining => false,
+            Phase::Drained | Phase::Closing => true,
+        };
         tokio::select! {
             accepted = connection.accept() => match accepted {
                 Some(Ok((request, respond))) => {
+                    if phase == Phase::Drained {
+                        // Sent before the client saw the GOAWAY: drained like the others.
+                        phase = Phase::Draining;
+                    }
                     let id = shared.next_conn.fetch_add(1, Relaxed);
                     let hold = streams.hold();
                     let stream = Stream::open(request, respond, &shared, id, (peer, local), &tls, &end);
@@ -152,15 +166,19 @@ pub(crate) async fn serve<N: Reporter>(stream: TlsStream<TcpStream>, shared: Arc
                 phase = Phase::Draining;
                 connection.graceful_shutdown();
             }
-            _ = streams.none_left.notified(), if phase == Phase::Open => {
-                // Idle from now on.
-                timer.as_mut().reset(Instant::now() + idle_timeout);
+            _ = streams.none_left.notified(), if phase != Phase::Closing => {
+                // Idle from now on. A draining connection is done: the top of the loop
+                // sets its grace instead.
+                if phase == Phase::Open {
+                    timer.as_mut().reset(Instant::now() + idle_timeout);
+                }
             }
-            _ = &mut timer, if idle || phase == Phase::Closing => {
+            _ = &mut timer, if timed => {
                 if phase == Phase::Closing {
                     // The client takes no bytes: the GOAWAY cannot be flushed.
                     break;
                 }
+                // Idle (no stream for `keepalive_timeout`), or drained and past the grace.
                 phase = close(&mut connection, Reason::NO_ERROR, &mut timer, &shared);
             }
             alarm = bell.rung(), if phase != Phase::Closing => match alarm {
