@@ -74,14 +74,14 @@ defmodule Crier.Options do
       default: 10_000,
       native: true,
       doc:
-        "ms from a request's first byte until its head is complete (absolute, not per read); later gets 408."
+        "ms from a request's first byte until its head is complete (absolute, not per read); later gets 408. An HTTP/2 connection must open its first stream within it."
     ],
     keepalive_timeout: [
       type: {:integer, 0..@u32},
       default: 60_000,
       native: true,
       doc:
-        "ms a keep-alive connection may idle between requests, and an HTTP/2 connection with no open stream (then closed with GOAWAY `NO_ERROR`)."
+        "ms a keep-alive connection may idle between requests, and an HTTP/2 connection with no open stream between streams (then closed with GOAWAY `NO_ERROR`; its first stream must come within `:header_timeout`)."
     ],
     write_queue_bytes: [
       type: {:integer, 1..@u64},

@@ -18,11 +18,13 @@ pub struct Limits {
     pub max_body: u64,
     /// Absolute time from the first byte of a request (or the connection's start) until its
     /// head is complete; a client that trickles bytes cannot hold a slot longer. A client that
-    /// sent part of a head gets 408; one that sent nothing is closed quietly. Default is 10 s.
+    /// sent part of a head gets 408; one that sent nothing is closed quietly. An HTTP/2
+    /// connection must open its first stream within it (else GOAWAY NO_ERROR). Default is
+    /// 10 s.
     pub header_timeout: Duration,
     /// How long a keep-alive connection may sit idle between requests, and an HTTP/2
-    /// connection with no open stream, which is then closed with GOAWAY NO_ERROR. Default
-    /// is 60 s.
+    /// connection with no open stream between streams, which is then closed with GOAWAY
+    /// NO_ERROR. Default is 60 s.
     pub keepalive_timeout: Duration,
 }
 

@@ -14,9 +14,9 @@
 //! without answer), so every owner on it is told.
 //!
 //! The connection's own task ([`serve`]) runs h2 over a [`FrameWatch`] (SETTINGS and PING
-//! floods, a client's error GOAWAY), closes a connection left with no stream for
-//! `keepalive_timeout` with GOAWAY NO_ERROR, and on shutdown drains its streams, then
-//! closes.
+//! floods, a client's error GOAWAY), closes a connection that opens no stream within
+//! `header_timeout`, or is left with none for `keepalive_timeout`, with GOAWAY NO_ERROR, and
+//! on shutdown drains its streams, then closes.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -131,7 +131,9 @@ pub(crate) async fn serve<N: Reporter>(stream: TlsStream<TcpStream>, shared: Arc
     tokio::pin!(keepalive);
     let streams = Arc::new(OpenStreams::default());
     let idle_timeout = shared.config.limits.keepalive_timeout;
-    let timer = sleep_until(Instant::now() + idle_timeout);
+    // As on HTTP/1.1: the first request (here, stream) within `header_timeout` of the
+    // accept, then `keepalive_timeout` of idleness between them.
+    let timer = sleep_until(deadline);
     tokio::pin!(timer);
     let mut phase = Phase::Open;
     loop {

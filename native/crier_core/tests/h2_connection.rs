@@ -1,6 +1,7 @@
-//! An HTTP/2 connection's own life, over real sockets with a raw frame client: an idle
-//! connection (no stream) is closed with GOAWAY NO_ERROR after the keep-alive timeout and
-//! one with a live stream never is; a client's GOAWAY and a TCP RST tell every owner on the
+//! An HTTP/2 connection's own life, over real sockets with a raw frame client: a
+//! connection with no stream is closed with GOAWAY NO_ERROR (its first one must come within
+//! the header timeout, the next within the keep-alive timeout) and one with a live stream
+//! never is; a client's GOAWAY and a TCP RST tell every owner on the
 //! connection and no other; a graceful server shutdown sends GOAWAY and ends every stream
 //! as on HTTP/1.1, each owner told `shutdown`.
 
@@ -29,8 +30,11 @@ fn goaway_of(frame: &Frame) -> (u32, u32) {
 }
 
 #[test]
-fn a_connection_with_no_stream_is_closed_after_the_keepalive_timeout_with_goaway_no_error() {
-    let setup = with_keepalive(Duration::from_millis(200));
+fn a_connection_that_opens_no_stream_is_closed_after_the_header_timeout_with_goaway_no_error() {
+    let mut config = ServerConfig::default();
+    // As on HTTP/1.1, the first request must come within the header timeout.
+    config.limits.header_timeout = Duration::from_millis(300);
+    let setup = setup_with(config);
     let mut idle = raw_client(&setup);
     let goaway = until(&mut idle, |f| f.kind == GOAWAY).expect("a GOAWAY");
     assert_eq!(goaway_of(&goaway), (0, NO_ERROR));
@@ -38,7 +42,7 @@ fn a_connection_with_no_stream_is_closed_after_the_keepalive_timeout_with_goaway
 }
 
 #[test]
-fn a_connection_with_a_live_stream_is_never_idle_and_is_once_the_stream_ends() {
+fn a_connection_with_a_live_stream_is_never_idle_and_after_it_closes_after_the_keepalive_timeout() {
     let timeout = Duration::from_millis(200);
     let setup = with_keepalive(timeout);
     let mut client = raw_client(&setup);
