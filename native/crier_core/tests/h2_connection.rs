@@ -33,7 +33,7 @@ fn goaway_of(frame: &Frame) -> (u32, u32) {
 fn a_connection_that_opens_no_stream_is_closed_after_the_header_timeout_with_goaway_no_error() {
     let mut config = ServerConfig::default();
     // As on HTTP/1.1, the first request must come within the header timeout.
-    config.limits.header_timeout = Duration::from_millis(300);
+    config.limits.header_timeout = Duration::from_secs(1);
     let setup = setup_with(config);
     let mut idle = raw_client(&setup);
     let goaway = until(&mut idle, |f| f.kind == GOAWAY).expect("a GOAWAY");
