@@ -119,6 +119,12 @@ enum Seen {
     GoAway(u32),
 }
 
+/// The start of a frame header.
+const HEADER_START: Position = Position::Header {
+    bytes: [0; HEADER_LEN],
+    got: 0,
+};
+
 /// Follows an HTTP/2 byte stream's framing one slice at a time, whatever the slices.
 #[derive(Debug)]
 struct FrameScanner {
@@ -127,12 +133,7 @@ struct FrameScanner {
 
 impl FrameScanner {
     fn after_preface() -> Self {
-        FrameScanner {
-            at: Position::Header {
-                bytes: [0; HEADER_LEN],
-                got: 0,
-            },
-        }
+        FrameScanner { at: HEADER_START }
     }
 
     fn before_preface() -> Self {
@@ -152,7 +153,7 @@ impl FrameScanner {
                     *left -= step;
                     bytes = &bytes[step..];
                     if *left == 0 {
-                        *self = FrameScanner::after_preface();
+                        self.at = HEADER_START;
                     }
                 }
                 Position::Header { bytes: head, got } => {
@@ -173,7 +174,7 @@ impl FrameScanner {
                         goaway: (kind == GOAWAY).then_some(([0; 8], 0)),
                     };
                     if left == 0 {
-                        self.at = FrameScanner::after_preface().at;
+                        self.at = HEADER_START;
                     }
                     if !seen(Seen::Frame(kind, total - bytes.len())) {
                         return;
@@ -181,21 +182,24 @@ impl FrameScanner {
                 }
                 Position::Payload { left, goaway } => {
                     let step = (*left).min(bytes.len());
+                    let mut error = None;
                     if let Some((code, got)) = goaway {
                         let take = (8 - *got).min(step);
                         code[*got..*got + take].copy_from_slice(&bytes[..take]);
                         *got += take;
                         if take > 0 && *got == 8 {
-                            let error = u32::from_be_bytes([code[4], code[5], code[6], code[7]]);
-                            if !seen(Seen::GoAway(error)) {
-                                return;
-                            }
+                            error = Some(u32::from_be_bytes([code[4], code[5], code[6], code[7]]));
                         }
                     }
                     *left -= step;
                     bytes = &bytes[step..];
                     if *left == 0 {
-                        self.at = FrameScanner::after_preface().at;
+                        self.at = HEADER_START;
+                    }
+                    if let Some(error) = error {
+                        if !seen(Seen::GoAway(error)) {
+                            return;
+                        }
                     }
                 }
             }
