@@ -228,3 +228,24 @@ fn a_client_that_pings_at_a_sane_rate_is_never_cut() {
     assert_eq!(data.kind, DATA);
     assert!(drain_reports(&setup.server, Duration::from_millis(100)).is_empty());
 }
+
+#[test]
+fn a_client_that_pings_after_each_data_frame_is_never_cut() {
+    let mut config = ServerConfig::default();
+    config.h2.max_control_frames_per_second = Some(20);
+    let setup = setup_with(config);
+    let mut client = raw_client(&setup);
+    let (connection, exchange) = open_sse(&setup, &mut client, 1);
+    // A bandwidth probe (hyper's and gRPC's BDP estimators): a PING for each DATA frame
+    // received, three times the budget of a second, in well under one.
+    for _ in 0..60 {
+        connection.chunk(exchange, b"data: on\n\n").unwrap();
+        let data = until(&mut client, |f| f.kind == DATA || f.kind == GOAWAY).expect("data");
+        assert_eq!(data.kind, DATA, "cut after DATA");
+        assert!(
+            answers_ping(&mut client),
+            "a PING after DATA went unanswered"
+        );
+    }
+    assert!(drain_reports(&setup.server, Duration::from_millis(100)).is_empty());
+}
