@@ -19,6 +19,7 @@ import platform
 import queue
 import re
 import shlex
+import statistics
 import signal
 import socket
 import subprocess
@@ -617,50 +618,78 @@ def scen_close(tgt, n, a):
     return res
 
 
-def scen_churn(tgt, path, a):
-    base, pid = tgt.start()
-    url = base + path
-    res = {"path": path, "secs": a.churn_secs}
+def churn_round(url, a, secs):
+    """One round of churn against `url` from two load generators; their reports."""
+    lgs = [Loadgen(["churn", "--url", url, "--concurrency", str(a.churn_conc),
+                    "--secs", str(secs), "--max-secs", str(secs + 60)], name="churn")
+           for _ in range(2)]
     try:
-        # Warm up once so that lazily made tables and code are loaded before "before".
-        warm = [Loadgen(["churn", "--url", url, "--concurrency", str(a.churn_conc), "--secs", "3"],
-                        name="warm") for _ in range(2)]
-        for lg in warm:
-            lg.expect("churn", 60)
-            lg.stop()
-        wait_stat(base, "open", 0, 30, cmp=lambda v, w: v == w)
-        time.sleep(a.settle)
-        before = {"rss": rss_bytes(pid) if pid else None, "fds": nfds(pid) if pid else None}
-        lgs = [Loadgen(["churn", "--url", url, "--concurrency", str(a.churn_conc),
-                        "--secs", str(a.churn_secs), "--max-secs", str(a.churn_secs + 60)],
-                       progress=(i == 0), name=f"churn-{tgt.name}") for i in range(2)]
-        mid_rss = []
-        end = time.time() + a.churn_secs
-        while time.time() < end:
-            time.sleep(min(5, max(0.1, end - time.time())))
-            if pid:
-                mid_rss.append(rss_bytes(pid))
-        reps = [lg.expect("churn", a.churn_secs + 90) for lg in lgs]
+        return [lg.expect("churn", secs + 90) for lg in lgs]
+    finally:
         for lg in lgs:
             lg.stop()
-        open_after = wait_stat(base, "open", 0, 30, cmp=lambda v, w: v == w)
+
+
+def scen_churn(tgts, path, a):
+    """Connection churn on `path` for every target in `tgts` (name -> target, each serving
+    `path`), measured in turns: all are started fresh and warmed up, then take short rounds
+    one after another, forward and then backward, so that a change in the machine's load
+    (other work on a shared machine) falls on every target alike. A target's conn/s is the
+    median of its rounds; its ratio to another is the median of the per-round ratios."""
+    started = {}
+    res = {}
+    try:
+        for name, tgt in tgts.items():
+            base, pid = tgt.start()
+            started[name] = (tgt, base, pid)
+        for name, (tgt, base, pid) in started.items():
+            # Warm up once so that lazily made tables and code are loaded before "before".
+            churn_round(base + path, a, 3)
+            wait_stat(base, "open", 0, 30, cmp=lambda v, w: v == w)
         time.sleep(a.settle)
-        after = {"rss": rss_bytes(pid) if pid else None, "fds": nfds(pid) if pid else None}
-        cycles = sum(r["cycles"] for r in reps)
-        secs = max(r["secs"] for r in reps)
-        hist = merge_hist(reps)
-        fails = {}
-        for r in reps:
-            for k, v in r["fail_reasons"].items():
-                fails[k] = fails.get(k, 0) + v
-        res.update(cycles=cycles, errors=sum(r["errors"] for r in reps), fail_reasons=fails,
-                   per_s=cycles / secs if secs else None, before=before, after=after,
-                   peak_rss=max(mid_rss) if mid_rss else None, open_after=open_after,
-                   head_p50_us=pct(hist, 0.5), head_p99_us=pct(hist, 0.99))
-        log(f"  churn {tgt.name}{path}: {res['per_s']:,.0f} conn/s, errors {res['errors']}, "
-            f"rss {before['rss']} -> {after['rss']}, fds {before['fds']} -> {after['fds']}")
+        for name, (tgt, base, pid) in started.items():
+            res[name] = {"path": path, "secs": a.churn_round_secs * a.churn_rounds,
+                         "round_secs": a.churn_round_secs, "rounds": [], "reports": [],
+                         "before": {"rss": rss_bytes(pid) if pid else None,
+                                    "fds": nfds(pid) if pid else None},
+                         "peak_rss": None}
+        order = list(started)
+        for k in range(a.churn_rounds):
+            for name in (order if k % 2 == 0 else order[::-1]):
+                tgt, base, pid = started[name]
+                r = res[name]
+                reps = churn_round(base + path, a, a.churn_round_secs)
+                secs = max(x["secs"] for x in reps)
+                r["rounds"].append(sum(x["cycles"] for x in reps) / secs if secs else 0)
+                r["reports"].extend(reps)
+                if pid:
+                    r["peak_rss"] = max(r["peak_rss"] or 0, rss_bytes(pid))
+            log(f"  churn{path} round {k + 1}/{a.churn_rounds}: " + ", ".join(
+                f"{n} {res[n]['rounds'][-1]:,.0f}/s" for n in order))
+        for name, (tgt, base, pid) in started.items():
+            r = res[name]
+            reps = r.pop("reports")
+            fails = {}
+            for x in reps:
+                for key, v in x["fail_reasons"].items():
+                    fails[key] = fails.get(key, 0) + v
+            hist = merge_hist(reps)
+            r.update(cycles=sum(x["cycles"] for x in reps), errors=sum(x["errors"] for x in reps),
+                     fail_reasons=fails, head_p50_us=pct(hist, 0.5), head_p99_us=pct(hist, 0.99))
+            r["open_after"] = wait_stat(base, "open", 0, 30, cmp=lambda v, w: v == w)
+        time.sleep(a.settle)
+        for name, (tgt, base, pid) in started.items():
+            r = res[name]
+            r["after"] = {"rss": rss_bytes(pid) if pid else None, "fds": nfds(pid) if pid else None}
+        for name in res:
+            r = res[name]
+            r["per_s"] = statistics.median(r["rounds"]) if r["rounds"] else None
+            log(f"  churn {name}{path}: {r['per_s']:,.0f} conn/s (median of {len(r['rounds'])} "
+                f"rounds), rss {r['before']['rss']} -> {r['after']['rss']}, "
+                f"fds {r['before']['fds']} -> {r['after']['fds']}")
     finally:
-        tgt.stop()
+        for tgt, _, _ in started.values():
+            tgt.stop()
     return res
 
 
@@ -739,7 +768,7 @@ def main():
         a.idle_steps = [500, 1000, 2000]
         a.fanout_ns = [1000]
         a.close_n = 1000
-        a.churn_secs = 8
+        a.churn_rounds, a.churn_round_secs = 5, 3
         a.settle = 1.0
         a.close_wait = 5
         a.percall_callers = [1, 1000]
@@ -749,10 +778,11 @@ def main():
         a.idle_steps = [5000, 10000, 19000]
         a.fanout_ns = [5000, 19000]
         a.close_n = 10000
-        a.churn_secs = 60
+        a.churn_rounds, a.churn_round_secs = 10, 6
         a.percall_callers = [1, 10000]
         a.percall_total = 1000000
         a.percall_min_calls = 100
+    a.churn_secs = a.churn_rounds * a.churn_round_secs
 
     os.makedirs(os.path.join(OUT, "logs"), exist_ok=True)
     ydirs = sorted(d for d in os.listdir("/usr/lib") if d.startswith("yaws-")) if os.path.isdir("/usr/lib") else []
@@ -767,6 +797,7 @@ def main():
         "params": {"events": a.events, "interval_us": a.interval_us, "pace_us_per_sub": a.pace_us_per_sub, "idle_steps": a.idle_steps,
                    "fanout_subscribers": a.fanout_ns, "close_conns": a.close_n,
                    "close_wait_s": a.close_wait, "churn_secs": a.churn_secs,
+                   "churn_rounds": a.churn_rounds, "churn_round_secs": a.churn_round_secs,
                    "churn_concurrency": 2 * a.churn_conc, "conns_per_loadgen": PER_PROC},
         "targets": {},
     }
@@ -798,12 +829,24 @@ def main():
                 attempt(f"fanout_{n}", scen_fanout, tgt, n, a)
         if "close" in a.scenarios:
             attempt("close", scen_close, tgt, a.close_n, a)
-        if "churn" in a.scenarios:
-            attempt("churn_sse", scen_churn, tgt, "/sse", a)
-            if name == "crier":
-                attempt("churn_sub", scen_churn, tgt, "/sub", a)
         if "percall" in a.scenarios and name == "crier":
             attempt("percall", scen_percall, tgt, a)
+    if "churn" in a.scenarios and targets:
+        # Every target in turns, in one stage (see scen_churn); /sub is Crier's alone.
+        log("== churn, all targets in turns")
+        for key, path, names in (("churn_sse", "/sse", list(targets)),
+                                 ("churn_sub", "/sub", [n for n in targets if n == "crier"])):
+            if not names:
+                continue
+            try:
+                for name, r in scen_churn({n: targets[n] for n in names}, path, a).items():
+                    results["targets"][name][key] = r
+            except Exception as e:  # one failing scenario must not end the run
+                log(f"  {key} failed: {e!r}")
+                for n in names:
+                    results["targets"][n][key] = {"error": repr(e)}
+                    targets[n].stop()
+            save()
     for n in a.version_note:
         k, _, v = n.partition("=")
         results["versions"][k] = v
