@@ -755,7 +755,6 @@ def scen_h2fanout(tgt, n, a):
                      "rss_per_stream": (rss_bytes(pid) - rss0) / opened if pid and opened else None}
                 for mode in a.proto_modes:
                     m = fanout_phase(base, pid, lgs, opened, mode, interval, a)
-                    m.pop("cdf", None)
                     v["modes"][mode] = m
                     log(f"  h2fanout {tgt.name} {n} {name} {mode} (round {r + 1}): "
                         f"{m['delivered']}/{m['expected']} delivered, "
@@ -888,6 +887,8 @@ def main():
     ap.add_argument("--only", default="crier,raw,baseline,yaws",
                     help="managed targets to run (comma list)")
     ap.add_argument("--scenarios", default="idle,fanout,close,churn,percall,h2fanout,tlschurn")
+    ap.add_argument("--proto-rounds", type=int, default=None,
+                    help="rounds of the h2fanout and tlschurn scenarios (default 1 and 2 quick, 3 full)")
     ap.add_argument("--mix-env", default="prod")
     ap.add_argument("--crier-dir", default=ROOT,
                     help="a compiled Crier checkout to run (bench/run builds a snapshot of HEAD)")
@@ -919,7 +920,7 @@ def main():
         a.percall_total = 20000
         a.percall_min_calls = 20
         a.proto_subs = 1000
-        a.proto_rounds = 1
+        a.proto_rounds_default = 1
         a.tls_churn_secs = 4
         a.tls_churn_rounds = 2
     else:
@@ -931,10 +932,14 @@ def main():
         a.percall_total = 1000000
         a.percall_min_calls = 100
         a.proto_subs = 5000
-        a.proto_rounds = 3
+        a.proto_rounds_default = 3
         a.tls_churn_secs = 15
         a.tls_churn_rounds = 3
 
+    if a.proto_rounds:
+        a.tls_churn_rounds = a.proto_rounds
+    else:
+        a.proto_rounds = a.proto_rounds_default
     os.makedirs(os.path.join(OUT, "logs"), exist_ok=True)
     a.cert = make_cert() if {"h2fanout", "tlschurn"} & set(a.scenarios) else None
     ydirs = sorted(d for d in os.listdir("/usr/lib") if d.startswith("yaws-")) if os.path.isdir("/usr/lib") else []
