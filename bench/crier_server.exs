@@ -47,6 +47,9 @@ defmodule CrierBench do
             port: 0,
             certfile: cert,
             keyfile: key,
+            # Room for every stream of a run on one HTTP/2 connection (the default, 256, is
+            # a browser's tabs); only a limit, nothing is set aside per stream.
+            h2_max_concurrent_streams: 20_000,
             handler: {CrierBench.Handler, []}
           )
 

@@ -708,16 +708,17 @@ def scen_churn(tgt, path, a):
     return res
 
 
-# HTTP/1.1 on TCP, HTTP/1.1 over TLS, HTTP/2 with a connection per stream, HTTP/2 with
-# many streams per connection: (name, over TLS, load generator arguments). The first is the
-# reference of the ratios.
-def protocol_variants(a):
+# HTTP/1.1 on TCP, HTTP/1.1 over TLS, HTTP/2 with a connection per stream, with K streams
+# per connection and with all n streams on one: (name, over TLS, load generator arguments,
+# streams per connection). The first is the reference of the ratios.
+def protocol_variants(a, n):
+    h2 = lambda k: ["--proto", "h2", "--streams-per-conn", str(k)]
     return [
-        ("h1", False, []),
-        ("h1tls", True, []),
-        ("h2conn", True, ["--proto", "h2", "--streams-per-conn", "1"]),
-        (f"h2mux{a.h2_streams_per_conn}", True,
-         ["--proto", "h2", "--streams-per-conn", str(a.h2_streams_per_conn)]),
+        ("h1", False, [], 1),
+        ("h1tls", True, [], 1),
+        ("h2conn", True, h2(1), 1),
+        (f"h2mux{a.h2_streams_per_conn}", True, h2(a.h2_streams_per_conn), a.h2_streams_per_conn),
+        ("h2one", True, h2(n), n),
     ]
 
 
@@ -733,25 +734,25 @@ def scen_h2fanout(tgt, n, a):
     """Fan-out to n `/sub` subscribers over each protocol, on a fresh server each time (the
     same server binary, both listeners open), a.proto_rounds rounds with the protocols in a
     rotating order; figures are medians over rounds."""
-    variants = protocol_variants(a)
+    variants = protocol_variants(a, n)
     interval = max(a.interval_us, n * a.pace_us_per_sub)
     res = {"subscribers": n, "interval_us": interval, "rounds": [], "modes": a.proto_modes,
            "variants": [v[0] for v in variants], "streams_per_conn": a.h2_streams_per_conn}
     for r in range(a.proto_rounds):
         rnd = {}
-        for name, tls, extra in variants[r % len(variants):] + variants[:r % len(variants)]:
+        for name, tls, extra, unit in variants[r % len(variants):] + variants[:r % len(variants)]:
             base, pid = tgt.start()
             lgs = []
             try:
                 url = (tgt.tls_base if tls else base) + "/sub"
                 if tls:
                     extra = extra + ["--cert", a.cert[0]]
-                unit = a.h2_streams_per_conn if name.startswith("h2mux") else 1
                 rss0 = rss_bytes(pid) if pid else None
                 lgs, opened, fails = hold_group(url, n, a.max_secs, f"h2fanout-{name}", extra, unit)
                 subs = wait_stat(base, "subscribers", opened, 60)
                 time.sleep(a.settle)
                 v = {"opened": opened, "server_subscribers": subs, "failures": fails, "modes": {},
+                     "connections": math.ceil(n / unit),
                      "rss_per_stream": (rss_bytes(pid) - rss0) / opened if pid and opened else None}
                 for mode in a.proto_modes:
                     m = fanout_phase(base, pid, lgs, opened, mode, interval, a)
@@ -767,9 +768,10 @@ def scen_h2fanout(tgt, n, a):
                 tgt.stop()
         res["rounds"].append(rnd)
     med = {}
-    for name, _, _ in variants:
+    for name, _, _, unit in variants:
         got = [rnd[name] for rnd in res["rounds"] if name in rnd]
         med[name] = {
+            "connections": math.ceil(n / unit),
             "rss_per_stream": median(g["rss_per_stream"] for g in got),
             "complete": all(m["delivered"] == m["expected"] for g in got for m in g["modes"].values()),
             "modes": {mode: {k: median(g["modes"][mode].get(k) for g in got)
@@ -948,6 +950,7 @@ def main():
     started = datetime.datetime.now(datetime.timezone.utc)
     results = {
         "quick": a.quick, "started": started.isoformat(timespec="seconds"),
+        "args": [x for x in sys.argv[1:] if x not in ("--crier-dir", a.crier_dir, "--mix-env", a.mix_env)],
         "machine": machine(), "versions": versions(a.crier_dir),
         "loadavg_start": os.getloadavg(),
         "notes": [n for n in a.version_note],

@@ -244,7 +244,8 @@ def churn_section(res, out):
 
 
 PROTOCOL_LABELS = {"h1": "HTTP/1.1, TCP", "h1tls": "HTTP/1.1, TLS",
-                   "h2conn": "HTTP/2, a connection per stream"}
+                   "h2conn": "HTTP/2, a connection per stream",
+                   "h2one": "HTTP/2, all streams on one connection"}
 
 
 def protocol_label(name):
@@ -268,7 +269,7 @@ def protocols_section(res, out):
     if not keys and not tc:
         return
     p = res["params"]
-    out.append("## 6. TLS and HTTP/2 (Crier)\n")
+    out.append("## 7 and 8. TLS and HTTP/2 (Crier)\n")
     skipped = [label(res, n) for n in targets(res) if n != "crier"]
     out.append(
         "The same Crier server (BEAM and NIF, `crier_server.exs`) listens on a plain port and, "
@@ -311,7 +312,7 @@ def protocols_section(res, out):
                 continue
             pm, bm = m["modes"].get("paced", {}), m["modes"].get("b2b", {})
             got = [rnd[name] for rnd in rounds if name in rnd]
-            conns = n if not name.startswith("h2mux") else -(-n // per)
+            conns = m.get("connections") or (n if not name.startswith("h2mux") else -(-n // per))
             out.append("| " + " | ".join([
                 protocol_label(name), fmt(conns),
                 fmt(pm.get("us_per_event"), 2) + spread(g["modes"]["paced"].get("us_per_event") for g in got),
@@ -422,16 +423,22 @@ def goals_section(res, out):
 
 
 def main():
-    src, dst = sys.argv[1], sys.argv[2]
+    # --protocols-only: the TLS and HTTP/2 section alone (bench/PROTOCOLS.md, for a run of
+    # just those scenarios: `bench/run --only crier --scenarios h2fanout,tlschurn`).
+    args = [x for x in sys.argv[1:] if x != "--protocols-only"]
+    only_protocols = len(args) < len(sys.argv) - 1
+    src, dst = args[0], args[1]
     with open(src) as f:
         res = json.load(f)
     m, v = res["machine"], res["versions"]
-    out = ["# Crier benchmark results\n"]
+    out = ["# Crier benchmark results" + (": TLS and HTTP/2" if only_protocols else "") + "\n"]
     out.append(
         f"Run {res['started']} to {res.get('finished', '(unfinished)')}, "
-        f"{'quick (small counts)' if res['quick'] else 'full'}, by `bench/run`"
-        f"{' --quick' if res['quick'] else ''}. How it is measured: [README.md](README.md). "
-        "Raw data: [results.json](results.json).\n")
+        f"{'quick (small counts)' if res['quick'] else 'full'}, by `bench/run"
+        f"{''.join(' ' + x for x in res['args']) if 'args' in res else (' --quick' if res['quick'] else '')}`. "
+        "How it is measured: [README.md](README.md). "
+        + ("Raw data: [protocols.json](protocols.json).\n" if only_protocols
+           else "Raw data: [results.json](results.json).\n"))
     machine_line = ("**Machine:** " + f"{m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, {m['os']}, "
                     f"Linux {m['kernel']}, open-file limit {m['fd_limit']:,} per process. The load "
                     "generator runs on the same machine and shares the cores with the server.")
@@ -445,6 +452,11 @@ def main():
     out.append("**Versions:** " + ", ".join(f"{k} {val}" for k, val in v.items()) + "\n")
     out.append("**Targets:** " + ", ".join(label(res, n) for n in targets(res)) + ". "
                "Ratios are to Crier in the same run (below 1x means less than Crier).\n")
+    if only_protocols:
+        protocols_section(res, out)
+        with open(dst, "w") as f:
+            f.write("\n".join(out))
+        return
     idle_section(res, out)
     fanout_section(res, out)
     close_section(res, out)

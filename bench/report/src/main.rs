@@ -106,6 +106,7 @@ fn protocol_label(name: &str) -> String {
         "h1" => "HTTP/1.1, TCP".into(),
         "h1tls" => "HTTP/1.1, TLS".into(),
         "h2conn" => "HTTP/2, a connection per stream".into(),
+        "h2one" => "HTTP/2, all streams on one connection".into(),
         n => match n.strip_prefix("h2mux") {
             Some(k) => format!("HTTP/2, {k} streams per connection"),
             None => n.into(),
