@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
@@ -163,16 +164,24 @@ def versions(crier_dir=ROOT):
 
 # ---------------------------------------------------------------- HTTP to targets
 
-def http(base, method, path, timeout=30):
+def http(base, method, path, timeout=30, refused_retries=3):
     u = urllib.parse.urlsplit(base)
-    c = httpc.HTTPConnection(u.hostname, u.port, timeout=timeout)
-    try:
-        c.request(method, path, headers={"content-length": "0"} if method == "POST" else {})
-        r = c.getresponse()
-        body = r.read()
-        return r.status, body
-    finally:
-        c.close()
+    for attempt in range(refused_retries + 1):
+        c = httpc.HTTPConnection(u.hostname, u.port, timeout=timeout)
+        try:
+            c.request(method, path, headers={"content-length": "0"} if method == "POST" else {})
+            r = c.getresponse()
+            body = r.read()
+            return r.status, body
+        except ConnectionRefusedError:
+            # A refused connect never reached the server, so even a POST may be sent again.
+            # Seen once (a running Crier's plain port, under load): logged, not hidden.
+            if attempt == refused_retries:
+                raise
+            log(f"  {method} {base}{path}: connection refused, retrying")
+            time.sleep(0.5)
+        finally:
+            c.close()
 
 
 def stats(base):
@@ -734,7 +743,7 @@ def scen_h2fanout(tgt, n, a):
     """Fan-out to n `/sub` subscribers over each protocol, on a fresh server each time (the
     same server binary, both listeners open), a.proto_rounds rounds with the protocols in a
     rotating order; figures are medians over rounds."""
-    variants = protocol_variants(a, n)
+    variants = [v for v in protocol_variants(a, n) if not a.protocols or v[0] in a.protocols]
     interval = max(a.interval_us, n * a.pace_us_per_sub)
     res = {"subscribers": n, "interval_us": interval, "rounds": [], "modes": a.proto_modes,
            "variants": [v[0] for v in variants], "streams_per_conn": a.h2_streams_per_conn}
@@ -891,6 +900,8 @@ def main():
     ap.add_argument("--scenarios", default="idle,fanout,close,churn,percall,h2fanout,tlschurn")
     ap.add_argument("--proto-rounds", type=int, default=None,
                     help="rounds of the h2fanout and tlschurn scenarios (default 1 and 2 quick, 3 full)")
+    ap.add_argument("--protocols", default="",
+                    help="h2fanout's protocols (comma list of h1,h1tls,h2conn,h2mux200,h2one; default all)")
     ap.add_argument("--mix-env", default="prod")
     ap.add_argument("--crier-dir", default=ROOT,
                     help="a compiled Crier checkout to run (bench/run builds a snapshot of HEAD)")
@@ -898,6 +909,7 @@ def main():
     a = ap.parse_args()
     a.only = a.only.split(",")
     a.scenarios = a.scenarios.split(",")
+    a.protocols = [p for p in a.protocols.split(",") if p]
     a.modes = ["paced", "b2b", "burst"]
     a.events = 200
     a.interval_us = 5000
@@ -979,6 +991,8 @@ def main():
                 r[key] = fn(*args)
             except Exception as e:  # one failing scenario must not end the run
                 log(f"  {key} failed: {e!r}")
+                with open(os.path.join(OUT, "logs", f"failed-{name}-{key}.txt"), "w") as f:
+                    traceback.print_exc(file=f)
                 r[key] = {"error": repr(e)}
                 tgt.stop()
             save()

@@ -479,16 +479,29 @@ impl StreamIo {
     }
 }
 
-/// Stream `i` of `hold` on HTTP/1.1: its own connection, on TCP or over TLS.
-async fn hold_h1(
-    i: usize,
+/// What every connection task of `hold` shares, whatever its transport.
+#[derive(Clone)]
+struct Hold {
     client: Arc<Client>,
     common: Arc<Common>,
     shared: Arc<Shared>,
+    /// Connections being opened at one time.
     sem: Arc<Semaphore>,
     close_rx: watch::Receiver<bool>,
+    /// Opening gives up at this instant.
     deadline: tokio::time::Instant,
-) {
+}
+
+/// Stream `i` of `hold` on HTTP/1.1: its own connection, on TCP or over TLS.
+async fn hold_h1(i: usize, h: Hold) {
+    let Hold {
+        client,
+        common,
+        shared,
+        sem,
+        close_rx,
+        deadline,
+    } = h;
     let permit = sem.acquire_owned().await.expect("semaphore");
     let io = StreamIo::new(
         i,
@@ -557,18 +570,15 @@ async fn run_h1<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Connection `c` of `hold` on HTTP/2, carrying streams `first..first + count`.
-#[allow(clippy::too_many_arguments)]
-async fn hold_h2_conn(
-    c: usize,
-    first: usize,
-    count: usize,
-    client: Arc<Client>,
-    common: Arc<Common>,
-    shared: Arc<Shared>,
-    sem: Arc<Semaphore>,
-    close_rx: watch::Receiver<bool>,
-    deadline: tokio::time::Instant,
-) {
+async fn hold_h2_conn(c: usize, first: usize, count: usize, h: Hold) {
+    let Hold {
+        client,
+        common,
+        shared,
+        sem,
+        close_rx,
+        deadline,
+    } = h;
     let permit = sem.acquire_owned().await.expect("semaphore");
     let ios = (first..first + count).map(|i| {
         StreamIo::new(
@@ -709,18 +719,18 @@ async fn hold(
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(connect_timeout);
     let mut tasks = Vec::with_capacity(conns);
+    let h = Hold {
+        client: client.clone(),
+        common: common.clone(),
+        shared: shared.clone(),
+        sem,
+        close_rx,
+        deadline,
+    };
     match client.proto {
         Proto::H1 => {
             for i in 0..conns {
-                tasks.push(tokio::spawn(hold_h1(
-                    i,
-                    client.clone(),
-                    common.clone(),
-                    shared.clone(),
-                    sem.clone(),
-                    close_rx.clone(),
-                    deadline,
-                )));
+                tasks.push(tokio::spawn(hold_h1(i, h.clone())));
             }
         }
         Proto::H2 => {
@@ -730,16 +740,12 @@ async fn hold(
                     c,
                     first,
                     per.min(conns - first),
-                    client.clone(),
-                    common.clone(),
-                    shared.clone(),
-                    sem.clone(),
-                    close_rx.clone(),
-                    deadline,
+                    h.clone(),
                 )));
             }
         }
     }
+    drop(h);
     let pb = bar(common.progress, conns as u64, "connecting");
     while (shared.heads.load(Ordering::Relaxed) as usize) < conns {
         pb.set_position(shared.heads.load(Ordering::Relaxed));
