@@ -453,6 +453,9 @@ def main():
     out.append("**Targets:** " + ", ".join(label(res, n) for n in targets(res)) + ". "
                "Ratios are to Crier in the same run (below 1x means less than Crier).\n")
     if only_protocols:
+        out.append("These figures were taken apart from a complete run: `RESULTS.md` keeps the last "
+                   "complete run (with its peers), and a complete `bench/run` writes this section "
+                   "there too.\n")
         protocols_section(res, out)
         with open(dst, "w") as f:
             f.write("\n".join(out))
