@@ -494,39 +494,29 @@ struct Hold {
 
 /// Stream `i` of `hold` on HTTP/1.1: its own connection, on TCP or over TLS.
 async fn hold_h1(i: usize, h: Hold) {
-    let Hold {
-        client,
-        common,
-        shared,
-        sem,
-        close_rx,
-        deadline,
-    } = h;
-    let permit = sem.acquire_owned().await.expect("semaphore");
+    let permit = h.sem.clone().acquire_owned().await.expect("semaphore");
     let io = StreamIo::new(
         i,
-        shared,
+        h.shared.clone(),
         Phase::Opening {
             _permit: Some(permit),
         },
         sse::Reader::new(),
     );
-    let id = format!("p{}c{}", common.proc_id, i);
-    let req = request(&client.target, &with_id(&client.target.path, &id));
-    let stream = match tokio::time::timeout_at(
-        deadline,
-        connect(&client.target, src_ip(&common, i)),
-    )
-    .await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return io.fail(format!("connect: {}", e.kind())),
-        Err(_) => return io.fail("connect: timeout".into()),
-    };
-    match &client.tls {
-        None => run_h1(io, stream, req, close_rx).await,
-        Some(tls) => match tokio::time::timeout_at(deadline, tls.handshake(stream)).await {
-            Ok(Ok(s)) => run_h1(io, s, req, close_rx).await,
+    let id = format!("p{}c{}", h.common.proc_id, i);
+    let req = request(&h.client.target, &with_id(&h.client.target.path, &id));
+    let stream =
+        match tokio::time::timeout_at(h.deadline, connect(&h.client.target, src_ip(&h.common, i)))
+            .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return io.fail(format!("connect: {}", e.kind())),
+            Err(_) => return io.fail("connect: timeout".into()),
+        };
+    match &h.client.tls {
+        None => run_h1(io, stream, req, h.close_rx.clone()).await,
+        Some(tls) => match tokio::time::timeout_at(h.deadline, tls.handshake(stream)).await {
+            Ok(Ok(s)) => run_h1(io, s, req, h.close_rx.clone()).await,
             Ok(Err(e)) => io.fail(e),
             Err(_) => io.fail("tls: timeout".into()),
         },
@@ -571,24 +561,17 @@ async fn run_h1<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Connection `c` of `hold` on HTTP/2, carrying streams `first..first + count`.
 async fn hold_h2_conn(c: usize, first: usize, count: usize, h: Hold) {
-    let Hold {
-        client,
-        common,
-        shared,
-        sem,
-        close_rx,
-        deadline,
-    } = h;
-    let permit = sem.acquire_owned().await.expect("semaphore");
+    let permit = h.sem.clone().acquire_owned().await.expect("semaphore");
     let ios = (first..first + count).map(|i| {
         StreamIo::new(
             i,
-            shared.clone(),
+            h.shared.clone(),
             Phase::Opening { _permit: None },
             sse::Reader::body(),
         )
     });
-    let send = match tokio::time::timeout_at(deadline, client.connect_h2(src_ip(&common, c))).await
+    let send = match tokio::time::timeout_at(h.deadline, h.client.connect_h2(src_ip(&h.common, c)))
+        .await
     {
         Ok(Ok(send)) => send,
         Ok(Err(why)) => return ios.for_each(|io| io.fail(why.clone())),
@@ -598,15 +581,15 @@ async fn hold_h2_conn(c: usize, first: usize, count: usize, h: Hold) {
     let streams: Vec<_> = ios
         .map(|io| {
             let path = with_id(
-                &client.target.path,
-                &format!("p{}c{}", common.proc_id, io.i),
+                &h.client.target.path,
+                &format!("p{}c{}", h.common.proc_id, io.i),
             );
             tokio::spawn(run_h2_stream(
                 io,
                 send.clone(),
                 path,
-                close_rx.clone(),
-                deadline,
+                h.close_rx.clone(),
+                h.deadline,
             ))
         })
         .collect();
