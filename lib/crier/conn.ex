@@ -178,7 +178,8 @@ defmodule Crier.Conn do
 
   @doc """
   Sends an informational (1xx) response before the final one, such as 103 Early Hints.
-  HTTP/1.0 clients get nothing, as RFC 9110 says.
+  On HTTP/2 it is a HEADERS frame of its own (HTTP/2 has no reason phrase); HTTP/1.0
+  clients get nothing, as RFC 9110 says.
   """
   @spec inform(t(), 100..199 | {100..199, String.t()}, headers()) :: :ok | {:error, :closed}
   def inform(%__MODULE__{} = conn, status, headers \\ []) do

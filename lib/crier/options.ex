@@ -74,13 +74,14 @@ defmodule Crier.Options do
       default: 10_000,
       native: true,
       doc:
-        "ms from a request's first byte until its head is complete (absolute, not per read); later gets 408."
+        "ms from a request's first byte until its head is complete (absolute, not per read); later gets 408. An HTTP/2 connection must open its first stream within it."
     ],
     keepalive_timeout: [
       type: {:integer, 0..@u32},
       default: 60_000,
       native: true,
-      doc: "ms a keep-alive connection may idle between requests."
+      doc:
+        "ms a keep-alive connection may idle between requests, and an HTTP/2 connection with no open stream between streams (then closed with GOAWAY `NO_ERROR`; its first stream must come within `:header_timeout`)."
     ],
     write_queue_bytes: [
       type: {:integer, 1..@u64},
@@ -180,6 +181,13 @@ defmodule Crier.Options do
       native: true,
       doc:
         "ms a PING may go unanswered before the connection closes and every owner on it is told `:timeout`."
+    ],
+    h2_max_control_frames_per_second: [
+      type: {:or_nil, {:integer, 1..@u32}},
+      default: 100,
+      native: true,
+      doc:
+        "SETTINGS and PING frames an HTTP/2 client may send per second, beyond one for each DATA or HEADERS frame the server sent it (SETTINGS and PING floods, CVE-2019-9512 and CVE-2019-9515: h2 answers each, which costs CPU, not memory); past it, GOAWAY `ENHANCE_YOUR_CALM` and every owner on the connection is told `:closed`. `nil` for no limit."
     ],
     certfile: [
       type: {:or_nil, :string},

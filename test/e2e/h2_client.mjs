@@ -1,16 +1,18 @@
 // Node's built-in HTTP/2 client, for Crier's HTTP/2 e2e tests. Run as
 //
-//   node h2_client.mjs URL STREAMS
+//   node h2_client.mjs URL STREAMS [QUERY]
 //
-// It opens STREAMS streams on one connection (a self-signed certificate is accepted), prints
-// `open <i>` when stream i has its head and `event <i> <data>` for each SSE data line, and
+// It opens STREAMS streams on one connection (a self-signed certificate is accepted), each
+// for `/events?i=<i>` and QUERY after it, prints `info <i> <status> <link>` for each interim
+// (1xx) head of stream i, `open <i> <status>` when it has its head and `event <i> <data>` for
+// each SSE data line, and
 // reads commands on stdin: `close <i>` resets stream i (RST_STREAM CANCEL, as a browser does
 // when one EventSource closes), `quit` exits, so the socket closes (a FIN, no GOAWAY). It exits after
 // 30 s in any case.
 import http2 from 'node:http2';
 import readline from 'node:readline';
 
-const [url, streamsText] = process.argv.slice(2);
+const [url, streamsText, query = ''] = process.argv.slice(2);
 const say = (...fields) => process.stdout.write(fields.join(' ') + '\n');
 setTimeout(() => { say('timeout'); process.exit(2); }, 30000);
 
@@ -18,8 +20,9 @@ const session = http2.connect(url, { rejectUnauthorized: false });
 session.on('error', () => say('session-error'));
 const streams = [];
 for (let i = 0; i < Number(streamsText); i++) {
-  const stream = session.request({ ':path': `/events?i=${i}`, accept: 'text/event-stream' });
+  const stream = session.request({ ':path': `/events?i=${i}${query}`, accept: 'text/event-stream' });
   stream.setEncoding('utf8');
+  stream.on('headers', (headers) => say('info', i, headers[':status'], headers.link));
   stream.on('response', (headers) => say('open', i, headers[':status']));
   let buffer = '';
   stream.on('data', (chunk) => {

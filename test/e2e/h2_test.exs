@@ -2,7 +2,8 @@ defmodule Crier.E2E.H2Test do
   @moduledoc """
   HTTP/2 and HTTPS with real clients against a certificate made in the test: curl
   `--http2` and `--http1.1`, Node's built-in `http2` client (ten streams on one connection,
-  one reset, then the connection dropped), the npm `eventsource` package over HTTPS, and
+  one reset, then the connection dropped; a 103 Early Hints from `Crier.Conn.inform/3`
+  before the response), the npm `eventsource` package over HTTPS, and
   headless Chromium opening ten `EventSource`s to one origin, all live at once, then closing
   one: that owner is told, the others are not.
   """
@@ -35,7 +36,12 @@ defmodule Crier.E2E.H2Test do
   end
 
   defp handle(%{path: "/events"} = conn, test) do
-    i = conn.query |> URI.decode_query() |> Map.get("i")
+    query = URI.decode_query(conn.query)
+    i = query["i"]
+
+    if query["hints"],
+      do: :ok = Crier.Conn.inform(conn, 103, [{"link", "</app.css>; rel=preload"}])
+
     {:ok, conn} = Crier.Conn.send_chunked(conn, 200, [{"content-type", "text/event-stream"}])
     send(test, {:opened, i, conn.version})
     tick(conn, i, test)
@@ -95,6 +101,18 @@ defmodule Crier.E2E.H2Test do
     ])
   end
 
+  # Node's http2 client (h2_client.mjs) as a port, one line of its output per message.
+  defp h2_client(port, args) do
+    node = System.find_executable("node") || flunk("node is not installed")
+
+    Port.open({:spawn_executable, node}, [
+      :binary,
+      {:line, 1024},
+      {:cd, @e2e_dir},
+      args: ["h2_client.mjs", "https://localhost:#{port}" | args]
+    ])
+  end
+
   test "curl over HTTPS: --http2 gets HTTP/2, --http1.1 gets HTTP/1.1", %{port: port, cert: cert} do
     {out, 0} = curl(port, cert, "--http2")
     assert out =~ "new EventSource" and String.ends_with?(out, "2")
@@ -104,15 +122,7 @@ defmodule Crier.E2E.H2Test do
 
   test "Node's http2 client: ten streams on one connection, one reset, then the socket dropped",
        %{port: port, name: name} do
-    node = System.find_executable("node") || flunk("node is not installed")
-
-    client =
-      Port.open({:spawn_executable, node}, [
-        :binary,
-        {:line, 1024},
-        {:cd, @e2e_dir},
-        args: ["h2_client.mjs", "https://localhost:#{port}", "10"]
-      ])
+    client = h2_client(port, ["10"])
 
     for _ <- 1..10, do: assert_receive({:opened, _, :"HTTP/2"})
     for _ <- 1..10, do: assert_receive({^client, {:data, {:eol, "event " <> _}}})
@@ -123,6 +133,17 @@ defmodule Crier.E2E.H2Test do
     Port.command(client, "quit\n")
     closed = for _ <- 1..9, do: assert_receive({:closed, i, :closed}) && i
     assert Enum.sort(closed) == Enum.map(Enum.reject(0..9, &(&1 == 3)), &to_string/1)
+  end
+
+  test "Node's http2 client gets inform's 103 Early Hints ahead of the response", %{port: port} do
+    client = h2_client(port, ["1", "&hints=1"])
+
+    assert_receive {:opened, "0", :"HTTP/2"}
+    assert_receive {^client, {:data, {:eol, "info 0 103 </app.css>; rel=preload"}}}
+    assert_receive {^client, {:data, {:eol, "open 0 200"}}}
+    assert_receive {^client, {:data, {:eol, "event 0 0"}}}
+    Port.command(client, "quit\n")
+    assert_receive {:closed, "0", :closed}
   end
 
   test "the npm eventsource package reads events over HTTPS", %{port: port} do

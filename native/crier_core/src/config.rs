@@ -18,9 +18,13 @@ pub struct Limits {
     pub max_body: u64,
     /// Absolute time from the first byte of a request (or the connection's start) until its
     /// head is complete; a client that trickles bytes cannot hold a slot longer. A client that
-    /// sent part of a head gets 408; one that sent nothing is closed quietly. Default is 10 s.
+    /// sent part of a head gets 408; one that sent nothing is closed quietly. An HTTP/2
+    /// connection must open its first stream within it (else GOAWAY NO_ERROR). Default is
+    /// 10 s.
     pub header_timeout: Duration,
-    /// How long a keep-alive connection may sit idle between requests. Default is 60 s.
+    /// How long a keep-alive connection may sit idle between requests, and an HTTP/2
+    /// connection with no open stream between streams, which is then closed with GOAWAY
+    /// NO_ERROR. Default is 60 s.
     pub keepalive_timeout: Duration,
 }
 
@@ -121,6 +125,18 @@ pub struct H2Settings {
     /// How long a PING may go unanswered before the connection is closed and every owner
     /// on it told `timeout`. Default is 15 s.
     pub ping_timeout: std::time::Duration,
+    /// SETTINGS and PING frames a client may send per second (counted in one-second
+    /// windows, acknowledgements included), beyond one for each DATA or HEADERS frame the
+    /// server sent it; past it, the connection ends with GOAWAY ENHANCE_YOUR_CALM and every
+    /// owner on it is told `closed`. h2 answers each such frame and reads the next only
+    /// once its answer is written, so a flood holds no memory, but nothing bounds the CPU a
+    /// client that reads the answers makes the server spend (CVE-2019-9512, CVE-2019-9515).
+    /// Envoy, nginx and Go bound the answers queued, which h2 already does; gRPC servers
+    /// cut a client that PINGs past a rate with this same GOAWAY, and forgive PINGs that
+    /// follow data, as the DATA refund does here for clients that probe bandwidth with one
+    /// PING per DATA frame (hyper's and gRPC's BDP estimators). A browser sends a handful
+    /// per connection; `None` counts none. Default is 100.
+    pub max_control_frames_per_second: Option<u32>,
 }
 
 impl Default for H2Settings {
@@ -136,6 +152,7 @@ impl Default for H2Settings {
             max_send_buffer_size: 64 * 1024,
             ping_interval: Some(std::time::Duration::from_secs(30)),
             ping_timeout: std::time::Duration::from_secs(15),
+            max_control_frames_per_second: Some(100),
         }
     }
 }

@@ -12,11 +12,17 @@
 //! stream alone when the client resets it (RST_STREAM), and with an error for every stream
 //! when the connection ends (GOAWAY, FIN, RST, a dead peer found by the kernel, or a PING
 //! without answer), so every owner on it is told.
+//!
+//! The connection's own task ([`serve`]) runs h2 over a [`FrameWatch`] (SETTINGS and PING
+//! floods, a client's error GOAWAY), closes a connection that opens no stream within
+//! `header_timeout`, or is left with none for `keepalive_timeout`, with GOAWAY NO_ERROR, and
+//! on shutdown drains its streams, then closes.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
@@ -24,10 +30,12 @@ use bytes::{Bytes, BytesMut};
 use h2::server::SendResponse;
 use h2::{Ping, Reason, RecvStream, SendStream};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use tokio::time::{sleep_until, Instant};
 use tokio_rustls::server::TlsStream;
 
 use crate::connection::Connection;
+use crate::h2_watch::{Alarm, AlarmBell, FrameWatch};
 use crate::http::{BodyKind, HttpError, RequestHead, Version};
 use crate::report::CloseReason;
 use crate::reporter::Reporter;
@@ -35,8 +43,58 @@ use crate::shared::Shared;
 use crate::stats::GaugeGuard;
 use crate::tls::TlsInfo;
 
+/// h2's connection over the watched TLS stream.
+type H2Connection = h2::server::Connection<FrameWatch<TlsStream<TcpStream>>, Bytes>;
+
 /// Why a connection ended, when its streams should hear more than `closed`.
 type ConnectionEnd = Arc<OnceLock<CloseReason>>;
+
+/// Where a connection is in its life, as its task drives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Taking streams.
+    Open,
+    /// The server is stopping: a graceful GOAWAY went out, the open streams drain.
+    Draining,
+    /// Stopping, and the streams are done: h2 flushes their last frames and closes once
+    /// the client answers its shutdown PING; a client that does not is closed after
+    /// `close_grace`, the time closed streams get to flush their last bytes.
+    Drained,
+    /// A last GOAWAY is on its way (idle, drained, or a flood); h2 flushes it and closes,
+    /// within `send_timeout`.
+    Closing,
+}
+
+/// The streams open on one connection, each counted by the [`StreamHold`] its task holds;
+/// the connection is idle while there are none.
+#[derive(Debug, Default)]
+struct OpenStreams {
+    count: AtomicUsize,
+    none_left: Notify,
+}
+
+impl OpenStreams {
+    fn hold(self: &Arc<Self>) -> StreamHold {
+        self.count.fetch_add(1, AcqRel);
+        StreamHold(self.clone())
+    }
+
+    fn is_idle(&self) -> bool {
+        self.count.load(Acquire) == 0
+    }
+}
+
+/// One open stream's count in [`OpenStreams`], given back when its task ends.
+#[derive(Debug)]
+struct StreamHold(Arc<OpenStreams>);
+
+impl Drop for StreamHold {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, AcqRel) == 1 {
+            self.0.none_left.notify_one();
+        }
+    }
+}
 
 /// Serves an HTTP/2 connection whose TLS handshake chose `h2`, until it closes.
 pub(crate) async fn serve<N: Reporter>(stream: TlsStream<TcpStream>, shared: Arc<Shared<N>>) {
@@ -55,9 +113,11 @@ pub(crate) async fn serve<N: Reporter>(stream: TlsStream<TcpStream>, shared: Arc
         .max_pending_accept_reset_streams(settings.max_pending_accept_reset_streams)
         .max_local_error_reset_streams(Some(settings.max_local_error_reset_streams))
         .max_send_buffer_size(settings.max_send_buffer_size);
+    let bell = Arc::new(AlarmBell::default());
+    let watched = FrameWatch::new(stream, settings.max_control_frames_per_second, bell.clone());
     // The client's preface and SETTINGS are part of its head: the same deadline.
     let deadline = Instant::now() + shared.config.limits.header_timeout;
-    let handshake = builder.handshake::<_, Bytes>(stream);
+    let handshake = builder.handshake::<_, Bytes>(watched);
     let mut connection = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(connection)) => connection,
         _ => return,
@@ -69,23 +129,67 @@ pub(crate) async fn serve<N: Reporter>(stream: TlsStream<TcpStream>, shared: Arc
         settings.ping_timeout,
     );
     tokio::pin!(keepalive);
-    let mut stopping = false;
+    let streams = Arc::new(OpenStreams::default());
+    let idle_timeout = shared.config.limits.keepalive_timeout;
+    // As on HTTP/1.1: the first request (here, stream) within `header_timeout` of the
+    // accept, then `keepalive_timeout` of idleness between them.
+    let timer = sleep_until(deadline);
+    tokio::pin!(timer);
+    let mut phase = Phase::Open;
     loop {
+        if phase == Phase::Draining && streams.is_idle() {
+            phase = Phase::Drained;
+            timer
+                .as_mut()
+                .reset(Instant::now() + shared.config.close_grace);
+        }
+        let timed = match phase {
+            Phase::Open => streams.is_idle(),
+            Phase::Draining => false,
+            Phase::Drained | Phase::Closing => true,
+        };
         tokio::select! {
             accepted = connection.accept() => match accepted {
                 Some(Ok((request, respond))) => {
+                    if phase == Phase::Drained {
+                        // Sent before the client saw the GOAWAY: drained like the others.
+                        phase = Phase::Draining;
+                    }
                     let id = shared.next_conn.fetch_add(1, Relaxed);
+                    let hold = streams.hold();
                     let stream = Stream::open(request, respond, &shared, id, (peer, local), &tls, &end);
-                    shared.tasks.spawn(stream.run());
+                    shared.tasks.spawn(stream.run(hold));
                 }
                 // The connection ended: GOAWAY either way, a protocol error, FIN or RST.
                 Some(Err(_)) | None => break,
             },
-            _ = shared.stopping.cancelled(), if !stopping => {
+            _ = shared.stopping.cancelled(), if phase == Phase::Open => {
                 // GOAWAY: no new streams; the open ones drain as HTTP/1.1 connections do.
-                stopping = true;
+                phase = Phase::Draining;
                 connection.graceful_shutdown();
             }
+            _ = streams.none_left.notified(), if phase != Phase::Closing => {
+                // Idle from now on. A draining connection is done: the top of the loop
+                // sets its grace instead.
+                if phase == Phase::Open {
+                    timer.as_mut().reset(Instant::now() + idle_timeout);
+                }
+            }
+            _ = &mut timer, if timed => {
+                if phase == Phase::Closing {
+                    // The client takes no bytes: the GOAWAY cannot be flushed.
+                    break;
+                }
+                // Idle (no stream for `keepalive_timeout`), or drained and past the grace.
+                phase = close(&mut connection, Reason::NO_ERROR, &mut timer, &shared);
+            }
+            alarm = bell.rung(), if phase != Phase::Closing => match alarm {
+                Alarm::Flood => {
+                    phase = close(&mut connection, Reason::ENHANCE_YOUR_CALM, &mut timer, &shared);
+                }
+                // The client said the connection is broken: nothing more to send it.
+                Alarm::PeerFailed(_) => break,
+            },
             _ = &mut keepalive => {
                 let _ = end.set(CloseReason::Timeout);
                 break;
@@ -94,6 +198,22 @@ pub(crate) async fn serve<N: Reporter>(stream: TlsStream<TcpStream>, shared: Arc
     }
     // Dropping the connection ends every stream still open: each one's task sees its
     // `poll_reset` fail and reports the close.
+}
+
+/// Sends GOAWAY with `reason` and the last stream h2 took, resetting the streams still
+/// open (their owners are told `closed`); h2 then flushes it and closes, which must
+/// happen within `send_timeout`.
+fn close<N: Reporter>(
+    connection: &mut H2Connection,
+    reason: Reason,
+    timer: &mut std::pin::Pin<&mut tokio::time::Sleep>,
+    shared: &Shared<N>,
+) -> Phase {
+    connection.abrupt_shutdown(reason);
+    timer
+        .as_mut()
+        .reset(Instant::now() + shared.config.send_timeout);
+    Phase::Closing
 }
 
 /// Sends a PING after each `interval` and returns when one goes unanswered for `timeout`;
@@ -177,8 +297,9 @@ impl<N: Reporter> Stream<N> {
         }
     }
 
-    /// Serves the stream until it ends, then reports the close.
-    async fn run(mut self) {
+    /// Serves the stream until it ends, then reports the close; `_open` counts it among
+    /// its connection's open streams until then.
+    async fn run(mut self, _open: StreamHold) {
         let shared = self.connection.server.clone();
         let _task = GaugeGuard::new(&shared.stats.tasks);
         let reason = self.exchange().await;
@@ -219,14 +340,20 @@ impl<N: Reporter> Stream<N> {
                     self.reset(Reason::CANCEL);
                     return reason;
                 }
-            } else if view.finished || view.draining {
+            } else if view.draining {
+                // As on HTTP/1.1: the stream ends, and its owner is told `shutdown`. A
+                // response the stop cut short (a sized body) is reset, not ended, so the
+                // client cannot take it for whole; HTTP/1.1 closes the connection for that.
+                if view.finished || self.send.is_none() {
+                    self.end_stream();
+                } else {
+                    self.reset(Reason::CANCEL);
+                }
+                return CloseReason::Shutdown;
+            } else if view.finished {
                 self.end_stream();
                 self.connection.end_exchange();
-                return if view.draining {
-                    CloseReason::Shutdown
-                } else {
-                    CloseReason::Closed
-                };
+                return CloseReason::Closed;
             }
             let want_write = !out.is_empty();
             if want_write && stalled_since.is_none() {
@@ -330,10 +457,14 @@ impl<N: Reporter> Stream<N> {
             if let Some(end) = find_head_end(&self.head) {
                 let rest = self.head.split_off(end);
                 let head = std::mem::replace(&mut self.head, rest);
-                let Some(response) = response_of(&head) else {
-                    // An interim (1xx) head: h2 0.4 cannot send one; it is left out.
+                let response = response_of(&head);
+                if response.status().is_informational() {
+                    // `inform`: a HEADERS frame of its own, the final response still to come.
+                    self.respond
+                        .send_informational(response)
+                        .map_err(|_| CloseReason::Closed)?;
                     continue;
-                };
+                }
                 let send = self
                     .respond
                     .send_response(response, false)
@@ -483,22 +614,19 @@ const CONNECTION_SPECIFIC: [&str; 5] = [
     "upgrade",
 ];
 
-/// The final response a head encoded for HTTP/1.x stands for, or `None` for an interim one.
-/// The head was checked when the owner gave it, so a field that does not parse here cannot
-/// occur; it would be left out.
-fn response_of(head: &[u8]) -> Option<http::Response<()>> {
+/// The response, final or interim (1xx), a head encoded for HTTP/1.x stands for. The head
+/// was checked when the owner gave it, so a field that does not parse here cannot occur; it
+/// would be left out.
+fn response_of(head: &[u8]) -> http::Response<()> {
     let mut lines = head
         .split(|&b| b == b'\n')
         .map(|line| line.strip_suffix(b"\r").unwrap_or(line));
-    let status_line = lines.next()?;
+    let status_line = lines.next().unwrap_or_default();
     let code = status_line
         .split(|&b| b == b' ')
         .nth(1)
         .and_then(|code| std::str::from_utf8(code).ok()?.parse::<u16>().ok())
         .unwrap_or(500);
-    if code < 200 {
-        return None;
-    }
     let mut response = http::Response::new(());
     *response.status_mut() =
         http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
@@ -517,7 +645,7 @@ fn response_of(head: &[u8]) -> Option<http::Response<()>> {
             response.headers_mut().append(name, value);
         }
     }
-    Some(response)
+    response
 }
 
 fn far_future() -> Instant {
@@ -531,13 +659,15 @@ mod tests {
     #[test]
     fn a_head_becomes_a_response_without_connection_specific_fields() {
         let head = b"HTTP/2 200 OK\r\ncontent-type: text/event-stream\r\nX-A: 1\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n";
-        let response = response_of(head).unwrap();
+        let response = response_of(head);
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
         assert_eq!(response.headers()["x-a"], "1");
         assert!(!response.headers().contains_key("connection"));
         assert!(!response.headers().contains_key("transfer-encoding"));
-        assert!(response_of(b"HTTP/2 103 Early Hints\r\nlink: </a>\r\n\r\n").is_none());
+        let hints = response_of(b"HTTP/2 103 Early Hints\r\nlink: </a>\r\n\r\n");
+        assert_eq!(hints.status(), 103);
+        assert_eq!(hints.headers()["link"], "</a>");
         assert_eq!(find_head_end(head), Some(head.len()));
         assert_eq!(find_head_end(b"HTTP/2 200 OK\r\n"), None);
     }

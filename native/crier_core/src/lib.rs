@@ -17,6 +17,7 @@ pub mod config;
 pub mod connection;
 mod exchange;
 mod h2;
+mod h2_watch;
 pub mod http;
 pub mod hub;
 mod lifecycle;

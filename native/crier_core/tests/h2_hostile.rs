@@ -1,214 +1,17 @@
 //! Hostile HTTP/2 frames, sent by a raw frame client over TLS, each answered as RFC 9113
 //! asks (and as the named limits say) while a well-behaved client on another connection of
 //! the same server keeps its stream: rapid reset, oversized headers (an HPACK bomb's
-//! effect), CONTINUATION without end, and a window pushed past 2^31 - 1.
+//! effect), CONTINUATION without end, a window pushed past 2^31 - 1, and SETTINGS and PING
+//! floods, while a client that PINGs at a sane rate, or after each DATA frame, is never cut.
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::time::Duration;
 
 use crier_core::config::ServerConfig;
 use crier_core::report::CloseReason;
-use crier_core::tls::DEFAULT_ALPN;
-use rustls::pki_types::ServerName;
-use support::tls::Cert;
-use support::{Event, TestServer};
-
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const GOAWAY: u8 = 0x7;
-const WINDOW_UPDATE: u8 = 0x8;
-const CONTINUATION: u8 = 0x9;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const ACK: u8 = 0x1;
-const FLOW_CONTROL_ERROR: u32 = 0x3;
-const CANCEL: u32 = 0x8;
-const ENHANCE_YOUR_CALM: u32 = 0xb;
-
-struct Setup {
-    server: TestServer,
-    cert: Cert,
-}
-
-fn setup_with(config: ServerConfig) -> Setup {
-    let cert = Cert::new();
-    let quiet = ServerConfig {
-        heartbeat: None,
-        ..config
-    };
-    let server = TestServer::start(cert.server_config(&DEFAULT_ALPN, quiet));
-    Setup { server, cert }
-}
-
-fn setup() -> Setup {
-    setup_with(ServerConfig::default())
-}
-
-type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
-
-/// A raw HTTP/2 client: the preface and an empty SETTINGS sent, nothing else.
-fn raw_client(setup: &Setup) -> Tls {
-    let config = setup.cert.client_config(b"h2");
-    let session =
-        rustls::ClientConnection::new(config, ServerName::try_from("localhost").unwrap()).unwrap();
-    let tcp = TcpStream::connect(setup.server.addr()).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut client = rustls::StreamOwned::new(session, tcp);
-    client
-        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-        .unwrap();
-    send(&mut client, SETTINGS, 0, 0, &[]);
-    client
-}
-
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len() as u32;
-    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-    out.extend_from_slice(&stream.to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
-
-fn send(client: &mut Tls, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
-    client
-        .write_all(&frame(kind, flags, stream, payload))
-        .unwrap();
-}
-
-/// A GET's header block: `:method GET`, `:scheme https`, `:path /`, `:authority localhost`,
-/// from HPACK's static table, plus `extra` literal bytes.
-fn get_block(extra: &[u8]) -> Vec<u8> {
-    let mut block = vec![0x82, 0x87, 0x84, 0x41, 9];
-    block.extend_from_slice(b"localhost");
-    block.extend_from_slice(extra);
-    block
-}
-
-/// One frame the server sent: type, flags, stream, payload.
-struct Frame {
-    kind: u8,
-    flags: u8,
-    stream: u32,
-    payload: Vec<u8>,
-}
-
-fn read_frame(client: &mut Tls) -> Option<Frame> {
-    let mut head = [0u8; 9];
-    client.read_exact(&mut head).ok()?;
-    let len = (head[0] as usize) << 16 | (head[1] as usize) << 8 | head[2] as usize;
-    let mut payload = vec![0u8; len];
-    client.read_exact(&mut payload).ok()?;
-    Some(Frame {
-        kind: head[3],
-        flags: head[4],
-        stream: u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff,
-        payload,
-    })
-}
-
-/// Reads frames until one matches `wanted`; `None` if the connection ends first.
-fn until(client: &mut Tls, wanted: impl Fn(&Frame) -> bool) -> Option<Frame> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let frame = read_frame(client)?;
-        if wanted(&frame) {
-            return Some(frame);
-        }
-    }
-    None
-}
-
-fn code(payload: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([
-        payload[at],
-        payload[at + 1],
-        payload[at + 2],
-        payload[at + 3],
-    ])
-}
-
-fn goaway_code(client: &mut Tls) -> Option<u32> {
-    until(client, |f| f.kind == GOAWAY).map(|f| code(&f.payload, 4))
-}
-
-/// The connection still answers: a PING comes back acknowledged.
-fn answers_ping(client: &mut Tls) -> bool {
-    send(client, PING, 0, 0, b"crier!!!");
-    until(client, |f| f.kind == PING && f.flags & ACK != 0)
-        .is_some_and(|f| f.payload == b"crier!!!")
-}
-
-/// A well-behaved stream on its own connection, raw too: its owner streams, and its data
-/// still arrives after the attack.
-struct Victim {
-    client: Tls,
-    connection: support::TestConnection,
-    exchange: u64,
-}
-
-/// Opens stream 1 on `client` as a GET, has owner `owner` stream an SSE head on it, and
-/// waits for the head.
-fn open_sse(setup: &Setup, client: &mut Tls, owner: u32) -> (support::TestConnection, u64) {
-    send(
-        client,
-        HEADERS,
-        END_STREAM | END_HEADERS,
-        1,
-        &get_block(&[]),
-    );
-    let (connection, exchange, _) = setup.server.next_request(owner);
-    let headers = [("content-type", "text/event-stream")];
-    connection
-        .send_chunked(exchange, 200, None, &headers, true)
-        .unwrap();
-    until(client, |f| f.kind == HEADERS && f.stream == 1).expect("the stream's head");
-    (connection, exchange)
-}
-
-fn victim(setup: &Setup) -> Victim {
-    let mut client = raw_client(setup);
-    let (connection, exchange) = open_sse(setup, &mut client, 1000);
-    Victim {
-        client,
-        connection,
-        exchange,
-    }
-}
-
-impl Victim {
-    fn still_streams(&mut self) {
-        self.connection
-            .chunk(self.exchange, b"data: fine\n\n")
-            .unwrap();
-        let data = until(&mut self.client, |f| f.kind == DATA && f.stream == 1)
-            .expect("the victim's data");
-        assert_eq!(data.payload, b"data: fine\n\n");
-    }
-}
-
-/// Takes every report for `wait`, answering none; returns the close reports.
-fn drain_reports(server: &TestServer, wait: Duration) -> Vec<(u32, CloseReason)> {
-    let mut closes = Vec::new();
-    let deadline = Instant::now() + wait;
-    let mut events = server.events.lock().unwrap();
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        let next = server
-            .runtime
-            .block_on(async { tokio::time::timeout(left, events.recv()).await });
-        match next {
-            Ok(Some(Event::Closed { owner, reason, .. })) => closes.push((owner, reason)),
-            Ok(Some(_)) => {}
-            _ => break,
-        }
-    }
-    closes
-}
+use support::raw_h2::*;
 
 #[test]
 fn rapid_reset_ends_the_connection_with_enhance_your_calm() {
@@ -339,15 +142,7 @@ fn a_peer_that_answers_no_ping_is_closed_and_every_owner_on_it_told_timeout() {
     );
     for owner in [1, 2] {
         let (connection, exchange, _) = setup.server.next_request(owner);
-        connection
-            .send_chunked(
-                exchange,
-                200,
-                None,
-                &[("content-type", "text/event-stream")],
-                true,
-            )
-            .unwrap();
+        support::sse_head(&connection, exchange);
     }
     let mut closes = drain_reports(&setup.server, Duration::from_secs(3));
     closes.sort_by_key(|c| c.0);
@@ -356,4 +151,101 @@ fn a_peer_that_answers_no_ping_is_closed_and_every_owner_on_it_told_timeout() {
         vec![(1, CloseReason::Timeout), (2, CloseReason::Timeout)]
     );
     drop(silent);
+}
+
+/// Sends `count` copies of one frame at once, then reads what the server answers until its
+/// GOAWAY: the GOAWAY's code and how many of those frames were acknowledged before it.
+fn flood(client: &mut Tls, kind: u8, payload: &[u8], count: usize) -> (Option<u32>, usize) {
+    let mut burst = Vec::new();
+    for _ in 0..count {
+        burst.extend(frame(kind, 0, 0, payload));
+    }
+    let _ = client.write_all(&burst);
+    let mut acks = 0;
+    let goaway = until(client, |f| {
+        if f.kind == kind && f.flags & ACK != 0 {
+            acks += 1;
+        }
+        f.kind == GOAWAY
+    });
+    (goaway.map(|f| code(&f.payload, 4)), acks)
+}
+
+/// Floods a connection with frames of `kind`, on which owner 7 streams when `with_stream`:
+/// the flood ends it with GOAWAY ENHANCE_YOUR_CALM, few of the frames are answered (those
+/// past the budget never reached h2), owner 7 is told `closed`, and a victim on
+/// another connection still streams and is told nothing.
+fn flood_is_cut(kind: u8, payload: &[u8], with_stream: bool) {
+    let setup = setup();
+    let limit = ServerConfig::default()
+        .h2
+        .max_control_frames_per_second
+        .unwrap() as usize;
+    let mut victim = victim(&setup);
+    let mut attacker = raw_client(&setup);
+    if with_stream {
+        open_sse(&setup, &mut attacker, 7);
+    }
+    let (goaway, acks) = flood(&mut attacker, kind, payload, 10 * limit);
+    assert_eq!(goaway, Some(ENHANCE_YOUR_CALM));
+    // Twice the budget at most: a one-second window may turn during the flood.
+    assert!(acks <= 2 * limit, "{acks} of the flood's frames answered");
+    if with_stream {
+        assert_eq!(
+            next_closes(&setup.server, 1),
+            vec![(7, CloseReason::Closed)]
+        );
+    }
+    victim.still_streams();
+    assert!(drain_reports(&setup.server, Duration::from_millis(200)).is_empty());
+}
+
+#[test]
+fn a_ping_flood_ends_the_connection_with_enhance_your_calm_and_tells_its_owner() {
+    flood_is_cut(PING, b"flooding", true);
+}
+
+#[test]
+fn a_settings_flood_ends_the_connection_with_enhance_your_calm() {
+    flood_is_cut(SETTINGS, &[], false);
+}
+
+#[test]
+fn a_client_that_pings_at_a_sane_rate_is_never_cut() {
+    let mut config = ServerConfig::default();
+    config.h2.max_control_frames_per_second = Some(20);
+    let setup = setup_with(config);
+    let mut client = raw_client(&setup);
+    let (connection, exchange) = open_sse(&setup, &mut client, 1);
+    // Ten a second for two and a half seconds: past the budget of one second in all, within
+    // it in every second.
+    for _ in 0..25 {
+        assert!(answers_ping(&mut client), "a PING went unanswered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    connection.chunk(exchange, b"data: on\n\n").unwrap();
+    let data = until(&mut client, |f| f.kind == DATA || f.kind == GOAWAY).expect("data");
+    assert_eq!(data.kind, DATA);
+    assert!(drain_reports(&setup.server, Duration::from_millis(100)).is_empty());
+}
+
+#[test]
+fn a_client_that_pings_after_each_data_frame_is_never_cut() {
+    let mut config = ServerConfig::default();
+    config.h2.max_control_frames_per_second = Some(20);
+    let setup = setup_with(config);
+    let mut client = raw_client(&setup);
+    let (connection, exchange) = open_sse(&setup, &mut client, 1);
+    // A bandwidth probe (hyper's and gRPC's BDP estimators): a PING for each DATA frame
+    // received, three times the budget of a second, in well under one.
+    for _ in 0..60 {
+        connection.chunk(exchange, b"data: on\n\n").unwrap();
+        let data = until(&mut client, |f| f.kind == DATA || f.kind == GOAWAY).expect("data");
+        assert_eq!(data.kind, DATA, "cut after DATA");
+        assert!(
+            answers_ping(&mut client),
+            "a PING after DATA went unanswered"
+        );
+    }
+    assert!(drain_reports(&setup.server, Duration::from_millis(100)).is_empty());
 }

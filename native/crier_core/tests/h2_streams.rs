@@ -15,7 +15,7 @@ use crier_core::report::CloseReason;
 use crier_core::tls::{Alpn, DEFAULT_ALPN};
 use rustls::pki_types::ServerName;
 use support::tls::Cert;
-use support::{Event, TestConnection, TestServer};
+use support::{stream_one_event, succeeded, Event, TestConnection, TestServer};
 
 const HEADERS: &[(&str, &str)] = &[("content-type", "text/event-stream")];
 
@@ -232,37 +232,81 @@ fn broadcasts_reach_http2_subscribers_unframed() {
     );
 }
 
-#[test]
-fn curl_speaks_http2_over_tls() {
-    let cert = cert();
-    let dir = std::env::temp_dir().join(format!("crier-h2-{}", std::process::id()));
+/// Runs `curl --http2 -v` on `path` against `server`, on a thread; `cert` is trusted.
+fn curl(
+    server: &TestServer,
+    cert: &Cert,
+    path: &str,
+) -> std::thread::JoinHandle<std::process::Output> {
+    let dir = std::env::temp_dir().join(format!(
+        "crier-h2-{}-{}",
+        std::process::id(),
+        server.addr().port()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let ca = dir.join("cert.pem");
     std::fs::write(&ca, &cert.pem).unwrap();
-    let server = h2_server(&cert, ServerConfig::default());
     let port = server.addr().port();
-    let curl = std::thread::spawn(move || {
-        std::process::Command::new("curl")
-            .args(["-sS", "--http2", "--max-time", "10", "--cacert"])
+    let url = format!("https://localhost:{port}{path}");
+    std::thread::spawn(move || {
+        let output = std::process::Command::new("curl")
+            .args(["-sS", "-v", "--http2", "--max-time", "10", "--cacert"])
             .arg(&ca)
             .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
             .args(["-w", "\n%{http_version}"])
-            .arg(format!("https://localhost:{port}/events"))
+            .arg(url)
             .output()
-            .expect("curl runs")
-    });
+            .expect("curl runs");
+        let _ = std::fs::remove_dir_all(dir);
+        output
+    })
+}
+
+#[test]
+fn curl_speaks_http2_over_tls() {
+    let cert = cert();
+    let server = h2_server(&cert, ServerConfig::default());
+    let curl = curl(&server, &cert, "/events");
     let (connection, exchange, head) = server.next_request(1);
     assert_eq!(head.version, Version::Http2);
     assert_eq!(head.tls.as_ref().and_then(|t| t.alpn), Some(Alpn::H2));
-    connection
-        .send_chunked(exchange, 200, None, HEADERS, true)
-        .unwrap();
-    connection.chunk(exchange, b"data: one\n\n").unwrap();
-    assert!(connection.finish(exchange));
-    let output = curl.join().unwrap();
-    assert!(output.status.success(), "curl failed: {output:?}");
+    stream_one_event(&connection, exchange);
+    let output = succeeded(curl);
     assert_eq!(String::from_utf8_lossy(&output.stdout), "data: one\n\n\n2");
-    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn inform_sends_a_1xx_headers_frame_before_the_response() {
+    let cert = cert();
+    let server = h2_server(&cert, ServerConfig::default());
+    let curl = curl(&server, &cert, "/hints");
+    let (connection, exchange, _) = server.next_request(1);
+    let link = [("link", "</app.css>; rel=preload")];
+    connection.inform(exchange, 103, None, &link).unwrap();
+    connection
+        .inform(exchange, 103, None, &[("link", "</app.js>; rel=preload")])
+        .unwrap();
+    stream_one_event(&connection, exchange);
+    let output = succeeded(curl);
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "data: one\n\n\n2");
+    // curl -v prints each head it receives, interim ones too, in order.
+    let trace = String::from_utf8_lossy(&output.stderr);
+    let heads: Vec<&str> = trace
+        .lines()
+        .filter_map(|line| line.strip_prefix("< "))
+        .filter(|line| line.starts_with("HTTP/2 ") || line.starts_with("link: "))
+        .collect();
+    assert_eq!(
+        heads,
+        [
+            "HTTP/2 103 ",
+            "link: </app.css>; rel=preload",
+            "HTTP/2 103 ",
+            "link: </app.js>; rel=preload",
+            "HTTP/2 200 ",
+        ],
+        "{trace}"
+    );
 }
 
 #[test]

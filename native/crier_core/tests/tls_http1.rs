@@ -269,14 +269,11 @@ fn curl_speaks_http11_over_tls() {
             .expect("curl runs")
     });
     let (connection, exchange, _) = server.next_request(1);
-    connection
-        .send_chunked(exchange, 200, None, HEADERS, true)
-        .unwrap();
-    connection.chunk(exchange, b"data: one\n\n").unwrap();
-    assert!(connection.finish(exchange));
-    let output = curl.join().unwrap();
-    let body = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "curl failed: {output:?}");
-    assert_eq!(body, "data: one\n\n\n1.1");
+    support::stream_one_event(&connection, exchange);
+    let output = support::succeeded(curl);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "data: one\n\n\n1.1"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -111,6 +111,17 @@ fn ms(map: Term, key: &str) -> Checked<Duration> {
     Ok(Duration::from_millis(uint(map, key)?))
 }
 
+/// A count that fits 32 bits, or `nil` for no limit.
+fn optional_u32(map: Term, key: &str) -> Checked<Option<u32>> {
+    let term = field(map, key)?;
+    if is_nil(term) {
+        return Ok(None);
+    }
+    term.decode::<u32>()
+        .map(Some)
+        .map_err(|_| Invalid(format!("{key} must be an integer below 2^32 or nil")))
+}
+
 /// Milliseconds, or `nil` for off.
 fn optional_ms(map: Term, key: &str) -> Checked<Option<Duration>> {
     let term = field(map, key)?;
@@ -166,6 +177,7 @@ pub fn decode_config(map: Term) -> Checked<(ServerConfig, usize)> {
             max_pending_accept_reset_streams: size(map, "h2_max_pending_accept_reset_streams")?,
             ping_interval: optional_ms(map, "h2_ping_interval")?,
             ping_timeout: ms(map, "h2_ping_timeout")?,
+            max_control_frames_per_second: optional_u32(map, "h2_max_control_frames_per_second")?,
             ..H2Settings::default()
         },
     };

@@ -188,20 +188,20 @@ pub fn keeps_alive<N: AsRef<[u8]>, V: AsRef<[u8]>>(
 }
 
 /// The head of an interim (1xx) response, or `None` on HTTP/1.0, which has no interim
-/// responses (RFC 9110 section 15.2), and on HTTP/2. The status line carries `reason` when given, else
-/// Crier's phrase. The reason and headers must have passed [`check_head`].
+/// responses (RFC 9110 section 15.2). On HTTP/2 the head becomes a HEADERS frame of its
+/// own. The status line carries `reason` when given, else Crier's phrase. The reason and
+/// headers must have passed [`check_head`].
 pub fn informational_head<N: AsRef<[u8]>, V: AsRef<[u8]>>(
     version: Version,
     status: u16,
     reason: Option<&[u8]>,
     headers: &[(N, V)],
 ) -> Option<Bytes> {
-    // HTTP/2 has interim responses, but h2 0.4 has no call to send one: they are left out.
-    if version != Version::Http11 {
+    if version == Version::Http10 {
         return None;
     }
     let mut head = BytesMut::with_capacity(64);
-    head.put_slice(b"HTTP/1.1 ");
+    head.put_slice(status_line_start(version));
     head.put_slice(status.to_string().as_bytes());
     head.put_u8(b' ');
     head.put_slice(reason.unwrap_or(reason_phrase(status).as_bytes()));
@@ -257,6 +257,15 @@ pub fn asks_close<N: AsRef<[u8]>, V: AsRef<[u8]>>(headers: &[(N, V)]) -> bool {
     })
 }
 
+/// The version and space a status line starts with.
+fn status_line_start(version: Version) -> &'static [u8] {
+    match version {
+        Version::Http10 => b"HTTP/1.0 ",
+        Version::Http11 => b"HTTP/1.1 ",
+        Version::Http2 => b"HTTP/2 ",
+    }
+}
+
 /// Encodes a response head. The status line carries `reason`, which must have passed
 /// [`check_reason`], or else [`reason_phrase`]'s. Headers must have passed [`check_header`];
 /// they are written as given, case preserved, except framing headers, which follow `framing`. A `date` header is
@@ -277,11 +286,7 @@ where
     V: AsRef<[u8]>,
 {
     let mut out = BytesMut::with_capacity(256);
-    out.put_slice(match version {
-        Version::Http10 => b"HTTP/1.0 ",
-        Version::Http11 => b"HTTP/1.1 ",
-        Version::Http2 => b"HTTP/2 ",
-    });
+    out.put_slice(status_line_start(version));
     out.put_slice(status.to_string().as_bytes());
     out.put_u8(b' ');
     out.put_slice(reason.unwrap_or(reason_phrase(status).as_bytes()));
@@ -651,6 +656,8 @@ mod tests {
             CONTINUE
         );
         assert!(informational_head(Version::Http10, 103, None, none).is_none());
+        let h2 = informational_head(Version::Http2, 103, None, none).unwrap();
+        assert_eq!(&h2[..], b"HTTP/2 103 Early Hints\r\n\r\n");
         let own = informational_head(Version::Http11, 103, Some(&b"Hints"[..]), none).unwrap();
         assert_eq!(&own[..], b"HTTP/1.1 103 Hints\r\n\r\n");
         assert_eq!(check_informational(103), Ok(103));

@@ -16,6 +16,7 @@ use crier_core::reporter::Reporter;
 use crier_core::server::Server;
 use tokio::sync::mpsc;
 
+pub mod raw_h2;
 pub mod tls;
 
 /// Everything the core reports, in order.
@@ -190,4 +191,26 @@ pub fn read_to_end(client: &mut TcpStream) -> Vec<u8> {
     let mut got = Vec::new();
     let _ = client.read_to_end(&mut got);
     got
+}
+
+/// Has owner side `connection` send an SSE response's head.
+pub fn sse_head(connection: &TestConnection, exchange: u64) {
+    let headers = [("content-type", "text/event-stream")];
+    connection
+        .send_chunked(exchange, 200, None, &headers, true)
+        .unwrap();
+}
+
+/// Has owner side `connection` stream an SSE head, one event (`data: one`) and the end.
+pub fn stream_one_event(connection: &TestConnection, exchange: u64) {
+    sse_head(connection, exchange);
+    connection.chunk(exchange, b"data: one\n\n").unwrap();
+    assert!(connection.finish(exchange));
+}
+
+/// The output of a client command run on a thread, once it succeeded.
+pub fn succeeded(command: std::thread::JoinHandle<std::process::Output>) -> std::process::Output {
+    let output = command.join().unwrap();
+    assert!(output.status.success(), "the client failed: {output:?}");
+    output
 }
