@@ -3,6 +3,11 @@
 # It prints "listening on 127.0.0.1:<port> pid <os pid>" and serves the endpoint contract
 # of bench/README.md until BENCH_MAX_SECS (default 3600) have passed.
 #
+# With BENCH_TLS_CERTFILE and BENCH_TLS_KEYFILE (PEM) it also starts a second Crier server,
+# :bench_tls, in the same VM with the same handler, serving HTTPS: HTTP/1.1 and HTTP/2 by
+# ALPN. It prints "tls listening on 127.0.0.1:<port>" first. Publishes go to both servers'
+# topics and /stats adds both up, so a client sees the same endpoints on either port.
+#
 #   GET  /sse?id=X      SSE stream owned by the handler process, which waits in `receive`
 #                       for Crier's close message and records when it came (handler mode)
 #   GET  /sub?id=X      SSE stream handed to topic "bench" (or ?topic=T); the handler returns
@@ -19,16 +24,44 @@
 
 defmodule CrierBench do
   @name :bench
+  @tls_name :bench_tls
 
   def main do
     :ets.new(:closes, [:duplicate_bag, :public, :named_table, write_concurrency: true])
     :ets.new(:holders, [:set, :public, :named_table, write_concurrency: true])
     :persistent_term.put({__MODULE__, :counters}, :counters.new(4, [:write_concurrency]))
     {:ok, _} = Crier.start_link(name: @name, port: 0, handler: {CrierBench.Handler, []})
+    :persistent_term.put({__MODULE__, :servers}, [@name | start_tls()])
     IO.puts("listening on 127.0.0.1:#{Crier.port(@name)} pid #{System.pid()}")
     max_secs = String.to_integer(System.get_env("BENCH_MAX_SECS", "3600"))
     Process.sleep(max_secs * 1000)
   end
+
+  # The HTTPS server beside the plain one, when the environment names a certificate.
+  defp start_tls do
+    case {System.get_env("BENCH_TLS_CERTFILE"), System.get_env("BENCH_TLS_KEYFILE")} do
+      {cert, key} when is_binary(cert) and is_binary(key) ->
+        {:ok, _} =
+          Crier.start_link(
+            name: @tls_name,
+            port: 0,
+            certfile: cert,
+            keyfile: key,
+            # Room for every stream of a run on one HTTP/2 connection (the default, 256, is
+            # a browser's tabs); only a limit, nothing is set aside per stream.
+            h2_max_concurrent_streams: 20_000,
+            handler: {CrierBench.Handler, []}
+          )
+
+        IO.puts("tls listening on 127.0.0.1:#{Crier.port(@tls_name)}")
+        [@tls_name]
+
+      _ ->
+        []
+    end
+  end
+
+  def servers, do: :persistent_term.get({__MODULE__, :servers})
 
   # counters: 1 owned streams open, 2 unused, 3 owners told, 4 published
   def cnt, do: :persistent_term.get({__MODULE__, :counters})
@@ -89,7 +122,8 @@ defmodule CrierBench do
 
   defp broadcast(seq) do
     data = Integer.to_string(seq) <> " " <> Integer.to_string(System.os_time(:nanosecond))
-    :ok = Crier.broadcast(@name, "bench", %Crier.Event{data: data})
+    event = %Crier.Event{data: data}
+    for server <- servers(), do: :ok = Crier.broadcast(server, "bench", event)
   end
 
   defp wait_until(t) do
@@ -100,7 +134,7 @@ defmodule CrierBench do
   # ------------------------------------------------------------------ stats
 
   def stats_json do
-    s = Crier.stats(@name)
+    s = servers() |> Enum.map(&Crier.stats/1) |> Enum.reduce(&add_stats/2)
     closes = Map.get(s, :closes, [])
 
     overflow =
@@ -116,6 +150,14 @@ defmodule CrierBench do
       ~s("owned_open":#{:counters.get(cnt(), 1)},"closed_told":#{:counters.get(cnt(), 3)},) <>
       ~s("overflow":#{overflow},"holders":#{:ets.info(:holders, :size)},) <>
       ~s("processes":#{:erlang.system_info(:process_count)}#{extra}}\n)
+  end
+
+  # Two servers' stats as one: integers add up, the rest is the first server's.
+  defp add_stats(a, b) do
+    Map.merge(b, a, fn
+      _k, x, y when is_integer(x) and is_integer(y) -> x + y
+      _k, _x, y -> y
+    end)
   end
 
   def closes_text do

@@ -258,6 +258,128 @@ def churn_section(res, out):
     out.append("")
 
 
+PROTOCOL_LABELS = {"h1": "HTTP/1.1, TCP", "h1tls": "HTTP/1.1, TLS",
+                   "h2conn": "HTTP/2, a connection per stream",
+                   "h2one": "HTTP/2, all streams on one connection"}
+
+
+def protocol_label(name):
+    if name.startswith("h2mux"):
+        return f"HTTP/2, {name[len('h2mux'):]} streams per connection"
+    return PROTOCOL_LABELS.get(name, name)
+
+
+def spread(values, d=2):
+    """'lo-hi' over rounds, or '' for one round."""
+    v = [x for x in values if x is not None]
+    if len(v) < 2:
+        return ""
+    return f" ({min(v):.{d}f}-{max(v):.{d}f})"
+
+
+def protocols_section(res, out):
+    c = res["targets"].get("crier", {})
+    keys = [k for k in c if k.startswith("h2fanout_")]
+    tc = c.get("tlschurn")
+    if not keys and not tc:
+        return
+    p = res["params"]
+    out.append("## 7 and 8. TLS and HTTP/2 (Crier)\n")
+    skipped = [label(res, n) for n in targets(res) if n != "crier"]
+    out.append(
+        "The same Crier server (BEAM and NIF, `crier_server.exs`) listens on a plain port and, "
+        "beside it in the same VM, on a TLS port (a self-signed ECDSA P-256 certificate made "
+        "for the run with `openssl`; rustls with ring, TLS 1.3; HTTP/2 or HTTP/1.1 by ALPN); a "
+        "publish goes to the subscribers of both. The load generator speaks HTTP/1.1 on TCP, "
+        "HTTP/1.1 over TLS (tokio-rustls) and HTTP/2 over TLS (the `h2` crate), through the "
+        "same event counting. "
+        + (f"Not run for {', '.join(skipped)}: they serve no TLS or HTTP/2 here. " if skipped else "")
+        + "\n")
+    for key in keys:
+        r = c[key]
+        if "error" in r:
+            out.append(f"Protocol fan-out failed: {r['error']}\n")
+            continue
+        n, rounds = r["subscribers"], r["rounds"]
+        out.append(f"### Fan-out to {n:,} subscribers by protocol\n")
+        out.append(
+            f"{p['events']} events to {n:,} `/sub` subscribers, *paced* (one every "
+            f"{r['interval_us'] / 1000:g} ms: each event is its own write, TLS record or DATA "
+            f"frame) and *b2b* (back to back: queued events go out together), over each "
+            f"protocol in turn, each on a fresh server; {len(rounds)} round"
+            f"{'s' if len(rounds) != 1 else ''} with the protocols in a rotating order. "
+            "Figures are medians over rounds (range in brackets). CPU is the server process's "
+            "thread run time per delivered event, as in section 2 (it includes the BEAM's "
+            "schedulers spinning while idle, most of a paced run); memory is the server's RSS "
+            "growth per stream once all are open, from a fresh server (TLS: rustls's session "
+            "and buffers; HTTP/2: h2's connection and stream state).\n")
+        hdr = ["protocol", "connections", "paced CPU us/event", "x HTTP/1.1",
+               "b2b CPU us/event", "x HTTP/1.1", "b2b events/s", "paced p50 ms", "paced p99 ms",
+               "RSS B/stream", "x HTTP/1.1", "all delivered"]
+        out.append("| " + " | ".join(hdr) + " |")
+        out.append("|" + "---|" * len(hdr))
+        med = r["median"]
+        ref = med.get("h1", {})
+        per = r.get("streams_per_conn", 1)
+        for name in r["variants"]:
+            m = med.get(name)
+            if not m:
+                continue
+            pm, bm = m["modes"].get("paced", {}), m["modes"].get("b2b", {})
+            got = [rnd[name] for rnd in rounds if name in rnd]
+            conns = m.get("connections") or (n if not name.startswith("h2mux") else -(-n // per))
+            out.append("| " + " | ".join([
+                protocol_label(name), fmt(conns),
+                fmt(pm.get("us_per_event"), 2) + spread(g["modes"]["paced"].get("us_per_event") for g in got),
+                ratio(pm.get("us_per_event"), ref.get("modes", {}).get("paced", {}).get("us_per_event")),
+                fmt(bm.get("us_per_event"), 2) + spread(g["modes"]["b2b"].get("us_per_event") for g in got),
+                ratio(bm.get("us_per_event"), ref.get("modes", {}).get("b2b", {}).get("us_per_event")),
+                fmt(bm.get("events_per_s"), 0), ms(pm.get("p50_us")), ms(pm.get("p99_us")),
+                fmt(m.get("rss_per_stream"), 0), ratio(m.get("rss_per_stream"), ref.get("rss_per_stream")),
+                "yes" if m.get("complete") else "no"]) + " |")
+        out.append("")
+        for mode in ("paced", "b2b"):
+            out.append(f"![latency CDF by protocol {n} {mode}](plots/protocols_latency_cdf_{n}_{mode}.png)")
+        out.append("")
+    if tc:
+        out.append("### TLS handshake cost (churn)\n")
+        if "error" in tc:
+            out.append(f"Failed: {tc['error']}\n")
+            return
+        rounds = tc["rounds"]
+        out.append(
+            f"{tc['concurrency']} client tasks connect, read the response head of `/sse` and "
+            f"close, in a loop, for {tc['secs']} s, over plain TCP and over TLS (a full TLS 1.3 "
+            "handshake each time: the client resumes no session), against the same server, "
+            f"{len(rounds)} rounds alternating which goes first; medians over rounds (range in "
+            "brackets). Server CPU is its thread run time over the run divided by connections. "
+            "The client's handshakes share the 2 cores, so connections/s falls with the "
+            "client's cost too; CPU per connection is the server's alone.\n")
+        hdr = ["transport", "connections/s", "x TCP", "server CPU us/conn", "x TCP",
+               "head p50 ms", "head p99 ms", "errors"]
+        out.append("| " + " | ".join(hdr) + " |")
+        out.append("|" + "---|" * len(hdr))
+        med = tc["median"]
+        for kind, lab in (("tcp", "plain TCP (connects/s)"), ("tls", "TLS (handshakes/s)")):
+            m = med[kind]
+            out.append("| " + " | ".join([
+                lab, fmt(m["per_s"], 0) + spread((rnd[kind]["per_s"] for rnd in rounds), 0),
+                ratio(m["per_s"], med["tcp"]["per_s"]),
+                fmt(m["cpu_us_per_conn"], 0) + spread((rnd[kind]["cpu_us_per_conn"] for rnd in rounds), 0),
+                ratio(m["cpu_us_per_conn"], med["tcp"]["cpu_us_per_conn"]),
+                ms(m["head_p50_us"]), ms(m["head_p99_us"]),
+                fmt(sum(rnd[kind]["errors"] for rnd in rounds))]) + " |")
+        extra = [rnd["tls"]["cpu_us_per_conn"] - rnd["tcp"]["cpu_us_per_conn"] for rnd in rounds
+                 if rnd["tls"].get("cpu_us_per_conn") and rnd["tcp"].get("cpu_us_per_conn")]
+        if extra:
+            mid = sorted(extra)[len(extra) // 2] if len(extra) % 2 else sum(sorted(extra)[len(extra) // 2 - 1:len(extra) // 2 + 1]) / 2
+            out.append(
+                f"\nA TLS connection costs the server about {mid:,.0f} us of CPU more than a plain "
+                f"one (median over rounds of the difference within a round; per round: "
+                f"{', '.join(f'{e:,.0f}' for e in extra)} us).\n")
+        out.append("")
+
+
 def goals_section(res, out):
     t = res["targets"]
     c, raw = t.get("crier", {}), t.get("raw", {})
@@ -316,16 +438,22 @@ def goals_section(res, out):
 
 
 def main():
-    src, dst = sys.argv[1], sys.argv[2]
+    # --protocols-only: the TLS and HTTP/2 section alone (bench/PROTOCOLS.md, for a run of
+    # just those scenarios: `bench/run --only crier --scenarios h2fanout,tlschurn`).
+    args = [x for x in sys.argv[1:] if x != "--protocols-only"]
+    only_protocols = len(args) < len(sys.argv) - 1
+    src, dst = args[0], args[1]
     with open(src) as f:
         res = json.load(f)
     m, v = res["machine"], res["versions"]
-    out = ["# Crier benchmark results\n"]
+    out = ["# Crier benchmark results" + (": TLS and HTTP/2" if only_protocols else "") + "\n"]
     out.append(
         f"Run {res['started']} to {res.get('finished', '(unfinished)')}, "
-        f"{'quick (small counts)' if res['quick'] else 'full'}, by `bench/run`"
-        f"{' --quick' if res['quick'] else ''}. How it is measured: [README.md](README.md). "
-        "Raw data: [results.json](results.json).\n")
+        f"{'quick (small counts)' if res['quick'] else 'full'}, by `bench/run"
+        f"{''.join(' ' + x for x in res['args']) if 'args' in res else (' --quick' if res['quick'] else '')}`. "
+        "How it is measured: [README.md](README.md). "
+        + ("Raw data: [protocols.json](protocols.json).\n" if only_protocols
+           else "Raw data: [results.json](results.json).\n"))
     machine_line = ("**Machine:** " + f"{m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, {m['os']}, "
                     f"Linux {m['kernel']}, open-file limit {m['fd_limit']:,} per process. The load "
                     "generator runs on the same machine and shares the cores with the server.")
@@ -339,11 +467,20 @@ def main():
     out.append("**Versions:** " + ", ".join(f"{k} {val}" for k, val in v.items()) + "\n")
     out.append("**Targets:** " + ", ".join(label(res, n) for n in targets(res)) + ". "
                "Ratios are to Crier in the same run (below 1x means less than Crier).\n")
+    if only_protocols:
+        out.append("These figures were taken apart from a complete run: `RESULTS.md` keeps the last "
+                   "complete run (with its peers), and a complete `bench/run` writes this section "
+                   "there too.\n")
+        protocols_section(res, out)
+        with open(dst, "w") as f:
+            f.write("\n".join(out))
+        return
     idle_section(res, out)
     fanout_section(res, out)
     close_section(res, out)
     percall_section(res, out)
     churn_section(res, out)
+    protocols_section(res, out)
     goals_section(res, out)
     with open(dst, "w") as f:
         f.write("\n".join(out))

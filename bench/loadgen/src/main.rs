@@ -18,8 +18,15 @@
 //!
 //! `churn` connects, reads the response head and disconnects, in a loop, from
 //! `--concurrency` tasks for `--secs` seconds, then prints one JSON line.
+//!
+//! Transports: an `http://` URL is HTTP/1.1 on TCP; an `https://` URL is HTTP/1.1 over TLS
+//! (`--proto h1`, the default) or HTTP/2 over TLS (`--proto h2`, ALPN `h2`), where `hold`
+//! spreads its `--conns` streams over connections of `--streams-per-conn` streams each.
+//! TLS accepts only the certificate in `--cert` (the one made for the run). Whatever the
+//! transport, the response body goes through the same event-stream reader and counters.
 
 mod sse;
+mod transport;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,9 +37,9 @@ use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 #[derive(Parser)]
 #[command(about = "SSE load generator for the Crier benchmark")]
@@ -58,6 +65,18 @@ struct Common {
     /// Draw a progress bar on stderr.
     #[arg(long)]
     progress: bool,
+    /// Protocol: h1 (HTTP/1.1, on TCP or over TLS by the URL's scheme) or h2 (HTTP/2, https only).
+    #[arg(long, value_enum, default_value_t = Proto::H1)]
+    proto: Proto,
+    /// The PEM certificate an https:// server must present (checked byte for byte).
+    #[arg(long)]
+    cert: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Proto {
+    H1,
+    H2,
 }
 
 #[derive(Subcommand)]
@@ -74,6 +93,9 @@ enum Cmd {
         /// Give up opening after this long.
         #[arg(long, default_value_t = 120)]
         connect_timeout_secs: u64,
+        /// HTTP/2: streams carried by each connection (the last may carry fewer).
+        #[arg(long, default_value_t = 1)]
+        streams_per_conn: usize,
     },
     /// Connect, read the head, disconnect, in a loop.
     Churn {
@@ -100,12 +122,15 @@ struct Target {
     addr: SocketAddr,
     host: String,
     path: String,
+    tls: bool,
 }
 
 fn parse_url(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("only http:// URLs: {url}"))?;
+    let (tls, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (false, rest),
+        (_, Some(rest)) => (true, rest),
+        _ => return Err(format!("only http:// and https:// URLs: {url}")),
+    };
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -120,7 +145,52 @@ fn parse_url(url: &str) -> Result<Target, String> {
         addr,
         host: hostport.to_string(),
         path: path.to_string(),
+        tls,
     })
+}
+
+/// Where to connect and how: the target, and the TLS client when the URL is https.
+struct Client {
+    target: Target,
+    proto: Proto,
+    tls: Option<transport::Tls>,
+}
+
+impl Client {
+    fn new(common: &Common) -> Result<Client, String> {
+        let target = parse_url(&common.url)?;
+        let tls = match (target.tls, &common.cert) {
+            (false, _) if common.proto == Proto::H2 => {
+                return Err("--proto h2 needs an https:// URL (no cleartext h2c)".into())
+            }
+            (false, _) => None,
+            (true, None) => return Err("an https:// URL needs --cert".into()),
+            (true, Some(cert)) => Some(transport::Tls::new(
+                cert,
+                match common.proto {
+                    Proto::H1 => transport::ALPN_H1,
+                    Proto::H2 => transport::ALPN_H2,
+                },
+            )?),
+        };
+        Ok(Client {
+            target,
+            proto: common.proto,
+            tls,
+        })
+    }
+
+    /// A TLS stream (handshake done) for HTTP/2, whose streams the caller then opens.
+    async fn connect_h2(
+        &self,
+        src: IpAddr,
+    ) -> Result<h2::client::SendRequest<bytes::Bytes>, String> {
+        let tls = self.tls.as_ref().ok_or("h2 needs TLS")?;
+        let tcp = connect(&self.target, src)
+            .await
+            .map_err(|e| format!("connect: {}", e.kind()))?;
+        transport::h2_handshake(tls.handshake(tcp).await?).await
+    }
 }
 
 fn src_ip(common: &Common, i: usize) -> IpAddr {
@@ -309,93 +379,272 @@ struct Shared {
     heads: AtomicU64,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn hold_conn(
+/// Where one stream is: waiting for its response head (holding a permit of the opening
+/// semaphore, on HTTP/1.1) or open.
+enum Phase {
+    Opening {
+        /// Held, not read: dropping it lets the next connection start.
+        _permit: Option<OwnedSemaphorePermit>,
+    },
+    Open,
+}
+
+/// One stream's share of the counters, whatever carries it: every transport feeds the
+/// response bytes it reads here, so HTTP/1.1, TLS and HTTP/2 count events the same way.
+struct StreamIo {
     i: usize,
-    target: Arc<Target>,
+    shared: Arc<Shared>,
+    phase: Phase,
+    reader: sse::Reader,
+    events: Vec<sse::Stamp>,
+}
+
+impl StreamIo {
+    fn new(i: usize, shared: Arc<Shared>, phase: Phase, reader: sse::Reader) -> Self {
+        StreamIo {
+            i,
+            shared,
+            phase,
+            reader,
+            events: Vec::with_capacity(64),
+        }
+    }
+
+    /// The stream could not be opened: counted, and the ready line does not wait for it.
+    fn fail(self, why: String) {
+        self.shared.stats.lock().unwrap().fail(why);
+        self.shared.heads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The response head came with status 200: the stream is open.
+    fn opened(&mut self) {
+        self.phase = Phase::Open;
+        self.shared.open[self.i].store(true, Ordering::Relaxed);
+        self.shared.stats.lock().unwrap().opened += 1;
+        self.shared.heads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Response bytes just read (with the head on HTTP/1.1; the body alone on HTTP/2).
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let t = now_ns();
+        let events = &mut self.events;
+        events.clear();
+        self.reader
+            .feed(bytes, &mut |s| events.push(s))
+            .map_err(|_| "bad head".to_string())?;
+        if matches!(self.phase, Phase::Opening { .. }) && self.reader.head_done() {
+            if self.reader.status() != 200 {
+                return Err(format!("status {}", self.reader.status()));
+            }
+            self.opened();
+        }
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let i = self.i;
+        let mut st = self.shared.stats.lock().unwrap();
+        for e in &self.events {
+            let lat_us = t.saturating_sub(e.publish_ns) / 1000;
+            st.hist.saturating_record(lat_us.max(1));
+            st.first_pub_ns = st.first_pub_ns.min(e.publish_ns);
+            let last = st.last_seq[i];
+            if last != u64::MAX && e.seq != last + 1 && e.seq > last {
+                st.gaps += e.seq - last - 1;
+            }
+            st.last_seq[i] = e.seq;
+        }
+        st.counts[i] += self.events.len() as u32;
+        st.events += self.events.len() as u64;
+        st.first_recv_ns = st.first_recv_ns.min(t);
+        st.last_recv_ns = st.last_recv_ns.max(t);
+        Ok(())
+    }
+
+    /// We closed the stream at `t` (ns) on the `close` command.
+    fn closed_at(self, t: u64) {
+        self.shared.close_ns[self.i].store(t, Ordering::Relaxed);
+        self.shared.open[self.i].store(false, Ordering::Relaxed);
+    }
+
+    /// The server ended the stream: before its head that is a failure; after it, counted as
+    /// a disconnect, and the stream waits for the `close` command so the close list stays
+    /// complete.
+    async fn ended(self, mut close_rx: watch::Receiver<bool>) {
+        if matches!(self.phase, Phase::Opening { .. }) {
+            return self.fail("closed before head".into());
+        }
+        self.shared.open[self.i].store(false, Ordering::Relaxed);
+        self.shared.stats.lock().unwrap().disconnected += 1;
+        let _ = close_rx.changed().await;
+    }
+}
+
+/// What every connection task of `hold` shares, whatever its transport.
+#[derive(Clone)]
+struct Hold {
+    client: Arc<Client>,
     common: Arc<Common>,
     shared: Arc<Shared>,
+    /// Connections being opened at one time.
     sem: Arc<Semaphore>,
-    mut close_rx: watch::Receiver<bool>,
+    close_rx: watch::Receiver<bool>,
+    /// Opening gives up at this instant.
     deadline: tokio::time::Instant,
-) {
-    let permit = sem.acquire_owned().await.expect("semaphore");
-    let id = format!("p{}c{}", common.proc_id, i);
-    let path = with_id(&target.path, &id);
-    let fail = |why: String| {
-        shared.stats.lock().unwrap().fail(why);
-        shared.heads.fetch_add(1, Ordering::Relaxed);
-    };
-    let stream = match tokio::time::timeout_at(deadline, connect(&target, src_ip(&common, i))).await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return fail(format!("connect: {}", e.kind())),
-        Err(_) => return fail("connect: timeout".into()),
-    };
-    let (mut rd, mut wr) = stream.into_split();
-    if let Err(e) = wr.write_all(request(&target, &path).as_bytes()).await {
-        return fail(format!("write: {}", e.kind()));
+}
+
+/// Stream `i` of `hold` on HTTP/1.1: its own connection, on TCP or over TLS.
+async fn hold_h1(i: usize, h: Hold) {
+    let permit = h.sem.clone().acquire_owned().await.expect("semaphore");
+    let io = StreamIo::new(
+        i,
+        h.shared.clone(),
+        Phase::Opening {
+            _permit: Some(permit),
+        },
+        sse::Reader::new(),
+    );
+    let id = format!("p{}c{}", h.common.proc_id, i);
+    let req = request(&h.client.target, &with_id(&h.client.target.path, &id));
+    let stream =
+        match tokio::time::timeout_at(h.deadline, connect(&h.client.target, src_ip(&h.common, i)))
+            .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return io.fail(format!("connect: {}", e.kind())),
+            Err(_) => return io.fail("connect: timeout".into()),
+        };
+    match &h.client.tls {
+        None => run_h1(io, stream, req, h.close_rx.clone()).await,
+        Some(tls) => match tokio::time::timeout_at(h.deadline, tls.handshake(stream)).await {
+            Ok(Ok(s)) => run_h1(io, s, req, h.close_rx.clone()).await,
+            Ok(Err(e)) => io.fail(e),
+            Err(_) => io.fail("tls: timeout".into()),
+        },
     }
-    let mut reader = sse::Reader::new();
+}
+
+/// Sends the request and reads the response until the server ends it or `close`.
+async fn run_h1<S: AsyncRead + AsyncWrite + Unpin>(
+    mut io: StreamIo,
+    mut s: S,
+    req: String,
+    mut close_rx: watch::Receiver<bool>,
+) {
+    if let Err(e) = async {
+        s.write_all(req.as_bytes()).await?;
+        s.flush().await
+    }
+    .await
+    {
+        return io.fail(format!("write: {}", e.kind()));
+    }
     let mut buf = vec![0u8; 4096];
-    let mut permit = Some(permit);
-    let mut events: Vec<sse::Stamp> = Vec::with_capacity(64);
     loop {
         tokio::select! {
             biased;
             _ = close_rx.changed() => {
                 let t = now_ns();
-                drop(rd);
-                drop(wr);
-                shared.close_ns[i].store(t, Ordering::Relaxed);
-                shared.open[i].store(false, Ordering::Relaxed);
-                return;
+                drop(s);
+                return io.closed_at(t);
             }
-            r = rd.read(&mut buf) => {
-                let n = match r {
-                    Ok(0) | Err(_) => {
-                        if permit.is_some() {
-                            return fail("closed before head".into());
-                        }
-                        shared.open[i].store(false, Ordering::Relaxed);
-                        shared.stats.lock().unwrap().disconnected += 1;
-                        // Stay until told to close, so the close list stays complete.
-                        let _ = close_rx.changed().await;
-                        return;
+            r = s.read(&mut buf) => match r {
+                Ok(0) | Err(_) => return io.ended(close_rx).await,
+                Ok(n) => {
+                    if let Err(why) = io.feed(&buf[..n]) {
+                        return io.fail(why);
                     }
-                    Ok(n) => n,
-                };
+                }
+            }
+        }
+    }
+}
+
+/// Connection `c` of `hold` on HTTP/2, carrying streams `first..first + count`.
+async fn hold_h2_conn(c: usize, first: usize, count: usize, h: Hold) {
+    let permit = h.sem.clone().acquire_owned().await.expect("semaphore");
+    let ios = (first..first + count).map(|i| {
+        StreamIo::new(
+            i,
+            h.shared.clone(),
+            Phase::Opening { _permit: None },
+            sse::Reader::body(),
+        )
+    });
+    let send = match tokio::time::timeout_at(h.deadline, h.client.connect_h2(src_ip(&h.common, c)))
+        .await
+    {
+        Ok(Ok(send)) => send,
+        Ok(Err(why)) => return ios.for_each(|io| io.fail(why.clone())),
+        Err(_) => return ios.for_each(|io| io.fail("connect: timeout".into())),
+    };
+    drop(permit);
+    let streams: Vec<_> = ios
+        .map(|io| {
+            let path = with_id(
+                &h.client.target.path,
+                &format!("p{}c{}", h.common.proc_id, io.i),
+            );
+            tokio::spawn(run_h2_stream(
+                io,
+                send.clone(),
+                path,
+                h.close_rx.clone(),
+                h.deadline,
+            ))
+        })
+        .collect();
+    // The connection lives while a stream or this handle does: drop ours now.
+    drop(send);
+    for s in streams {
+        let _ = s.await;
+    }
+}
+
+/// One HTTP/2 stream: its request, its response head, then DATA until the end or `close`.
+async fn run_h2_stream(
+    mut io: StreamIo,
+    send: h2::client::SendRequest<bytes::Bytes>,
+    path: String,
+    mut close_rx: watch::Receiver<bool>,
+    deadline: tokio::time::Instant,
+) {
+    let req = match transport::h2_get(&path) {
+        Ok(r) => r,
+        Err(e) => return io.fail(e),
+    };
+    let opening = async {
+        let mut send = send.ready().await.map_err(|e| format!("h2: {e}"))?;
+        let (response, _) = send
+            .send_request(req, true)
+            .map_err(|e| format!("h2: {e}"))?;
+        response.await.map_err(|e| format!("h2: {e}"))
+    };
+    let response = match tokio::time::timeout_at(deadline, opening).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return io.fail(e),
+        Err(_) => return io.fail("h2: timeout".into()),
+    };
+    if response.status() != 200 {
+        return io.fail(format!("status {}", response.status().as_u16()));
+    }
+    io.opened();
+    let mut body = response.into_body();
+    loop {
+        tokio::select! {
+            biased;
+            _ = close_rx.changed() => {
                 let t = now_ns();
-                events.clear();
-                if reader.feed(&buf[..n], &mut |s| events.push(s)).is_err() {
-                    return fail("bad head".into());
-                }
-                if permit.is_some() && reader.head_done() {
-                    if reader.status() != 200 {
-                        return fail(format!("status {}", reader.status()));
+                drop(body); // RST_STREAM (CANCEL): the stream ends, the connection stays
+                return io.closed_at(t);
+            }
+            d = body.data() => match d {
+                Some(Ok(bytes)) => {
+                    let _ = body.flow_control().release_capacity(bytes.len());
+                    if let Err(why) = io.feed(&bytes) {
+                        return io.fail(why);
                     }
-                    permit = None;
-                    shared.open[i].store(true, Ordering::Relaxed);
-                    shared.stats.lock().unwrap().opened += 1;
-                    shared.heads.fetch_add(1, Ordering::Relaxed);
                 }
-                if !events.is_empty() {
-                    let mut st = shared.stats.lock().unwrap();
-                    for e in &events {
-                        let lat_us = t.saturating_sub(e.publish_ns) / 1000;
-                        st.hist.saturating_record(lat_us.max(1));
-                        st.first_pub_ns = st.first_pub_ns.min(e.publish_ns);
-                        let last = st.last_seq[i];
-                        if last != u64::MAX && e.seq != last + 1 && e.seq > last {
-                            st.gaps += e.seq - last - 1;
-                        }
-                        st.last_seq[i] = e.seq;
-                    }
-                    st.counts[i] += events.len() as u32;
-                    st.events += events.len() as u64;
-                    st.first_recv_ns = st.first_recv_ns.min(t);
-                    st.last_recv_ns = st.last_recv_ns.max(t);
-                }
+                _ => return io.ended(close_rx).await,
             }
         }
     }
@@ -438,8 +687,9 @@ async fn hold(
     conns: usize,
     concurrency: usize,
     connect_timeout: u64,
+    streams_per_conn: usize,
 ) -> Result<(), String> {
-    let target = Arc::new(parse_url(&common.url)?);
+    let client = Arc::new(Client::new(&common)?);
     let common = Arc::new(common);
     let shared = Arc::new(Shared {
         stats: Mutex::new(Stats::new(conns)),
@@ -452,17 +702,33 @@ async fn hold(
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(connect_timeout);
     let mut tasks = Vec::with_capacity(conns);
-    for i in 0..conns {
-        tasks.push(tokio::spawn(hold_conn(
-            i,
-            target.clone(),
-            common.clone(),
-            shared.clone(),
-            sem.clone(),
-            close_rx.clone(),
-            deadline,
-        )));
+    let h = Hold {
+        client: client.clone(),
+        common: common.clone(),
+        shared: shared.clone(),
+        sem,
+        close_rx,
+        deadline,
+    };
+    match client.proto {
+        Proto::H1 => {
+            for i in 0..conns {
+                tasks.push(tokio::spawn(hold_h1(i, h.clone())));
+            }
+        }
+        Proto::H2 => {
+            let per = streams_per_conn.max(1);
+            for (c, first) in (0..conns).step_by(per).enumerate() {
+                tasks.push(tokio::spawn(hold_h2_conn(
+                    c,
+                    first,
+                    per.min(conns - first),
+                    h.clone(),
+                )));
+            }
+        }
     }
+    drop(h);
     let pb = bar(common.progress, conns as u64, "connecting");
     while (shared.heads.load(Ordering::Relaxed) as usize) < conns {
         pb.set_position(shared.heads.load(Ordering::Relaxed));
@@ -577,11 +843,24 @@ struct ChurnReport {
     fail_reasons: std::collections::BTreeMap<String, usize>,
 }
 
-async fn churn_once(target: &Target, src: IpAddr, path: &str) -> Result<(), String> {
-    let mut s = connect(target, src)
+/// One churn cycle: connect (and shake hands over TLS), send the request, read the
+/// response head, close.
+async fn churn_once(client: &Client, src: IpAddr, path: &str) -> Result<(), String> {
+    let tcp = connect(&client.target, src)
         .await
         .map_err(|e| format!("connect: {}", e.kind()))?;
-    s.write_all(request(target, path).as_bytes())
+    let req = request(&client.target, path);
+    match &client.tls {
+        None => read_head(tcp, &req).await,
+        Some(tls) => read_head(tls.handshake(tcp).await?, &req).await,
+    }
+}
+
+async fn read_head<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, req: &str) -> Result<(), String> {
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("write: {}", e.kind()))?;
+    s.flush()
         .await
         .map_err(|e| format!("write: {}", e.kind()))?;
     let mut reader = sse::Reader::new();
@@ -610,7 +889,10 @@ async fn churn(
     secs: u64,
     max_cycles: u64,
 ) -> Result<(), String> {
-    let target = Arc::new(parse_url(&common.url)?);
+    if common.proto == Proto::H2 {
+        return Err("churn speaks HTTP/1.1 (on TCP or over TLS)".into());
+    }
+    let client = Arc::new(Client::new(&common)?);
     let common = Arc::new(common);
     let cycles = Arc::new(AtomicU64::new(0));
     let stats = Arc::new(Mutex::new((
@@ -623,8 +905,8 @@ async fn churn(
     let pb = bar(common.progress, secs, "churn (s)");
     let mut tasks = Vec::new();
     for w in 0..concurrency {
-        let (target, common, cycles, stats) = (
-            target.clone(),
+        let (client, common, cycles, stats) = (
+            client.clone(),
             common.clone(),
             cycles.clone(),
             stats.clone(),
@@ -633,11 +915,11 @@ async fn churn(
             let mut k = w;
             while Instant::now() < end && cycles.load(Ordering::Relaxed) < max_cycles {
                 // No id: servers keep no per-stream close record for churned streams.
-                let path = target.path.clone();
+                let path = client.target.path.clone();
                 let t0 = Instant::now();
                 let r = tokio::time::timeout(
                     Duration::from_secs(10),
-                    churn_once(&target, src_ip(&common, k), &path),
+                    churn_once(&client, src_ip(&common, k), &path),
                 )
                 .await
                 .unwrap_or_else(|_| Err("timeout".into()));
@@ -701,7 +983,17 @@ fn main() {
                     conns,
                     connect_concurrency,
                     connect_timeout_secs,
-                } => hold(common, conns, connect_concurrency, connect_timeout_secs).await,
+                    streams_per_conn,
+                } => {
+                    hold(
+                        common,
+                        conns,
+                        connect_concurrency,
+                        connect_timeout_secs,
+                        streams_per_conn,
+                    )
+                    .await
+                }
                 Cmd::Churn {
                     common,
                     concurrency,

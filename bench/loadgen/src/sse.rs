@@ -1,5 +1,6 @@
 //! Incremental HTTP response reader: status line and headers, then a body that is
-//! either chunked or close-delimited, fed to a WHATWG event-stream parser.
+//! either chunked or close-delimited, fed to a WHATWG event-stream parser. On HTTP/2 the
+//! transport reads the head itself and feeds the body alone (`Reader::body`).
 //!
 //! Only what the benchmark needs: events whose `data` is `<seq> <publish_ns>` are
 //! reported to the caller; comments, `id`, `event` and `retry` lines are skipped.
@@ -68,6 +69,16 @@ impl Reader {
             line: Vec::with_capacity(64),
             pending: None,
             data_lines: 0,
+        }
+    }
+
+    /// A reader of a body alone, its head already read by a transport that frames the
+    /// response itself (HTTP/2: HEADERS with status 200, then the event stream in DATA).
+    pub fn body() -> Self {
+        Reader {
+            body: Body::Plain,
+            status: 200,
+            ..Reader::new()
         }
     }
 
@@ -339,6 +350,24 @@ mod tests {
                 }
             );
             assert!(r.ended());
+        }
+    }
+
+    #[test]
+    fn body_only_reader_split_anywhere() {
+        let msg = b": hi\n\ndata: 1 100\n\ndata: 2 200\r\n\r\n";
+        for split in 0..msg.len() {
+            let mut r = Reader::body();
+            let mut got = Vec::new();
+            r.feed(&msg[..split], &mut |s| got.push(s)).unwrap();
+            r.feed(&msg[split..], &mut |s| got.push(s)).unwrap();
+            assert!(r.head_done());
+            assert_eq!(r.status(), 200);
+            assert_eq!(
+                got.iter().map(|s| s.seq).collect::<Vec<_>>(),
+                vec![1, 2],
+                "split at {split}"
+            );
         }
     }
 

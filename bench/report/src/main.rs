@@ -1,5 +1,6 @@
 //! Draws the benchmark's plots from bench/out/results.json with plotters:
-//! latency CDF per target for every fan-out phase, and memory per stream by target.
+//! latency CDF per target for every fan-out phase, latency CDF per protocol (HTTP/1.1, TLS,
+//! HTTP/2) for Crier's protocol fan-out, and memory per stream by target.
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -75,6 +76,49 @@ fn latency_plot(res: &Value, key: &str, mode: &str, path: &Path) -> Result<bool,
             series.push((label(res, &name), pts));
         }
     }
+    let subs = key.trim_start_matches("fanout_");
+    let title = format!("Delivery latency CDF: {subs} subscribers, {mode}");
+    cdf_plot(series, &title, path)
+}
+
+/// Crier's protocol fan-out (`h2fanout_N`): one line per protocol, from the last round.
+fn protocol_plot(res: &Value, key: &str, mode: &str, path: &Path) -> Result<bool, Box<dyn Error>> {
+    let r = &res["targets"]["crier"][key];
+    let Some(last) = r["rounds"].as_array().and_then(|a| a.last()) else {
+        return Ok(false);
+    };
+    let mut series = Vec::new();
+    for v in r["variants"].as_array().into_iter().flatten() {
+        let Some(name) = v.as_str() else { continue };
+        let pts = cdf(&last[name]["modes"][mode]);
+        if !pts.is_empty() {
+            series.push((protocol_label(name), pts));
+        }
+    }
+    let subs = key.trim_start_matches("h2fanout_");
+    let title = format!("Crier latency CDF by protocol: {subs} subscribers, {mode}");
+    cdf_plot(series, &title, path)
+}
+
+/// The names RESULTS.md gives the protocol variants of orchestrate.py.
+fn protocol_label(name: &str) -> String {
+    match name {
+        "h1" => "HTTP/1.1, TCP".into(),
+        "h1tls" => "HTTP/1.1, TLS".into(),
+        "h2conn" => "HTTP/2, a connection per stream".into(),
+        "h2one" => "HTTP/2, all streams on one connection".into(),
+        n => match n.strip_prefix("h2mux") {
+            Some(k) => format!("HTTP/2, {k} streams per connection"),
+            None => n.into(),
+        },
+    }
+}
+
+fn cdf_plot(
+    series: Vec<(String, Vec<(f64, f64)>)>,
+    title: &str,
+    path: &Path,
+) -> Result<bool, Box<dyn Error>> {
     if series.is_empty() {
         return Ok(false);
     }
@@ -83,14 +127,10 @@ fn latency_plot(res: &Value, key: &str, mode: &str, path: &Path) -> Result<bool,
         .flat_map(|(_, p)| p.iter().map(|q| q.0))
         .fold(10.0f64, f64::max)
         * 1.5;
-    let subs = key.trim_start_matches("fanout_");
     let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("Delivery latency CDF: {subs} subscribers, {mode}"),
-            ("sans-serif", 22),
-        )
+        .caption(title, ("sans-serif", 22))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(55)
@@ -197,6 +237,16 @@ fn main() -> Result<(), Box<dyn Error>> {
         for mode in ["paced", "b2b", "burst"] {
             let p = args.out.join(format!("latency_cdf_{n}_{mode}.png"));
             if latency_plot(&res, &format!("fanout_{n}"), mode, &p)? {
+                made.push(p);
+            }
+        }
+    }
+    if let Some(n) = res["params"]["proto_subscribers"].as_u64() {
+        for mode in ["paced", "b2b"] {
+            let p = args
+                .out
+                .join(format!("protocols_latency_cdf_{n}_{mode}.png"));
+            if protocol_plot(&res, &format!("h2fanout_{n}"), mode, &p)? {
                 made.push(p);
             }
         }
