@@ -19,6 +19,7 @@ import platform
 import queue
 import re
 import shlex
+import statistics
 import signal
 import socket
 import subprocess
@@ -681,39 +682,67 @@ def churn_run(url, secs, pid, a, name, extra=()):
     return reps, mid_rss, (n1 - n0) / 1e9 if n0 is not None and n1 is not None else None
 
 
-def scen_churn(tgt, path, a):
-    base, pid = tgt.start()
-    url = base + path
-    res = {"path": path, "secs": a.churn_secs}
+def scen_churn(tgts, path, a):
+    """Connection churn on `path` for every target in `tgts` (name -> target, each serving
+    `path`), measured in turns: all are started fresh and warmed up, then take short rounds
+    one after another, forward and then backward, so that a change in the machine's load
+    (other work on a shared machine) falls on every target alike. A target's conn/s is the
+    median of its rounds; its ratio to another is the median of the per-round ratios."""
+    started = {}
+    res = {}
     try:
-        # Warm up once so that lazily made tables and code are loaded before "before".
-        warm = [Loadgen(["churn", "--url", url, "--concurrency", str(a.churn_conc), "--secs", "3"],
-                        name="warm") for _ in range(2)]
-        for lg in warm:
-            lg.expect("churn", 60)
-            lg.stop()
-        wait_stat(base, "open", 0, 30, cmp=lambda v, w: v == w)
+        for name, tgt in tgts.items():
+            base, pid = tgt.start()
+            started[name] = (tgt, base, pid)
+        for name, (tgt, base, pid) in started.items():
+            # Warm up once so that lazily made tables and code are loaded before "before".
+            churn_run(base + path, 3, None, a, "churn-warm")
+            wait_stat(base, "open", 0, 30, cmp=lambda v, w: v == w)
         time.sleep(a.settle)
-        before = {"rss": rss_bytes(pid) if pid else None, "fds": nfds(pid) if pid else None}
-        reps, mid_rss, _ = churn_run(url, a.churn_secs, pid, a, f"churn-{tgt.name}")
-        open_after = wait_stat(base, "open", 0, 30, cmp=lambda v, w: v == w)
+        for name, (tgt, base, pid) in started.items():
+            res[name] = {"path": path, "secs": a.churn_round_secs * a.churn_rounds,
+                         "round_secs": a.churn_round_secs, "rounds": [], "reports": [],
+                         "before": {"rss": rss_bytes(pid) if pid else None,
+                                    "fds": nfds(pid) if pid else None},
+                         "peak_rss": None}
+        order = list(started)
+        for k in range(a.churn_rounds):
+            for name in (order if k % 2 == 0 else order[::-1]):
+                tgt, base, pid = started[name]
+                r = res[name]
+                reps, mid_rss, _ = churn_run(base + path, a.churn_round_secs, pid, a,
+                                             f"churn-{name}")
+                secs = max(x["secs"] for x in reps)
+                r["rounds"].append(sum(x["cycles"] for x in reps) / secs if secs else 0)
+                r["reports"].extend(reps)
+                if pid:
+                    r["peak_rss"] = max([r["peak_rss"] or 0, rss_bytes(pid)] + mid_rss)
+            log(f"  churn{path} round {k + 1}/{a.churn_rounds}: " + ", ".join(
+                f"{n} {res[n]['rounds'][-1]:,.0f}/s" for n in order))
+        for name, (tgt, base, pid) in started.items():
+            r = res[name]
+            reps = r.pop("reports")
+            fails = {}
+            for x in reps:
+                for key, v in x["fail_reasons"].items():
+                    fails[key] = fails.get(key, 0) + v
+            hist = merge_hist(reps)
+            r.update(cycles=sum(x["cycles"] for x in reps), errors=sum(x["errors"] for x in reps),
+                     fail_reasons=fails, head_p50_us=pct(hist, 0.5), head_p99_us=pct(hist, 0.99))
+            r["open_after"] = wait_stat(base, "open", 0, 30, cmp=lambda v, w: v == w)
         time.sleep(a.settle)
-        after = {"rss": rss_bytes(pid) if pid else None, "fds": nfds(pid) if pid else None}
-        cycles = sum(r["cycles"] for r in reps)
-        secs = max(r["secs"] for r in reps)
-        hist = merge_hist(reps)
-        fails = {}
-        for r in reps:
-            for k, v in r["fail_reasons"].items():
-                fails[k] = fails.get(k, 0) + v
-        res.update(cycles=cycles, errors=sum(r["errors"] for r in reps), fail_reasons=fails,
-                   per_s=cycles / secs if secs else None, before=before, after=after,
-                   peak_rss=max(mid_rss) if mid_rss else None, open_after=open_after,
-                   head_p50_us=pct(hist, 0.5), head_p99_us=pct(hist, 0.99))
-        log(f"  churn {tgt.name}{path}: {res['per_s']:,.0f} conn/s, errors {res['errors']}, "
-            f"rss {before['rss']} -> {after['rss']}, fds {before['fds']} -> {after['fds']}")
+        for name, (tgt, base, pid) in started.items():
+            r = res[name]
+            r["after"] = {"rss": rss_bytes(pid) if pid else None, "fds": nfds(pid) if pid else None}
+        for name in res:
+            r = res[name]
+            r["per_s"] = statistics.median(r["rounds"]) if r["rounds"] else None
+            log(f"  churn {name}{path}: {r['per_s']:,.0f} conn/s (median of {len(r['rounds'])} "
+                f"rounds), rss {r['before']['rss']} -> {r['after']['rss']}, "
+                f"fds {r['before']['fds']} -> {r['after']['fds']}")
     finally:
-        tgt.stop()
+        for tgt, _, _ in started.values():
+            tgt.stop()
     return res
 
 
@@ -927,7 +956,7 @@ def main():
         a.idle_steps = [500, 1000, 2000]
         a.fanout_ns = [1000]
         a.close_n = 1000
-        a.churn_secs = 8
+        a.churn_rounds, a.churn_round_secs = 5, 3
         a.settle = 1.0
         a.close_wait = 5
         a.percall_callers = [1, 1000]
@@ -941,7 +970,7 @@ def main():
         a.idle_steps = [5000, 10000, 19000]
         a.fanout_ns = [5000, 19000]
         a.close_n = 10000
-        a.churn_secs = 60
+        a.churn_rounds, a.churn_round_secs = 10, 6
         a.percall_callers = [1, 10000]
         a.percall_total = 1000000
         a.percall_min_calls = 100
@@ -950,6 +979,7 @@ def main():
         a.tls_churn_secs = 15
         a.tls_churn_rounds = 3
 
+    a.churn_secs = a.churn_rounds * a.churn_round_secs
     if a.proto_rounds:
         a.tls_churn_rounds = a.proto_rounds
     else:
@@ -969,6 +999,7 @@ def main():
         "params": {"events": a.events, "interval_us": a.interval_us, "pace_us_per_sub": a.pace_us_per_sub, "idle_steps": a.idle_steps,
                    "fanout_subscribers": a.fanout_ns, "close_conns": a.close_n,
                    "close_wait_s": a.close_wait, "churn_secs": a.churn_secs,
+                   "churn_rounds": a.churn_rounds, "churn_round_secs": a.churn_round_secs,
                    "churn_concurrency": 2 * a.churn_conc, "conns_per_loadgen": PER_PROC,
                    "proto_subscribers": a.proto_subs, "proto_rounds": a.proto_rounds,
                    "proto_modes": a.proto_modes, "h2_streams_per_conn": a.h2_streams_per_conn,
@@ -1005,10 +1036,6 @@ def main():
                 attempt(f"fanout_{n}", scen_fanout, tgt, n, a)
         if "close" in a.scenarios:
             attempt("close", scen_close, tgt, a.close_n, a)
-        if "churn" in a.scenarios:
-            attempt("churn_sse", scen_churn, tgt, "/sse", a)
-            if name == "crier":
-                attempt("churn_sub", scen_churn, tgt, "/sub", a)
         if "percall" in a.scenarios and name == "crier":
             attempt("percall", scen_percall, tgt, a)
         tls_scen = [k for k in ("h2fanout", "tlschurn") if k in a.scenarios]
@@ -1019,6 +1046,24 @@ def main():
                 attempt(f"h2fanout_{a.proto_subs}", scen_h2fanout, tgt, a.proto_subs, a)
             if "tlschurn" in a.scenarios:
                 attempt("tlschurn", scen_tlschurn, tgt, a)
+    if "churn" in a.scenarios and targets:
+        # Every target in turns, in one stage (see scen_churn); /sub is Crier's alone.
+        log("== churn, all targets in turns")
+        for key, path, names in (("churn_sse", "/sse", list(targets)),
+                                 ("churn_sub", "/sub", [n for n in targets if n == "crier"])):
+            if not names:
+                continue
+            try:
+                for name, r in scen_churn({n: targets[n] for n in names}, path, a).items():
+                    results["targets"][name][key] = r
+            except Exception as e:  # one failing scenario must not end the run
+                log(f"  {key} failed: {e!r}")
+                with open(os.path.join(OUT, "logs", f"failed-{key}.txt"), "w") as f:
+                    traceback.print_exc(file=f)
+                for n in names:
+                    results["targets"][n][key] = {"error": repr(e)}
+                    targets[n].stop()
+            save()
     for n in a.version_note:
         k, _, v = n.partition("=")
         results["versions"][k] = v

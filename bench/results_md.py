@@ -3,6 +3,7 @@
 Crier, and Crier's goals from issue 7 beside what was measured (reported, not asserted)."""
 
 import json
+import statistics
 import sys
 
 ORDER = ["crier", "raw", "baseline", "yaws"]
@@ -216,16 +217,23 @@ def percall_section(res, out):
 def churn_section(res, out):
     p = res["params"]
     out.append("## 5. Connection churn\n")
+    rounds = p.get("churn_rounds")
     out.append(
         f"{p['churn_concurrency']} client tasks connect, read the SSE response head and "
-        f"disconnect, in a loop, for {p['churn_secs']} s. RSS and open fds of the server are "
-        "read after a warm-up of the same load (before) and after the load, once the server "
-        "counts no open stream (after).\n")
-    hdr = ["target", "path", "conn/s", "errors", "RSS before MB", "RSS peak MB", "RSS after MB",
-           "fds before", "fds after", "open after", "conn/s x Crier"]
+        f"disconnect, in a loop. "
+        + (f"Every target is started at once and measured in turns: {rounds} rounds of "
+           f"{p['churn_round_secs']} s each, forward then backward, so a change in the "
+           "machine's load falls on all alike; conn/s is a target's median round, and its "
+           "ratio to the baseline the median of the per-round ratios. "
+           if rounds else f"For {p['churn_secs']} s. ")
+        + "RSS and open fds of the server are read after a warm-up of the same load (before) "
+        "and after the load, once the server counts no open stream (after).\n")
+    hdr = ["target", "path", "conn/s", "rounds (conn/s)", "errors", "RSS before MB",
+           "RSS peak MB", "RSS after MB", "fds before", "fds after", "open after",
+           "x gen_tcp baseline"]
     out.append("| " + " | ".join(hdr) + " |")
     out.append("|" + "---|" * len(hdr))
-    ref = res["targets"].get("crier", {}).get("churn_sse", {}).get("per_s")
+    base = res["targets"].get("baseline", {}).get("churn_sse", {})
     for name in targets(res):
         for key in ("churn_sse", "churn_sub"):
             r = res["targets"][name].get(key)
@@ -235,11 +243,18 @@ def churn_section(res, out):
                 out.append(f"| {label(res, name)} | | failed: {r['error'][:80]} |")
                 continue
             mb = lambda b: "n/a" if b is None else f"{b / 2**20:.1f}"
+            against = base.get("rounds") or []
+            mine = r.get("rounds") or []
+            if mine and len(against) == len(mine) and all(against):
+                vs = f"{statistics.median(m / b for m, b in zip(mine, against)):.2f}x"
+            else:
+                vs = ratio(r["per_s"], base.get("per_s"))
             out.append("| " + " | ".join([
-                label(res, name), r["path"], fmt(r["per_s"], 0), fmt(r["errors"]),
+                label(res, name), r["path"], fmt(r["per_s"], 0),
+                " ".join(f"{v / 1000:.1f}k" for v in mine), fmt(r["errors"]),
                 mb(r["before"]["rss"]), mb(r.get("peak_rss")), mb(r["after"]["rss"]),
                 fmt(r["before"]["fds"]), fmt(r["after"]["fds"]), fmt(r.get("open_after")),
-                ratio(r["per_s"], ref)]) + " |")
+                vs]) + " |")
     out.append("")
 
 

@@ -29,11 +29,27 @@ use crate::reporter::Reporter;
 use crate::request_body::RequestBody;
 use crate::shared::Shared;
 use crate::sse::WireEvent;
+use crate::stats::Stats;
 use crate::write_queue::{WriteQueue, CHUNK_FRAMING};
 
 pub use crate::exchange::CallError;
 pub use crate::request_body::BodyRead;
 pub use crate::write_queue::Push;
+
+/// Most bytes an owner call writes to the socket itself: a head, an event. A larger batch
+/// is the task's to write, so that no call copies megabytes into the kernel on a BEAM
+/// scheduler.
+const WRITE_THROUGH_MAX: usize = 64 * 1024;
+
+/// The socket an owner call may write to itself: a plain TCP connection's descriptor, which
+/// its task attaches when it opens and detaches under the lock before the socket closes, so
+/// a call holding the lock always writes to this connection's socket. TLS and HTTP/2
+/// connections attach none: their bytes must pass through their session. (`'static` stands
+/// for "until detached", which the lock enforces; the niche of an fd keeps this 4 bytes.)
+#[cfg(unix)]
+type DirectSocket = Option<std::os::fd::BorrowedFd<'static>>;
+#[cfg(not(unix))]
+type DirectSocket = Option<std::convert::Infallible>;
 
 /// The parts of the state. See the module docs.
 struct State<O> {
@@ -44,9 +60,46 @@ struct State<O> {
     body: RequestBody,
     topics: Membership,
     lifecycle: Lifecycle,
+    socket: DirectSocket,
+    /// When an owner call of the current exchange last wrote to the socket itself; the task,
+    /// which did not see that write, counts a heartbeat's idle time from it. Tokio's clock,
+    /// as the task's timers (a runtime's paused test clock included).
+    wrote_through_at: Option<tokio::time::Instant>,
 }
 
 impl<O: Clone> State<O> {
+    /// Writes what an owner call just queued straight to the socket, when a socket is
+    /// attached, the task holds none of the queue's bytes (so nothing it took is overtaken)
+    /// and the batch is small. Saves the connection task a wake-up and the BEAM scheduler a
+    /// hand-off: a head or an event is in the kernel when the call returns. Returns true when
+    /// the queue is empty afterwards; what the socket refused (it is full, or it failed) stays
+    /// queued for the task, which also meets the error again and closes.
+    #[cfg(not(unix))]
+    fn write_through(&mut self, _stats: &Stats) -> bool {
+        false
+    }
+
+    #[cfg(unix)]
+    fn write_through(&mut self, stats: &Stats) -> bool {
+        let queued = self.queue.queued_len();
+        if queued > WRITE_THROUGH_MAX || !self.queue.writer_holds_nothing() {
+            return false;
+        }
+        let Some(fd) = &self.socket else {
+            return false;
+        };
+        let socket = socket2::SockRef::from(fd);
+        let written = self.queue.write_direct(|bytes| {
+            stats.writes.add(1);
+            socket.send(bytes)
+        });
+        if written > 0 {
+            stats.bytes_written.add(written as u64);
+            self.wrote_through_at = Some(tokio::time::Instant::now());
+        }
+        written == queued
+    }
+
     /// Whether owners may call for exchange `exchange`.
     fn check_open(&mut self, exchange: u64) -> Result<(), CallError> {
         if !self.lifecycle.is_open() {
@@ -104,7 +157,9 @@ pub(crate) struct TaskView {
     pub(crate) unread_body: bool,
     /// The task should read body bytes (the owner wants them, and a 100 went out if due).
     pub(crate) body_wanted: bool,
-    /// The response is an open SSE stream: heartbeats are due when it idles.
+    /// Heartbeats are due when the response idles: it is an open SSE stream, or it has not
+    /// started, as its head may go out through an owner call's own write, which wakes no
+    /// task (`State::write_through`).
     pub(crate) heartbeat: bool,
 }
 
@@ -141,6 +196,8 @@ impl<N: Reporter> Connection<N> {
                 body: RequestBody::none(),
                 topics: Membership::default(),
                 lifecycle: Lifecycle::Open,
+                socket: None,
+                wrote_through_at: None,
             }),
             task_wake: tokio::sync::Notify::new(),
         }
@@ -306,7 +363,7 @@ impl<N: Reporter> Connection<N> {
             let held_back = st.body.held_back();
             let bytes = encode(&mut st.exchange, status, held_back)?;
             st.queue.push(bytes);
-            fx.wake_task = true;
+            fx.wake_task = !st.write_through(&self.server.stats);
             Ok(())
         })
     }
@@ -365,7 +422,7 @@ impl<N: Reporter> Connection<N> {
                 _ => Bytes::copy_from_slice(data),
             });
             st.exchange.body_sent(data.len());
-            fx.wake_task = true;
+            fx.wake_task = !st.write_through(&self.server.stats);
             Ok(Push::Queued)
         })
     }
@@ -499,10 +556,34 @@ impl<N: Reporter> Connection<N> {
 
     // ---- the connection task ---------------------------------------------------------------
 
+    /// Lets owner calls write to the socket `fd` themselves (see `State::write_through`).
+    /// The task must detach it before the socket closes.
+    ///
+    /// # Safety
+    ///
+    /// `fd` must stay open until [`Connection::detach_socket`] returns.
+    #[cfg(unix)]
+    pub(crate) unsafe fn attach_socket(&self, fd: std::os::fd::RawFd) {
+        // Safety: the caller keeps it open until it detaches it, under the lock every use
+        // of it holds.
+        self.lock().socket = Some(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
+    }
+
+    /// Owner calls write to the socket no more: it is about to close.
+    pub(crate) fn detach_socket(&self) {
+        self.lock().socket = None;
+    }
+
+    /// When an owner call of the current exchange last wrote to the socket itself.
+    pub(crate) fn wrote_through_at(&self) -> Option<tokio::time::Instant> {
+        self.lock().wrote_through_at
+    }
+
     /// Starts exchange `exchange` for `head`.
     pub(crate) fn begin_exchange(&self, exchange: u64, head: &RequestHead) {
         self.with_state(|st, _| {
             st.exchange = Exchange::begin(exchange, RequestFacts::of(head));
+            st.wrote_through_at = None;
             st.owner = None;
             st.queue.cancel_wait();
             st.body = RequestBody::new(head.body == BodyKind::Empty, head.expect_continue);
@@ -526,7 +607,8 @@ impl<N: Reporter> Connection<N> {
                 unread_body: keep_alive && !st.body.is_complete(),
                 body_wanted: st.body.wants_bytes(),
                 heartbeat: st.lifecycle.is_live()
-                    && st.exchange.streaming().is_some_and(|(_, sse)| sse),
+                    && (st.exchange.is_pending()
+                        || st.exchange.streaming().is_some_and(|(_, sse)| sse)),
             }
         })
     }

@@ -81,6 +81,7 @@ impl<N: Reporter> Server<N> {
         let stop_accepting = shared.stopping.child_token();
         runtime.spawn(accept_loop(
             listener.clone(),
+            local_addr,
             shared.clone(),
             stop_accepting.clone(),
         ));
@@ -173,6 +174,7 @@ fn bind(config: &ServerConfig) -> io::Result<std::net::TcpListener> {
 
 async fn accept_loop<N: Reporter>(
     listener: ListenerSlot,
+    listening_on: SocketAddr,
     shared: Arc<Shared<N>>,
     stop: CancellationToken,
 ) {
@@ -190,9 +192,9 @@ async fn accept_loop<N: Reporter>(
             accepted = accept() => accepted,
             _ = stop.cancelled() => return,
         };
-        let socket = match accepted {
+        let (socket, peer) = match accepted {
             None => return,
-            Some(Ok((socket, _peer))) => socket,
+            Some(Ok((socket, peer))) => (socket, peer),
             Some(Err(_)) => {
                 // Out of descriptors or memory: back off instead of spinning on the error.
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -212,11 +214,22 @@ async fn accept_loop<N: Reporter>(
             continue;
         }
         let id = shared.next_conn.fetch_add(1, Relaxed);
+        // Both addresses known here, so a connection costs no getpeername or getsockname.
+        let addresses = task::Accepted {
+            peer,
+            local: Some(listening_on).filter(|at| !at.ip().is_unspecified()),
+        };
         match &shared.config.tls {
-            None => shared.tasks.spawn(task::run(socket, shared.clone(), id)),
-            Some(tls) => shared
+            None => shared
                 .tasks
-                .spawn(task::run_tls(socket, shared.clone(), id, tls.clone())),
+                .spawn(task::run(socket, addresses, shared.clone(), id)),
+            Some(tls) => shared.tasks.spawn(task::run_tls(
+                socket,
+                addresses,
+                shared.clone(),
+                id,
+                tls.clone(),
+            )),
         };
     }
 }

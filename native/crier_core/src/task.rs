@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -46,16 +47,43 @@ enum Outcome {
     Closed(CloseReason),
 }
 
+/// The addresses of an accepted connection as the accept loop knows them: the peer from
+/// `accept` itself, and the local address when the listener is bound to one (a socket
+/// accepted there has exactly it); `None` for a wildcard listener, where only the accepted
+/// socket knows which of the host's addresses the client reached.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Accepted {
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: Option<SocketAddr>,
+}
+
+impl Accepted {
+    /// The local address, asked of the socket (`getsockname`) only when it is not known.
+    fn local(self, socket: &TcpStream) -> SocketAddr {
+        self.local
+            .or_else(|| socket.local_addr().ok())
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+}
+
 /// Serves one accepted connection until it closes.
-pub(crate) async fn run<N: Reporter>(socket: TcpStream, shared: Arc<Shared<N>>, conn_id: u64) {
-    let _task = GaugeGuard::new(&shared.stats.tasks);
-    // The accept loop counted this connection when it checked the cap.
-    let _conn = GaugeGuard::adopt(&shared.stats.connections);
-    // The task is built here, not in a shared async helper: a helper's arguments would sit in
-    // every plain connection's future beside the task they were moved into.
-    let mut task = Task::open(socket, Vec::new(), &shared, conn_id);
-    let reason = task.serve().await;
-    task.report_close(reason);
+///
+/// The connection is opened before the future is made, so the addresses never sit in it:
+/// an async fn keeps its arguments in its future for as long as it runs.
+pub(crate) fn run<N: Reporter>(
+    socket: TcpStream,
+    accepted: Accepted,
+    shared: Arc<Shared<N>>,
+    conn_id: u64,
+) -> impl std::future::Future<Output = ()> + Send {
+    let mut task = Task::open(socket, Vec::new(), accepted, &shared, conn_id);
+    async move {
+        let _task = GaugeGuard::new(&shared.stats.tasks);
+        // The accept loop counted this connection when it checked the cap.
+        let _conn = GaugeGuard::adopt(&shared.stats.connections);
+        let reason = task.serve().await;
+        task.report_close(reason);
+    }
 }
 
 /// Serves one accepted connection over TLS until it closes: the handshake, which must finish
@@ -63,6 +91,7 @@ pub(crate) async fn run<N: Reporter>(socket: TcpStream, shared: Arc<Shared<N>>, 
 /// if ALPN chose it, else HTTP/1.1.
 pub(crate) async fn run_tls<N: Reporter>(
     socket: TcpStream,
+    accepted: Accepted,
     shared: Arc<Shared<N>>,
     conn_id: u64,
     tls: Arc<rustls::ServerConfig>,
@@ -92,7 +121,7 @@ pub(crate) async fn run_tls<N: Reporter>(
     let Ok(transport) = TlsTransport::new(tcp, session, &mut inbuf) else {
         return;
     };
-    let mut task = Task::open(transport, inbuf, &shared, conn_id);
+    let mut task = Task::open(transport, inbuf, accepted, &shared, conn_id);
     let reason = task.serve().await;
     task.report_close(reason);
 }
@@ -102,6 +131,14 @@ struct Task<N: Reporter, T: Transport> {
     connection: Arc<Connection<N>>,
     /// Bytes read but not yet parsed: a partial head, or pipelined requests.
     inbuf: Vec<u8>,
+}
+
+/// However the task ends (closed, or dropped by a runtime shutting down), owner calls stop
+/// writing to its socket before the socket closes: the descriptor could be reused.
+impl<N: Reporter, T: Transport> Drop for Task<N, T> {
+    fn drop(&mut self) {
+        self.connection.detach_socket();
+    }
 }
 
 /// What a read-side wait that consumes nothing waits for. Tokio's priority interest resolves
@@ -128,11 +165,26 @@ enum ReadSide {
 
 impl<N: Reporter, T: Transport> Task<N, T> {
     /// Creates the connection's shared half and registers it with the server.
-    fn open(socket: T, inbuf: Vec<u8>, shared: &Arc<Shared<N>>, conn_id: u64) -> Self {
-        let unknown = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
-        let peer = socket.tcp().peer_addr().unwrap_or(unknown);
-        let local = socket.tcp().local_addr().unwrap_or(unknown);
-        let connection = Arc::new(Connection::new(conn_id, shared.clone(), peer, local));
+    fn open(
+        socket: T,
+        inbuf: Vec<u8>,
+        accepted: Accepted,
+        shared: &Arc<Shared<N>>,
+        conn_id: u64,
+    ) -> Self {
+        let local = accepted.local(socket.tcp());
+        let connection = Arc::new(Connection::new(
+            conn_id,
+            shared.clone(),
+            accepted.peer,
+            local,
+        ));
+        #[cfg(unix)]
+        if let Some(fd) = socket.write_through_fd() {
+            // Safety: the socket is this task's; its Drop detaches the descriptor before the
+            // socket field closes it.
+            unsafe { connection.attach_socket(fd) };
+        }
         shared.register(&connection);
         Task {
             socket,
@@ -429,12 +481,27 @@ impl<N: Reporter, T: Transport> Task<N, T> {
                     if send_deadline.is_some() {
                         return Outcome::Closed(CloseReason::Timeout);
                     }
-                    self.connection.push_heartbeat();
-                    // The next one is an interval away even if nothing could be queued.
-                    last_write = Instant::now();
+                    last_write = self.on_heartbeat(last_write);
                 }
             }
         }
+    }
+
+    /// The heartbeat timer fired at `last_write` + the interval: queues a heartbeat if the
+    /// stream idled that long, and returns the time the next interval counts from. An owner
+    /// call may have written to the socket itself meanwhile (the task did not see it): the
+    /// stream was not idle, and the next heartbeat is an interval after that write.
+    fn on_heartbeat(&self, last_write: Instant) -> Instant {
+        let now = Instant::now();
+        let every = self.shared().config.heartbeat.unwrap_or_default();
+        if let Some(at) = self.connection.wrote_through_at() {
+            if at > last_write && now.duration_since(at) < every {
+                return at;
+            }
+        }
+        self.connection.push_heartbeat();
+        // The next one is an interval away even if nothing could be queued.
+        now
     }
 
     /// Reads and discards the rest of a request body the owner never read, so the connection
@@ -623,10 +690,12 @@ mod tests {
     /// Every open connection costs its task's future and its shared state, so their sizes
     /// are the per-stream memory the core adds to the socket's. One timer (112 bytes in tokio
     /// 1.54) serves both the heartbeat and the send deadline, one readiness future (152
-    /// bytes) both directions, and the rare large steps are boxed: 784 bytes with tokio 1.54.
-    /// The shared state is 320 bytes (296 before it was split into its state machines; the
-    /// task future lost 16). TLS adds nothing to either on plain TCP: its data rides on each
-    /// request head, and the future lost 8 when the task came to be built in `run` itself.
+    /// bytes) both directions, and the rare large steps are boxed: 728 bytes with tokio 1.54.
+    /// The shared state is 336 bytes (296 before it was split into its state machines; the
+    /// task future lost 16; 16 more for owner calls' own writes: the socket and when they
+    /// last wrote). TLS adds nothing to either on plain TCP: its data rides on each
+    /// request head. The future lost 56 when the connection came to be opened before it was
+    /// made (an async fn's arguments stay in its future while it runs).
     #[test]
     fn a_connection_task_stays_small() {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -637,7 +706,11 @@ mod tests {
         let addr = server.local_addr();
         let size = runtime.block_on(async {
             let socket = TcpStream::connect(addr).await.unwrap();
-            let task = run(socket, server.shared().clone(), u64::MAX);
+            let accepted = Accepted {
+                peer: socket.local_addr().unwrap(),
+                local: Some(addr),
+            };
+            let task = run(socket, accepted, server.shared().clone(), u64::MAX);
             std::mem::size_of_val(&task)
         });
         eprintln!(
@@ -646,6 +719,6 @@ mod tests {
         );
         assert!(size <= 1024, "connection task future grew to {size} bytes");
         let shared = std::mem::size_of::<Connection<Silent>>();
-        assert!(shared <= 320, "connection state grew to {shared} bytes");
+        assert!(shared <= 336, "connection state grew to {shared} bytes");
     }
 }

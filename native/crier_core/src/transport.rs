@@ -40,6 +40,14 @@ pub(crate) trait Transport: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The descriptor owner calls may write to themselves
+    /// ([`crate::connection::Connection::attach_socket`]): the plain socket's. A TLS
+    /// session's bytes must pass through the session, so it has none.
+    #[cfg(unix)]
+    fn write_through_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+
     /// What the TLS handshake agreed, if this is TLS.
     fn tls_info(&self) -> Option<Arc<TlsInfo>> {
         None
@@ -68,6 +76,11 @@ impl Transport for TcpStream {
 
     fn write_vectored(&mut self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
         self.try_write_vectored(slices)
+    }
+
+    #[cfg(unix)]
+    fn write_through_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(std::os::fd::AsRawFd::as_raw_fd(self))
     }
 }
 

@@ -23,10 +23,11 @@
 //! `queued_bytes` gauge follows it, and the queue gives its count back when dropped.
 
 use std::collections::VecDeque;
+use std::io;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use crate::stats::Stats;
 
@@ -171,6 +172,46 @@ impl WriteQueue {
         self.unwritten - self.replay.min(self.unwritten)
     }
 
+    /// Whether the connection task holds none of the queue's bytes in a batch of its own:
+    /// bytes written now cannot overtake any it took before.
+    pub(crate) fn writer_holds_nothing(&self) -> bool {
+        self.unwritten == self.queued_len()
+    }
+
+    /// Bytes waiting in the queue, none taken by the writer yet.
+    pub(crate) fn queued_len(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
+
+    /// Writes the queued chunks with `send` (a non-blocking socket write) until the socket
+    /// refuses more or fails, and returns how many bytes it took. Only for a writer holding
+    /// nothing ([`WriteQueue::writer_holds_nothing`]); what the socket did not take stays
+    /// queued for the connection task, which also meets any error again and closes.
+    pub(crate) fn write_direct(
+        &mut self,
+        mut send: impl FnMut(&[u8]) -> io::Result<usize>,
+    ) -> usize {
+        debug_assert!(self.writer_holds_nothing());
+        let mut total = 0;
+        while let Some(front) = self.chunks.front_mut() {
+            match send(front) {
+                Ok(n) if n == front.len() => {
+                    total += n;
+                    self.chunks.pop_front();
+                }
+                Ok(n) => {
+                    total += n;
+                    front.advance(n);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        // No owner call waits meanwhile: the caller is the owner, and it did not wait.
+        self.account_written(total);
+        total
+    }
+
     /// Moves the queued chunks into the writer's batch; they stay counted until written.
     pub(crate) fn take_into(&mut self, out: &mut VecDeque<Bytes>) {
         out.extend(self.chunks.drain(..));
@@ -179,10 +220,7 @@ impl WriteQueue {
     /// `n` bytes reached the socket. Returns true when the waiting owner must be woken: its
     /// chunk fits now (the wait is over).
     pub(crate) fn written(&mut self, n: usize) -> bool {
-        let freed = n.min(self.unwritten);
-        self.unwritten -= freed;
-        self.replay = self.replay.saturating_sub(freed);
-        self.stats.queued_bytes.sub(freed as u64);
+        self.account_written(n);
         match self.waiter {
             Waiter::Writable { needs } if self.has_room(needs.get()) => {
                 self.waiter = Waiter::None;
@@ -190,6 +228,13 @@ impl WriteQueue {
             }
             _ => false,
         }
+    }
+
+    fn account_written(&mut self, n: usize) {
+        let freed = n.min(self.unwritten);
+        self.unwritten -= freed;
+        self.replay = self.replay.saturating_sub(freed);
+        self.stats.queued_bytes.sub(freed as u64);
     }
 
     /// Drops everything (the connection closed). Returns true when an owner waited: it must be
@@ -220,6 +265,40 @@ mod tests {
 
     fn bytes(len: usize) -> Bytes {
         Bytes::from(vec![b'x'; len])
+    }
+
+    #[test]
+    fn a_direct_write_takes_what_the_socket_takes_and_leaves_the_rest_queued() {
+        let (mut queue, stats) = queue(100);
+        queue.push(bytes(30));
+        queue.push(bytes(20));
+        assert!(queue.writer_holds_nothing());
+        // The socket takes the first chunk and 5 bytes of the second, then is full.
+        let mut room = 35;
+        let taken = queue.write_direct(|b| {
+            if room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = b.len().min(room);
+            room -= n;
+            Ok(n)
+        });
+        assert_eq!(taken, 35);
+        assert_eq!((queue.unwritten(), queue.queued_len()), (15, 15));
+        assert_eq!(stats.snapshot().queued_bytes, 15);
+        // A failing socket takes nothing: the bytes stay for the task, which meets the error.
+        assert_eq!(
+            queue.write_direct(|_| Err(io::ErrorKind::BrokenPipe.into())),
+            0
+        );
+        assert_eq!(queue.queued_len(), 15);
+        // Once the task took the rest, it holds bytes nothing may overtake.
+        let mut out = VecDeque::new();
+        queue.take_into(&mut out);
+        queue.push(bytes(1));
+        assert!(!queue.writer_holds_nothing());
+        queue.written(15);
+        assert!(queue.writer_holds_nothing());
     }
 
     #[test]

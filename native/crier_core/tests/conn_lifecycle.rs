@@ -5,6 +5,7 @@
 mod support;
 
 use std::net::Shutdown;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crier_core::config::ServerConfig;
@@ -58,6 +59,25 @@ fn request_reaches_the_owner_with_its_fields() {
     assert_eq!(head.version, Version::Http11);
     assert_eq!(head.header("last-event-id"), Some(&b"4"[..]));
     assert_eq!(connection.peer, client.local_addr().unwrap());
+    assert_eq!(connection.local, client.peer_addr().unwrap());
+}
+
+/// The accept loop knows a bound listener's address, but a wildcard listener's connections
+/// each reached one of the host's addresses: that one is the connection's local address.
+#[test]
+fn a_wildcard_listener_reports_the_address_each_client_reached() {
+    let server = TestServer::start_on(quiet_config(), SocketAddr::from(([0, 0, 0, 0], 0)));
+    let port = server.addr().port();
+    // Each client stays connected until the end: a close would be the next report.
+    let mut clients = Vec::new();
+    for reached in [[127, 0, 0, 1], [127, 0, 0, 2]] {
+        let mut client = server.connect_to(SocketAddr::from((reached, port)));
+        send(&mut client, GET);
+        let (connection, _exchange, _head) = server.next_request(1);
+        assert_eq!(connection.local, SocketAddr::from((reached, port)));
+        assert_eq!(connection.peer, client.local_addr().unwrap());
+        clients.push(client);
+    }
 }
 
 #[test]

@@ -96,13 +96,18 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts a server with `config` (its address is replaced by 127.0.0.1:0).
-    pub fn start(mut config: ServerConfig) -> Self {
+    pub fn start(config: ServerConfig) -> Self {
+        Self::start_on(config, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Starts a server with `config` listening on `addr`.
+    pub fn start_on(mut config: ServerConfig, addr: SocketAddr) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .expect("runtime");
-        config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.addr = addr;
         let (tx, rx) = mpsc::unbounded_channel();
         let server =
             Server::start(config, ChannelNotify { events: tx }, runtime.handle(), 0).expect("bind");
@@ -156,7 +161,12 @@ impl TestServer {
 
     /// Connects a blocking client with a read timeout.
     pub fn connect(&self) -> TcpStream {
-        let client = TcpStream::connect(self.addr()).expect("connect");
+        self.connect_to(self.addr())
+    }
+
+    /// Connects a blocking client with a read timeout to `addr`, one of the server's.
+    pub fn connect_to(&self, addr: SocketAddr) -> TcpStream {
+        let client = TcpStream::connect(addr).expect("connect");
         client
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
