@@ -12,17 +12,9 @@ use crier_core::config::ServerConfig;
 use crier_core::connection::CallError;
 use crier_core::http::Version;
 use crier_core::report::CloseReason;
-use support::{read_to_end, read_until, send, Event, TestServer};
-
-const HEADERS: &[(&str, &str)] = &[("content-type", "text/event-stream")];
-const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-
-fn quiet_config() -> ServerConfig {
-    ServerConfig {
-        heartbeat: None,
-        ..ServerConfig::default()
-    }
-}
+use support::{
+    quiet_config, read_to_end, read_until, send, Event, TestServer, GET, SSE_HEADERS as HEADERS,
+};
 
 fn expect_closed(server: &TestServer, owner: u32, exchange: u64, reason: CloseReason) {
     match server.next_event(Duration::from_secs(5)) {

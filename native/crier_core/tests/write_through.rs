@@ -8,19 +8,10 @@ mod support;
 use std::io::Read;
 use std::time::Duration;
 
-use crier_core::config::ServerConfig;
 use crier_core::server::Server;
-use support::{read_until, send, ChannelNotify, Event, TestServer};
-
-const HEADERS: &[(&str, &str)] = &[("content-type", "text/event-stream")];
-const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-
-fn quiet_config() -> ServerConfig {
-    ServerConfig {
-        heartbeat: None,
-        ..ServerConfig::default()
-    }
-}
+use support::{
+    quiet_config, read_until, send, ChannelNotify, Event, TestServer, GET, SSE_HEADERS as HEADERS,
+};
 
 /// The runtime is only driven while the request is taken; the head and the event are sent
 /// while no thread runs the connection task, so only the calls themselves can write them.

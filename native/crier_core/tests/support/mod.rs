@@ -19,6 +19,20 @@ use tokio::sync::mpsc;
 pub mod raw_h2;
 pub mod tls;
 
+/// A response head's headers for an SSE stream.
+pub const SSE_HEADERS: &[(&str, &str)] = &[("content-type", "text/event-stream")];
+/// The plainest HTTP/1.1 request.
+pub const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// The default configuration without heartbeats, whose writes would interleave with what a
+/// test expects to read.
+pub fn quiet_config() -> ServerConfig {
+    ServerConfig {
+        heartbeat: None,
+        ..ServerConfig::default()
+    }
+}
+
 /// Everything the core reports, in order.
 pub enum Event {
     Request {
