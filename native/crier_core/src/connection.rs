@@ -68,26 +68,28 @@ struct State<O> {
 }
 
 impl<O: Clone> State<O> {
+    /// No descriptor to write to here: the task writes everything.
+    #[cfg(not(unix))]
+    fn write_through(&mut self, _stats: &Stats) -> bool {
+        false
+    }
+
     /// Writes what an owner call just queued straight to the socket, when a socket is
     /// attached, the task holds none of the queue's bytes (so nothing it took is overtaken)
     /// and the batch is small. Saves the connection task a wake-up and the BEAM scheduler a
     /// hand-off: a head or an event is in the kernel when the call returns. Returns true when
     /// the queue is empty afterwards; what the socket refused (it is full, or it failed) stays
     /// queued for the task, which also meets the error again and closes.
-    #[cfg(not(unix))]
-    fn write_through(&mut self, _stats: &Stats) -> bool {
-        false
-    }
-
     #[cfg(unix)]
     fn write_through(&mut self, stats: &Stats) -> bool {
+        // TLS and HTTP/2 have no socket attached: they pay nothing more here.
+        let Some(fd) = &self.socket else {
+            return false;
+        };
         let queued = self.queue.queued_len();
         if queued > WRITE_THROUGH_MAX || !self.queue.writer_holds_nothing() {
             return false;
         }
-        let Some(fd) = &self.socket else {
-            return false;
-        };
         let socket = socket2::SockRef::from(fd);
         let written = self.queue.write_direct(|bytes| {
             stats.writes.add(1);
