@@ -91,6 +91,8 @@ defmodule Crier.LifecycleTest do
       for pid <- processes do
         send(pid, :hello)
         send(pid, {:crier_request, :not_a_resource, :not_a_request})
+        # Shaped like a dispatcher's order to end an owner: only its relay may give one.
+        send(pid, {:crier_exit, owner, 0, :closed})
         unless supervisor?(pid), do: GenServer.cast(pid, :hello)
       end
 
@@ -257,7 +259,8 @@ defmodule Crier.LifecycleTest do
           end
         end)
 
-      {:ok, server} = Crier.Native.server_start(native_options(), owner, [self()])
+      {:ok, relay} = Crier.Native.relay_open()
+      {:ok, server} = Crier.Native.server_start(native_options(), owner, [relay])
       port = Crier.Native.server_port(server)
       refute refused?(port)
       Process.exit(owner, :kill)
@@ -269,7 +272,8 @@ defmodule Crier.LifecycleTest do
 
       holder =
         spawn(fn ->
-          {:ok, server} = Crier.Native.server_start(native_options(), test, [test])
+          {:ok, relay} = Crier.Native.relay_open()
+          {:ok, server} = Crier.Native.server_start(native_options(), test, [relay])
           send(test, {:port, Crier.Native.server_port(server)})
         end)
 

@@ -48,7 +48,8 @@ defmodule Crier.NifFuzzTest do
     end
 
     # Still alive, and still serving.
-    {:ok, server} = Native.server_start(native_options(), self(), [self()])
+    {relay, _bell} = Crier.Test.Relay.open()
+    {:ok, server} = Native.server_start(native_options(), self(), [relay])
     assert is_integer(Native.server_port(server))
     Native.server_shutdown(server, nil)
   end
@@ -80,7 +81,8 @@ defmodule Crier.NifFuzzTest do
   # not yet answered) and one already closed.
   defp setup_round do
     options = native_options(heartbeat: 50, send_timeout: 1_000)
-    {:ok, server} = Native.server_start(options, self(), [self()])
+    relay = Crier.Test.Relay.open()
+    {:ok, server} = Native.server_start(options, self(), [elem(relay, 0)])
     port = Native.server_port(server)
 
     clients =
@@ -91,8 +93,7 @@ defmodule Crier.NifFuzzTest do
       end
 
     conns =
-      for i <- 1..4 do
-        assert_receive {:crier_request, conn, _request}, 5_000
+      for {{conn, _request}, i} <- Enum.with_index(Crier.Test.Relay.requests(relay, 4), 1) do
         :ok = Native.conn_set_owner(conn, self(), :message)
         if rem(i, 2) == 0, do: :ok = Native.conn_send_chunked(conn, 200, [], true)
         conn
@@ -101,7 +102,7 @@ defmodule Crier.NifFuzzTest do
     :ok = Native.conn_close(hd(conns), :closed)
     Process.put(:fuzz_servers, [])
     dead_pid = spawn(fn -> :ok end)
-    %{server: server, clients: clients, conns: conns, dead_pid: dead_pid}
+    %{server: server, relay: elem(relay, 0), clients: clients, conns: conns, dead_pid: dead_pid}
   end
 
   defp teardown_round(ctx) do
@@ -153,7 +154,9 @@ defmodule Crier.NifFuzzTest do
   # What each NIF takes; a NIF added later gets arbitrary terms after its resource.
   defp signature(name, arity) do
     case {name, arity} do
-      {:server_start, 3} -> [:options, :pid, :pids]
+      {:server_start, 3} -> [:options, :pid, :relays]
+      {:relay_take, 1} -> [:relay]
+      {:relay_bell, 1} -> [:relay]
       {:server_broadcast, 3} -> [:server, :text, :event]
       {:server_broadcast_sequenced, 5} -> [:server, :text, :event, :size, :size]
       {:server_set_replay, 3} -> [:server, :text, :size]
@@ -190,8 +193,11 @@ defmodule Crier.NifFuzzTest do
       :pid ->
         :proper_types.elements([self(), ctx.dead_pid])
 
-      :pids ->
-        :proper_types.list(:proper_types.elements([self(), ctx.dead_pid]))
+      :relays ->
+        :proper_types.list(:proper_types.elements([ctx.relay, self()]))
+
+      :relay ->
+        :proper_types.elements([ctx.relay])
 
       :atom ->
         :proper_types.elements(known_atoms())

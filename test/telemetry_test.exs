@@ -166,19 +166,19 @@ defmodule Crier.TelemetryTest do
         )
 
       [dispatcher] = dispatchers(name)
-      :erlang.trace(dispatcher, true, [:receive])
+      :erlang.trace_pattern({Crier.Telemetry, :stream_closed, 5}, true, [:local])
+      :erlang.trace(dispatcher, true, [:call])
       client = SseClient.connect(port, "/")
       assert_receive :streaming
       SseClient.close(client)
       assert_receive :closed
-      # A request after the close, through the same dispatcher: its trace comes after any
-      # close report would have.
+      # A request after the close, through the same dispatcher and relay: it is taken after
+      # any close report would have been.
       SseClient.connect(port, "/")
       assert_receive :streaming
-      assert_receive {:trace, ^dispatcher, :receive, {:crier_request, _, _}}
-      assert_receive {:trace, ^dispatcher, :receive, {:crier_request, _, _}}
-      :erlang.trace(dispatcher, false, [:receive])
-      refute_received {:trace, ^dispatcher, :receive, {:crier_closed, _, _, _, _}}
+      :erlang.trace(dispatcher, false, [:call])
+      :erlang.trace_pattern({Crier.Telemetry, :stream_closed, 5}, false, [:local])
+      refute_received {:trace, ^dispatcher, :call, {Crier.Telemetry, :stream_closed, _}}
     end
   end
 

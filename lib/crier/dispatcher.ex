@@ -1,16 +1,28 @@
 defmodule Crier.Dispatcher do
   @moduledoc false
-  # Starts one process per request it is handed by Rust (`{:crier_request, conn, request}`),
-  # linked to itself, so request processes belong to the server's tree; ends owners with
-  # `on_close: :exit` (`{:crier_exit, pid, ref, reason}`: a NIF cannot send an exit signal).
-  # A server has several, chosen in Rust by connection id, so no one mailbox carries every
-  # request. It traps exits: a request process that crashes ends alone, and its exit reason
-  # is logged here (`requests` keeps each live one's method and path for that). When the
-  # server stops, it ends every request process still linked to it before it exits.
+  # Takes what Rust reports for its connections. Rust queues each report in this
+  # dispatcher's relay (Crier.Native.relay_open/0) and rings the relay's bell, a datagram
+  # socket read here through `gen_udp` (active), when the queue had been taken; `relay_take/1` takes a
+  # bounded batch, sending owners what they are told from inside the NIF and returning what
+  # this process does itself:
+  #
+  #   * `{:crier_request, conn, request}`: start one request process, linked to this one,
+  #     so request processes belong to the server's tree;
+  #   * `{:crier_exit, pid, ref, reason}`: end an owner with `on_close: :exit` (a NIF cannot
+  #     send an exit signal);
+  #   * `{:crier_closed, ...}`: emit a stream's close event (only with telemetry).
+  #
+  # Why a relay and not a message per report: see native/crier_core/src/relay.rs. A message
+  # that only looks like a report (a `{:crier_exit, ...}` from anyone) is logged and ignored.
+  #
+  # A server has several dispatchers, chosen in Rust by connection id, so no one mailbox
+  # carries every request. It traps exits: a request process that crashes ends alone, and its
+  # exit reason is logged here (`requests` keeps each live one's method and path for that).
+  # When the server stops, it ends every request process still linked to it before it exits.
 
   use GenServer
 
-  alias Crier.{Options, Request, Server}
+  alias Crier.{Native, Options, Request, Server}
 
   @doc false
   @spec start_link({map(), :ets.tid(), pos_integer()}) :: GenServer.on_start()
@@ -19,31 +31,27 @@ defmodule Crier.Dispatcher do
   @impl GenServer
   def init({config, table, index}) do
     Process.flag(:trap_exit, true)
-    :ets.insert(table, {index, self()})
-    [parent | _] = Process.get(:"$ancestors")
-    # Each request process gets a copy of what it needs, no more: it is copied per request.
-    request_config = Map.take(config, [:name, :target, :on_close, :send_timeout])
-    {:ok, %{config: request_config, parent: parent, requests: %{}}}
+
+    with {:ok, relay} <- Native.relay_open(),
+         {:ok, bell_fd} <- Native.relay_bell(relay),
+         {:ok, bell} <- :gen_udp.open(0, [:local, :binary, fd: bell_fd, active: true]) do
+      :ets.insert(table, {index, relay})
+      [parent | _] = Process.get(:"$ancestors")
+      # Each request process gets a copy of what it needs, no more: it is copied per request.
+      request_config = Map.take(config, [:name, :target, :on_close, :send_timeout])
+      {:ok, %{config: request_config, parent: parent, relay: relay, bell: bell, requests: %{}}}
+    else
+      {:error, reason} -> {:stop, {:relay, reason}}
+    end
   end
 
   @impl GenServer
-  def handle_info({:crier_request, conn_resource, request}, state)
-      when is_reference(conn_resource) and is_tuple(request) and tuple_size(request) > 2 do
-    pid = Request.start_link(conn_resource, request, state.config)
-    line = {elem(request, 1), elem(request, 2)}
-    {:noreply, %{state | requests: Map.put(state.requests, pid, line)}}
-  end
+  def handle_info({:udp, bell, _address, _port, _ring}, %{bell: bell} = state), do: take(state)
+  def handle_info({__MODULE__, :take}, state), do: take(state)
 
-  def handle_info({:crier_exit, pid, _ref, reason}, state) do
-    Process.exit(pid, {:shutdown, reason})
-    {:noreply, state}
-  end
-
-  # Rust reports stream closes here only when telemetry is enabled.
-  def handle_info({:crier_closed, ref, reason, nanos, subscribed}, state) do
-    Crier.Telemetry.stream_closed(state.config.name, ref, reason, nanos, subscribed)
-    {:noreply, state}
-  end
+  # Without its bell this dispatcher would never hear of a request again.
+  def handle_info({:EXIT, bell, reason}, %{bell: bell} = state),
+    do: {:stop, {:relay_bell_closed, reason}, state}
 
   # A request process ended (its parent's exit is handled by GenServer itself).
   def handle_info({:EXIT, pid, reason}, state) do
@@ -58,6 +66,30 @@ defmodule Crier.Dispatcher do
   end
 
   def handle_info(message, state), do: Server.ignore(state, state.config.name, :info, message)
+
+  defp take(state) do
+    {status, reports} = Native.relay_take(state.relay)
+    # More than one take's worth left: the rest after what is already in the mailbox.
+    if status == :more, do: send(self(), {__MODULE__, :take})
+    {:noreply, Enum.reduce(reports, state, &handle_report/2)}
+  end
+
+  defp handle_report({:crier_request, conn_resource, request}, state) do
+    pid = Request.start_link(conn_resource, request, state.config)
+    line = {elem(request, 1), elem(request, 2)}
+    %{state | requests: Map.put(state.requests, pid, line)}
+  end
+
+  defp handle_report({:crier_exit, pid, _ref, reason}, state) do
+    Process.exit(pid, {:shutdown, reason})
+    state
+  end
+
+  # Rust reports stream closes only when telemetry is enabled.
+  defp handle_report({:crier_closed, ref, reason, nanos, subscribed}, state) do
+    Crier.Telemetry.stream_closed(state.config.name, ref, reason, nanos, subscribed)
+    state
+  end
 
   @impl GenServer
   def handle_call(request, _from, state),

@@ -26,10 +26,10 @@ defmodule Crier.Listener do
   @impl GenServer
   def init({config, table}) do
     Process.flag(:trap_exit, true)
-    dispatchers = table |> :ets.tab2list() |> Enum.sort() |> Enum.map(&elem(&1, 1))
+    relays = table |> :ets.tab2list() |> Enum.sort() |> Enum.map(&elem(&1, 1))
     stop_previous_incarnation(config.name)
 
-    case Native.server_start(config.native, self(), dispatchers) |> Crier.Errors.unwrap!() do
+    case Native.server_start(config.native, self(), relays) |> Crier.Errors.unwrap!() do
       {:ok, resource} ->
         :persistent_term.put({Crier, config.name}, resource)
         cluster = Cluster.init(config.name, resource)

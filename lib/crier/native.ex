@@ -26,8 +26,11 @@ defmodule Crier.Native do
   defp nif_error, do: :erlang.nif_error(:nif_not_loaded)
 
   def runtime_workers, do: nif_error()
-  def server_start(_options, _listener, _dispatchers), do: nif_error()
+  def server_start(_options, _listener, _relays), do: nif_error()
   def server_stop_listening(_server), do: nif_error()
+  def relay_open, do: nif_error()
+  def relay_bell(_relay), do: nif_error()
+  def relay_take(_relay), do: nif_error()
   def server_port(_server), do: nif_error()
   def server_stats(_server), do: nif_error()
   def server_topic_subscribers(_server, _topic), do: nif_error()

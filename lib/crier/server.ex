@@ -2,8 +2,9 @@ defmodule Crier.Server do
   @moduledoc false
   # One Crier server: a supervisor of
   #
-  #   * `Crier.Dispatcher` processes (`:dispatchers` of them), which start the request
-  #     processes, linked to themselves, and carry out `on_close: :exit`;
+  #   * `Crier.Dispatcher` processes (`:dispatchers` of them), which take what Rust reports
+  #     through their relays, start the request processes, linked to themselves, and carry
+  #     out `on_close: :exit`;
   #   * one `Crier.Listener`, registered under the server's name, which owns the Rust server
   #     (the listening socket, every connection), relays cluster broadcasts, and runs the
   #     graceful shutdown.
@@ -14,8 +15,8 @@ defmodule Crier.Server do
   # Children stop in the reverse order they start: the listener drains its streams first,
   # while the dispatchers still serve `on_close: :exit`; then the dispatchers end what is
   # left of the request processes. One of them dying restarts them all (`:one_for_all`): the
-  # Rust server knows the dispatchers by pid. The dispatchers put their pids in a table the
-  # supervisor owns, where the listener, started after them, reads them.
+  # Rust server knows the dispatchers by their relays. The dispatchers put their relays in a
+  # table the supervisor owns, where the listener, started after them, reads them.
 
   use Supervisor
   require Logger

@@ -22,6 +22,7 @@ pub mod http;
 pub mod hub;
 mod lifecycle;
 pub mod membership;
+pub mod relay;
 pub mod report;
 pub mod reporter;
 mod request_body;

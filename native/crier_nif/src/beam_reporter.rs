@@ -1,7 +1,5 @@
-//! `Reporter` over `enif_send`: how the core's reports become messages.
-//!
-//! Every call comes from a tokio worker thread, where `OwnedEnv::send_and_clear` is allowed.
-//! Each worker reuses one `OwnedEnv`.
+//! `Reporter` over the dispatchers' relays: the core's reports are queued on tokio
+//! threads and turned into terms and messages on a scheduler (see `relay`).
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -13,10 +11,10 @@ use crier_core::report::{CloseReason, ExchangeClose, Wake};
 use crier_core::reporter::Reporter;
 use crier_core::tls::TlsInfo;
 use rustler::types::tuple::make_tuple;
-use rustler::{Encoder, Env, LocalPid, OwnedEnv, ResourceArc, Term};
+use rustler::{Encoder, Env, LocalPid, OwnedEnv, Term};
 
 use crate::atoms;
-use crate::resources::ConnResource;
+use crate::relay::{News, PendingExchange, Report, Reports};
 use crate::terms::{close_reason_atom, encode_binary};
 
 /// What the owner wants done when its stream closes.
@@ -24,9 +22,9 @@ use crate::terms::{close_reason_atom, encode_binary};
 pub enum OnClose {
     /// Send `{:crier, ref, {:error, reason}}`.
     Message,
-    /// End the owner with `{:shutdown, reason}`; the dispatcher `via` does the `exit/2`
-    /// (a NIF cannot send an exit signal).
-    Exit { via: LocalPid },
+    /// End the owner with `{:shutdown, reason}`; its connection's dispatcher does the
+    /// `exit/2` (a NIF cannot send an exit signal).
+    Exit,
 }
 
 /// The process that owns a stream.
@@ -34,25 +32,28 @@ pub enum OnClose {
 pub struct Owner {
     pub pid: LocalPid,
     pub on_close: OnClose,
+    /// Its connection's id: what it is told goes through that connection's relay, behind
+    /// the request that made it the owner.
+    pub connection_id: u64,
 }
 
-/// Reports of one server: requests go to one of its `Crier.Dispatcher` processes, chosen by
-/// connection id (so no one mailbox carries them all), closes and wake-ups to owners, and
-/// the end of the shutdown to its `Crier.Listener`.
+/// Reports of one server: those of a connection go through one of its dispatchers' relays,
+/// chosen by connection id (so no one mailbox carries them all); the end of the shutdown
+/// goes to its `Crier.Listener`.
 pub struct BeamReporter {
     pub listener: LocalPid,
     /// Never empty: `server_start` refuses an empty list.
-    pub dispatchers: Vec<LocalPid>,
+    pub relays: Vec<Arc<Reports>>,
     /// Whether `:telemetry` is loaded: only then are exchange closes reported.
     pub telemetry: bool,
 }
 
 impl BeamReporter {
-    /// The dispatcher of connection `conn_id`: every exchange of one connection, and the
-    /// exits of its owners, go through the same one.
-    pub fn dispatcher(&self, conn_id: u64) -> &LocalPid {
-        let index = (conn_id % self.dispatchers.len() as u64) as usize;
-        &self.dispatchers[index]
+    /// The relay of connection `connection_id`: every exchange of one connection, and what
+    /// its owners are told, go through the same one.
+    pub fn relay(&self, connection_id: u64) -> &Reports {
+        let index = (connection_id % self.relays.len() as u64) as usize;
+        &self.relays[index]
     }
 }
 
@@ -60,96 +61,88 @@ thread_local! {
     static MESSAGE_ENV: RefCell<OwnedEnv> = RefCell::new(OwnedEnv::new());
 }
 
-fn send<F>(to: &LocalPid, build: F)
-where
-    F: for<'a> FnOnce(Env<'a>) -> Term<'a>,
-{
-    if rustler::thread::is_scheduler_thread() {
-        // The core only reports from tokio threads; a scheduler thread here is a bug, and
-        // send_and_clear would panic, so drop the message instead of the VM.
-        debug_assert!(false, "Reporter called on a scheduler thread");
-        return;
-    }
-    MESSAGE_ENV.with(|env| {
-        let _ = env.borrow_mut().send_and_clear(to, build);
-    });
-}
-
 impl Reporter for BeamReporter {
     type Owner = Owner;
 
     fn request(&self, connection: &Arc<Connection<Self>>, exchange: u64, head: RequestHead) {
-        let resource = ResourceArc::new(ConnResource::new(connection.clone(), exchange));
-        let (peer, local) = (connection.peer, connection.local);
-        // If the dispatcher is gone, the message and the resource in it are dropped, and the
-        // dropped resource closes the exchange as `owner_gone`: the client is not left waiting.
-        send(self.dispatcher(connection.id), move |env| {
-            let request = encode_request(env, exchange, &head, (peer, local));
-            make_tuple(
-                env,
-                &[
-                    atoms::crier_request().encode(env),
-                    resource.encode(env),
-                    request,
-                ],
-            )
+        // If the dispatcher is gone, the report is dropped, and the pending exchange in it
+        // closes the exchange as `owner_gone`: the client is not left waiting.
+        self.relay(connection.id).push(Report::Request {
+            exchange: PendingExchange::new(connection.clone(), exchange),
+            head,
+            addresses: (connection.peer, connection.local),
         });
     }
 
     fn closed(&self, owner: &Owner, exchange: u64, reason: CloseReason) {
-        match owner.on_close {
-            OnClose::Message => send(&owner.pid, |env| {
-                let error = (atoms::error(), close_reason_atom(reason)).encode(env);
-                (atoms::crier(), exchange, error).encode(env)
-            }),
-            OnClose::Exit { via } => {
-                let pid = owner.pid;
-                send(&via, move |env| {
-                    (
-                        atoms::crier_exit(),
-                        pid,
-                        exchange,
-                        close_reason_atom(reason),
-                    )
-                        .encode(env)
-                })
-            }
-        }
+        let report = match owner.on_close {
+            OnClose::Message => Report::Tell {
+                pid: owner.pid,
+                exchange,
+                news: News::Closed(reason),
+            },
+            OnClose::Exit => Report::Exit {
+                pid: owner.pid,
+                exchange,
+                reason,
+            },
+        };
+        self.relay(owner.connection_id).push(report);
     }
 
     fn wake(&self, owner: &Owner, exchange: u64, what: Wake) {
-        let what = match what {
-            Wake::Writable => atoms::writable(),
-            Wake::Body => atoms::body(),
-        };
-        send(&owner.pid, |env| {
-            (atoms::crier(), exchange, what).encode(env)
+        self.relay(owner.connection_id).push(Report::Tell {
+            pid: owner.pid,
+            exchange,
+            news: News::Wake(what),
         });
     }
 
     fn stopped(&self) {
-        send(&self.listener, |env| atoms::crier_stopped().encode(env));
-    }
-
-    /// `{:crier_closed, ref, reason, duration_ns, subscribed?}` to the connection's
-    /// dispatcher, which emits the telemetry event. A close found on a scheduler thread (an
-    /// owner's death, seen in a NIF callback) is sent from tokio: `enif_send` from there
-    /// needs a process environment this callback does not have.
-    fn exchange_closed(&self, close: ExchangeClose) {
-        if !self.telemetry {
+        if rustler::thread::is_scheduler_thread() {
+            // The core only reports this from tokio; a scheduler thread here is a bug, and
+            // send_and_clear would panic, so drop the message instead of the VM.
+            debug_assert!(false, "stopped reported on a scheduler thread");
             return;
         }
-        let to = *self.dispatcher(close.connection_id);
-        if rustler::thread::is_scheduler_thread() {
-            crate::runtime::handle()
-                .spawn(async move { send(&to, move |env| closed_message(env, close)) });
-        } else {
-            send(&to, move |env| closed_message(env, close));
+        MESSAGE_ENV.with(|env| {
+            let _ = env
+                .borrow_mut()
+                .send_and_clear(&self.listener, |env| atoms::crier_stopped().encode(env));
+        });
+    }
+
+    /// `{:crier_closed, ref, reason, duration_ns, subscribed?}` for the connection's
+    /// dispatcher, which emits the telemetry event.
+    fn exchange_closed(&self, close: ExchangeClose) {
+        if self.telemetry {
+            self.relay(close.connection_id).push(Report::Closed(close));
         }
     }
 }
 
-fn closed_message(env: Env<'_>, close: ExchangeClose) -> Term<'_> {
+/// `{:crier, ref, news}`, what an owner is told.
+pub fn owner_message(env: Env<'_>, exchange: u64, news: News) -> Term<'_> {
+    let news = match news {
+        News::Closed(reason) => (atoms::error(), close_reason_atom(reason)).encode(env),
+        News::Wake(Wake::Writable) => atoms::writable().encode(env),
+        News::Wake(Wake::Body) => atoms::body().encode(env),
+    };
+    (atoms::crier(), exchange, news).encode(env)
+}
+
+/// `{:crier_exit, pid, ref, reason}`: the dispatcher ends `pid` with `{:shutdown, reason}`.
+pub fn exit_order(env: Env<'_>, pid: LocalPid, exchange: u64, reason: CloseReason) -> Term<'_> {
+    (
+        atoms::crier_exit(),
+        pid,
+        exchange,
+        close_reason_atom(reason),
+    )
+        .encode(env)
+}
+
+pub fn closed_message(env: Env<'_>, close: ExchangeClose) -> Term<'_> {
     let nanos = u64::try_from(close.open_for.as_nanos()).unwrap_or(u64::MAX);
     (
         atoms::crier_closed(),
@@ -163,7 +156,7 @@ fn closed_message(env: Env<'_>, close: ExchangeClose) -> Term<'_> {
 
 /// `{ref, method, path, query, version, headers, peer, local}`; `Crier.Conn` builds its struct
 /// from it.
-fn encode_request<'a>(
+pub fn encode_request<'a>(
     env: Env<'a>,
     exchange: u64,
     head: &RequestHead,

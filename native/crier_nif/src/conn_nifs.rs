@@ -72,20 +72,21 @@ fn conn_set_owner<'a>(
     on_close: Atom,
 ) -> NifResult<Term<'a>> {
     let on_close = if on_close == atoms::exit() {
-        let via = *conn
-            .connection
-            .server()
-            .reporter
-            .dispatcher(conn.connection.id);
-        OnClose::Exit { via }
+        OnClose::Exit
     } else if on_close == atoms::message() {
         OnClose::Message
     } else {
         return Err(Invalid("on_close must be :message or :exit".into()).into());
     };
-    let result = conn
-        .connection
-        .set_owner(conn.exchange, Owner { pid, on_close });
+    let connection_id = conn.connection.id;
+    let result = conn.connection.set_owner(
+        conn.exchange,
+        Owner {
+            pid,
+            on_close,
+            connection_id,
+        },
+    );
     if result.is_ok() {
         let mut monitor = conn.owner_monitor.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(previous) = monitor.take() {

@@ -6,14 +6,15 @@ use rustler::{Atom, Binary, Encoder, Env, LocalPid, NifResult, ResourceArc, Term
 
 use crate::atoms;
 use crate::beam_reporter::BeamReporter;
+use crate::relay::RelayResource;
 use crate::resources::ServerResource;
 use crate::terms::{
     decode_config, decode_event, decode_flag, decode_iodata, decode_list, decode_tls,
-    encode_binary, encode_stats, Invalid,
+    encode_binary, encode_stats, io_error_atom, Invalid,
 };
 
 /// Binds and starts a server owned by `listener` (monitored: its death stops the server)
-/// whose requests go to `dispatchers`. Binding is one non-blocking syscall; no name
+/// whose reports go through `relays`, one per dispatcher. Binding is one non-blocking syscall; no name
 /// resolution happens here. On a dirty scheduler: with TLS it parses and checks a
 /// certificate chain and its key, which for a large RSA key takes milliseconds.
 #[rustler::nif(schedule = "DirtyCpu")]
@@ -21,7 +22,7 @@ fn server_start<'a>(
     env: Env<'a>,
     options: Term<'a>,
     listener: LocalPid,
-    dispatchers: Term<'a>,
+    relays: Term<'a>,
 ) -> NifResult<Term<'a>> {
     let (mut config, replay) = decode_config(options)?;
     match decode_tls(options)? {
@@ -31,17 +32,17 @@ fn server_start<'a>(
             return Ok((atoms::error(), (atoms::tls(), why)).encode(env));
         }
     }
-    let dispatchers = decode_list(dispatchers, "dispatchers")?
+    let relays = decode_list(relays, "relays")?
         .into_iter()
-        .map(|pid| pid.decode::<LocalPid>())
+        .map(|relay| relay.decode::<ResourceArc<RelayResource>>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| Invalid("dispatchers must be a list of pids".into()))?;
-    if dispatchers.is_empty() {
-        return Err(Invalid("dispatchers must not be empty".into()).into());
+        .map_err(|_| Invalid("relays must be a list of relays (Native.relay_open/0)".into()))?;
+    if relays.is_empty() {
+        return Err(Invalid("relays must not be empty".into()).into());
     }
     let reporter = BeamReporter {
         listener,
-        dispatchers,
+        relays: relays.iter().map(|r| r.relay.clone()).collect(),
         telemetry: decode_flag(options, "telemetry")?,
     };
     match Server::start(config, reporter, crate::runtime::handle(), replay) {
@@ -57,20 +58,6 @@ fn server_start<'a>(
         }
         Err(error) => Ok((atoms::error(), io_error_atom(env, &error)).encode(env)),
     }
-}
-
-/// The reason of a failed bind, as `:inet` would name it (`:eaddrinuse`, `:eaddrnotavail`, ...).
-fn io_error_atom<'a>(env: Env<'a>, error: &std::io::Error) -> Term<'a> {
-    let name = match error.raw_os_error() {
-        Some(98) => "eaddrinuse",
-        Some(99) => "eaddrnotavail",
-        Some(13) => "eacces",
-        Some(97) => "eafnosupport",
-        Some(22) => "einval",
-        Some(24) => "emfile",
-        _ => "bind_failed",
-    };
-    Atom::from_str(env, name).map_or_else(|_| atoms::error().encode(env), |a| a.encode(env))
 }
 
 /// Worker threads of the process-wide tokio runtime.

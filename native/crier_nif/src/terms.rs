@@ -335,3 +335,17 @@ pub fn encode_stats<'a>(env: Env<'a>, stats: &Snapshot) -> rustler::NifResult<Te
             map.map_put(Atom::from_str(env, key)?, *value)
         })
 }
+
+/// The reason of a failed bind (or socket call), as `:inet` would name it (`:eaddrinuse`, `:eaddrnotavail`, ...).
+pub fn io_error_atom<'a>(env: Env<'a>, error: &std::io::Error) -> Term<'a> {
+    let name = match error.raw_os_error() {
+        Some(98) => "eaddrinuse",
+        Some(99) => "eaddrnotavail",
+        Some(13) => "eacces",
+        Some(97) => "eafnosupport",
+        Some(22) => "einval",
+        Some(24) => "emfile",
+        _ => "bind_failed",
+    };
+    Atom::from_str(env, name).map_or_else(|_| atoms::error().encode(env), |a| a.encode(env))
+}
