@@ -267,6 +267,31 @@ defmodule Crier.LifecycleTest do
       Wait.until(fn -> refused?(port) end, 5_000, "the listener outlived its owner")
     end
 
+    test "a request queued for a dispatcher that dies untaken is answered" do
+      test = self()
+
+      dispatcher =
+        spawn(fn ->
+          {:ok, relay} = Crier.Native.relay_open()
+          send(test, {:relay, relay})
+
+          receive do
+            :never -> :ok
+          end
+        end)
+
+      assert_receive {:relay, relay}
+      {:ok, server} = Crier.Native.server_start(native_options(), test, [relay])
+      client = Crier.Test.RawClient.connect(Crier.Native.server_port(server))
+      :ok = Crier.Test.RawClient.get(client, "/")
+      # Whether the request was queued before the death or comes after it, the relay's
+      # monitor drops it and its exchange closes as owner_gone: a 500, then the close.
+      Process.exit(dispatcher, :kill)
+      assert {:closed, response} = Crier.Test.RawClient.read_to_close(client, 5_000)
+      assert response =~ ~r/\AHTTP\/1.1 500 /
+      Crier.Native.server_shutdown(server, nil)
+    end
+
     test "stops listening when its last reference goes" do
       test = self()
 

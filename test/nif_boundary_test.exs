@@ -130,6 +130,26 @@ defmodule Crier.NifBoundaryTest do
       Crier.Test.Wait.until(fn -> Crier.subscribers(server, "topic-20000") >= 1 end)
     end
 
+    # Requests are turned into terms on the dispatcher's scheduler (Crier.Dispatcher): one
+    # with this many headers is taken on a dirty scheduler, and a batch never holds more.
+    @tag server_opts: [max_headers: 5_000, max_header_bytes: 4_194_304, dispatchers: 1]
+    test "requests of 5,000 headers each, all for one dispatcher", %{port: port, server: name} do
+      headers = for i <- 1..4_999, do: {"x-h#{i}", "v"}
+      [dispatcher] = Crier.Test.Server.dispatchers(name)
+
+      assert_no_long_schedule(fn ->
+        {:watch, dispatcher,
+         fn ->
+           for _ <- 1..20 do
+             client = RawClient.connect(port)
+             :ok = RawClient.get(client, "/", headers)
+           end
+
+           for _ <- 1..20, do: assert_receive({:called, _pid, %Conn{}}, 10_000)
+         end}
+      end)
+    end
+
     test "send_resp/4 with 100,000 headers", %{port: port} do
       headers = for i <- 1..100_000, do: {"x-h#{i}", "v"}
 
@@ -147,7 +167,8 @@ defmodule Crier.NifBoundaryTest do
   end
 
   # Calls `setup` for what to run: `{:spawn, fun}` runs `fun` in a fresh process,
-  # `{:handler, pid, fun}` runs `fun.(conn)` in handler `pid`; it runs with the long_schedule monitor at 1 ms, and asserts no
+  # `{:handler, pid, fun}` runs `fun.(conn)` in handler `pid`, `{:watch, pid, fun}` runs `fun`
+  # here and watches `pid`; it runs with the long_schedule monitor at 1 ms, and asserts no
   # report names that process. The machine is shared and loaded: the OS can stall a
   # scheduler thread for a millisecond now and then, so a run with a report is tried again,
   # up to three times; a NIF that holds the scheduler is reported on every run.
@@ -164,8 +185,18 @@ defmodule Crier.NifBoundaryTest do
   defp long_schedules(what) do
     {runner, run} =
       case what do
-        {:handler, pid, fun} -> {pid, fn -> run_in_handler(pid, fun) end}
-        {:spawn, fun} -> spawn_runner(fun)
+        {:handler, pid, fun} ->
+          {pid, fn -> run_in_handler(pid, fun) end}
+
+        {:spawn, fun} ->
+          spawn_runner(fun)
+
+        {:watch, pid, fun} ->
+          {pid,
+           fn ->
+             fun.()
+             await_waiting(pid)
+           end}
       end
 
     previous = :erlang.system_monitor(self(), [{:long_schedule, 1}])

@@ -165,7 +165,7 @@ defmodule Crier.TelemetryTest do
           dispatchers: 1
         )
 
-      [dispatcher] = dispatchers(name)
+      [dispatcher] = Crier.Test.Server.dispatchers(name)
       :erlang.trace_pattern({Crier.Telemetry, :stream_closed, 5}, true, [:local])
       :erlang.trace(dispatcher, true, [:call])
       client = SseClient.connect(port, "/")
@@ -186,12 +186,5 @@ defmodule Crier.TelemetryTest do
     @moduledoc false
     def init(opts), do: opts
     def call(_conn, _opts), do: raise("plug boom")
-  end
-
-  defp dispatchers(name) do
-    {:dictionary, dictionary} = Process.info(Process.whereis(name), :dictionary)
-    [supervisor | _] = dictionary[:"$ancestors"]
-
-    for {{Crier.Dispatcher, _}, pid, _, _} <- Supervisor.which_children(supervisor), do: pid
   end
 end

@@ -2,9 +2,9 @@ defmodule Crier.Dispatcher do
   @moduledoc false
   # Takes what Rust reports for its connections. Rust queues each report in this
   # dispatcher's relay (Crier.Native.relay_open/0) and rings the relay's bell, a datagram
-  # socket read here through `gen_udp` (active), when the queue had been taken; `relay_take/1` takes a
-  # bounded batch, sending owners what they are told from inside the NIF and returning what
-  # this process does itself:
+  # socket read here through `gen_udp` (active), when the queue had been taken.
+  # `relay_take/1` takes a bounded batch: it sends owners what they are told from inside the
+  # NIF, and returns what this process does itself:
   #
   #   * `{:crier_request, conn, request}`: start one request process, linked to this one,
   #     so request processes belong to the server's tree;
@@ -68,10 +68,23 @@ defmodule Crier.Dispatcher do
   def handle_info(message, state), do: Server.ignore(state, state.config.name, :info, message)
 
   defp take(state) do
-    {status, reports} = Native.relay_take(state.relay)
-    # More than one take's worth left: the rest after what is already in the mailbox.
-    if status == :more, do: send(self(), {__MODULE__, :take})
-    {:noreply, Enum.reduce(reports, state, &handle_report/2)}
+    {left, reports} = Native.relay_take(state.relay)
+    state = Enum.reduce(reports, state, &handle_report/2)
+    left_behind(left, state)
+  end
+
+  # More than one take's worth: the rest after what is already in the mailbox. A report too
+  # heavy for a normal scheduler (a request with very many headers): taken on a dirty one.
+  defp left_behind(:done, state), do: {:noreply, state}
+
+  defp left_behind(:more, state) do
+    send(self(), {__MODULE__, :take})
+    {:noreply, state}
+  end
+
+  defp left_behind(:heavy, state) do
+    {left, reports} = Native.dirty(:relay_take, [state.relay])
+    left_behind(left, Enum.reduce(reports, state, &handle_report/2))
   end
 
   defp handle_report({:crier_request, conn_resource, request}, state) do

@@ -27,14 +27,19 @@ defmodule Crier.Test.Relay do
     do: collect(relay, bell, count, timeout, [])
 
   defp collect(relay, bell, count, timeout, acc) do
-    {status, reports} = Native.relay_take(relay)
+    {status, reports} =
+      case Native.relay_take(relay) do
+        {:heavy, []} -> Native.dirty(:relay_take, [relay])
+        taken -> taken
+      end
+
     requests = for {:crier_request, conn, request} <- reports, do: {conn, request}
     acc = Enum.reverse(requests, acc)
     left = max(count - length(requests), 0)
 
     cond do
       left == 0 -> Enum.reverse(acc)
-      status == :more -> collect(relay, bell, left, timeout, acc)
+      status in [:more, :heavy] -> collect(relay, bell, left, timeout, acc)
       true -> await_bell(relay, bell, left, timeout, acc)
     end
   end

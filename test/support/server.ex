@@ -34,4 +34,12 @@ defmodule Crier.Test.Server do
 
     %{server: name, port: Crier.port(name)}
   end
+
+  @doc "The `Crier.Dispatcher` pids of the running server `name`."
+  @spec dispatchers(atom()) :: [pid()]
+  def dispatchers(name) do
+    {:dictionary, dictionary} = Process.info(Process.whereis(name), :dictionary)
+    [supervisor | _] = dictionary[:"$ancestors"]
+    for {{Crier.Dispatcher, _}, pid, _, _} <- Supervisor.which_children(supervisor), do: pid
+  end
 end

@@ -2,7 +2,7 @@
 //!
 //! The core knows nothing of the BEAM. It reports to its owners through the
 //! [`reporter::Reporter`] trait, so `cargo test` drives it over real sockets with plain
-//! channels while the NIF crate implements the trait with `enif_send`.
+//! channels while the NIF crate implements the trait with [`relay::Relay`]s.
 //!
 //! The path of one request: [`server`] accepts a socket and spawns a [`task`], which reads and
 //! parses a head ([`http::request`]), opens an [`exchange`] on the connection's shared state

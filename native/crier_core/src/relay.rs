@@ -50,9 +50,21 @@ pub struct Relay<R> {
 pub struct Taken<R> {
     /// The reports, oldest first.
     pub reports: Vec<R>,
-    /// Whether reports are left: the reader must take again (the bell does not ring for
-    /// them).
-    pub more: bool,
+    /// What is left behind them.
+    pub left: Left,
+}
+
+/// What a [`Relay::take`] left in the queue. Unless it is empty the bell does not ring
+/// again for it: the reader must take again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Left {
+    /// Nothing: the next push rings.
+    Nothing,
+    /// More than one take's worth.
+    More,
+    /// A report that alone weighs more than the take's bound: take it where the time it
+    /// costs does no harm (a dirty scheduler).
+    Heavy,
 }
 
 impl<R: Weigh> Relay<R> {
@@ -106,24 +118,35 @@ impl<R: Weigh> Relay<R> {
         drop(rejected);
     }
 
-    /// Takes reports oldest first: at most `max_reports`, and no more once their weight
-    /// reaches `max_weight` (at least one, whatever it weighs).
+    /// Takes reports oldest first: at most `max_reports`, weighing at most `max_weight` in
+    /// all. A report heavier than that alone is not taken but named by [`Left::Heavy`] when it
+    /// is next.
     pub fn take(&self, max_reports: usize, max_weight: usize) -> Taken<R> {
         let mut inbox = self.lock();
         let mut reports = Vec::new();
-        let mut weight = 0;
-        while reports.len() < max_reports && (reports.is_empty() || weight < max_weight) {
-            let Some(report) = inbox.reports.pop_front() else {
-                break;
+        let mut weight = 0usize;
+        let left = loop {
+            let Some(next) = inbox.reports.front() else {
+                break Left::Nothing;
             };
-            weight += report.weight();
-            reports.push(report);
-        }
-        let more = !inbox.reports.is_empty();
-        if !more && inbox.doorbell == Doorbell::Rung {
+            if reports.len() >= max_reports {
+                break Left::More;
+            }
+            let next_weight = next.weight();
+            if weight.saturating_add(next_weight) > max_weight {
+                break if reports.is_empty() {
+                    Left::Heavy
+                } else {
+                    Left::More
+                };
+            }
+            weight += next_weight;
+            reports.extend(inbox.reports.pop_front());
+        };
+        if left == Left::Nothing && inbox.doorbell == Doorbell::Rung {
             inbox.doorbell = Doorbell::Quiet;
         }
-        Taken { reports, more }
+        Taken { reports, left }
     }
 
     /// The reader is gone: drops what is queued (after the lock) and whatever comes later.
@@ -210,7 +233,7 @@ mod tests {
             taken.reports.iter().map(|r| r.id).collect::<Vec<_>>(),
             [0, 1, 2, 3, 4]
         );
-        assert!(!taken.more);
+        assert_eq!(taken.left, Left::Nothing);
         relay.push(report(5, 1, &drops));
         assert_eq!(rings(&reader), 1);
     }
@@ -224,7 +247,7 @@ mod tests {
         assert_eq!(rings(&reader), 1);
         let first = relay.take(4, usize::MAX);
         assert_eq!(first.reports.len(), 4);
-        assert!(first.more);
+        assert_eq!(first.left, Left::More);
         // Still rung: a push now must not ring, the reader takes again on its own.
         relay.push(report(10, 1, &drops));
         assert_eq!(rings(&reader), 0);
@@ -233,27 +256,40 @@ mod tests {
             rest.reports.iter().map(|r| r.id).collect::<Vec<_>>(),
             [4, 5, 6, 7, 8, 9, 10]
         );
-        assert!(!rest.more);
+        assert_eq!(rest.left, Left::Nothing);
     }
 
     #[test]
-    fn weight_bounds_a_take_but_one_report_always_goes() {
-        let (relay, _reader, drops) = relay();
-        relay.push(report(0, 1_000, &drops));
-        relay.push(report(1, 10, &drops));
-        let heavy = relay.take(100, 100);
-        assert_eq!(heavy.reports.len(), 1);
-        assert!(heavy.more);
-        for id in 2..12 {
+    fn weight_bounds_a_take_and_a_report_heavier_than_the_bound_is_left_named() {
+        let (relay, reader, drops) = relay();
+        for id in 0..10 {
             relay.push(report(id, 10, &drops));
         }
-        // 1..=10 weigh 100 together: the take stops once it reaches the bound.
+        relay.push(report(10, 1_000, &drops));
+        relay.push(report(11, 10, &drops));
+        assert_eq!(rings(&reader), 1);
+        // 0..=9 weigh 100 together: the bound, reached, not passed.
         let light = relay.take(100, 100);
         assert_eq!(
             light.reports.iter().map(|r| r.id).collect::<Vec<_>>(),
-            (1..=10).collect::<Vec<_>>()
+            (0..10).collect::<Vec<_>>()
         );
-        assert!(light.more);
+        assert_eq!(light.left, Left::More);
+        let heavy = relay.take(100, 100);
+        assert!(heavy.reports.is_empty());
+        assert_eq!(heavy.left, Left::Heavy);
+        // Left named, the bell stays quiet: the reader must take it, unbounded.
+        relay.push(report(12, 10, &drops));
+        assert_eq!(rings(&reader), 0);
+        let one = relay.take(1, usize::MAX);
+        assert_eq!(one.reports.iter().map(|r| r.id).collect::<Vec<_>>(), [10]);
+        assert_eq!(one.left, Left::More);
+        let rest = relay.take(100, 100);
+        assert_eq!(
+            rest.reports.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [11, 12]
+        );
+        assert_eq!(rest.left, Left::Nothing);
     }
 
     #[test]

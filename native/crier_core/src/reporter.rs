@@ -1,5 +1,6 @@
 //! How the core tells its owners something. The core never sees a BEAM term: the NIF crate
-//! implements [`Reporter`] with `enif_send`, cargo tests with channels.
+//! implements [`Reporter`] with [`crate::relay::Relay`]s its dispatchers take from, cargo
+//! tests with channels.
 //!
 //! (Named for what it does; tokio's `sync::Notify`, which the connection task also uses, is
 //! a different thing.)

@@ -19,6 +19,7 @@ rustler::atoms! {
     taken,
     more,
     done,
+    heavy,
     writable,
     body,
     message,

@@ -8,6 +8,8 @@ use crier_core::cluster_order::ClusterPosition;
 use rustler::{Atom, Encoder, Env, NifResult, ResourceArc, Term};
 
 use crate::conn_nifs;
+use crate::relay::RelayResource;
+use crate::relay_nifs;
 use crate::resources::ServerResource;
 use crate::server_nifs;
 use crate::terms::{decode_list, Invalid};
@@ -22,6 +24,7 @@ rustler::atoms! {
     server_broadcast,
     server_broadcast_sequenced,
     encode_event,
+    relay_take,
 }
 
 /// `dirty(name, args)`: the NIF `name` applied to the list `args`, on a dirty scheduler.
@@ -73,6 +76,10 @@ fn dirty<'a>(env: Env<'a>, name: Atom, args: Term<'a>) -> NifResult<Term<'a>> {
                 .map(|a| a.encode(env))
         }
         [event] if name == encode_event() => server_nifs::encode(env, *event),
+        [relay] if name == relay_take() => {
+            let relay: ResourceArc<RelayResource> = relay.decode()?;
+            Ok(relay_nifs::take_heavy(env, &relay))
+        }
         _ => Err(bad().into()),
     }
 }

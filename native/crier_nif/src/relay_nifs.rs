@@ -7,6 +7,8 @@ use rustler::{Encoder, Env, ResourceArc, Term};
 
 use crate::atoms;
 use crate::beam_reporter::{closed_message, encode_request, exit_order, owner_message};
+use crier_core::relay::Left;
+
 use crate::relay::{RelayResource, Report, Reports, TAKE_MAX_REPORTS, TAKE_MAX_WEIGHT};
 use crate::resources::ConnResource;
 use crate::terms::io_error_atom;
@@ -44,16 +46,31 @@ fn relay_bell(env: Env<'_>, relay: ResourceArc<RelayResource>) -> Term<'_> {
     }
 }
 
-/// Takes up to [`TAKE_MAX_REPORTS`] reports: tells owners what they are told (sent from
-/// here, on a scheduler), and returns `{:done | :more, reports}` with what the dispatcher
-/// itself does: `{:crier_request, conn, request}`, `{:crier_exit, pid, ref, reason}` and
-/// `{:crier_closed, ref, reason, nanos, subscribed}`. `:more`: take again.
+/// `{left, reports}`: takes up to [`TAKE_MAX_REPORTS`] reports weighing up to
+/// [`TAKE_MAX_WEIGHT`]; tells owners what they are told (sent from here, on a scheduler),
+/// and returns what the dispatcher itself does: `{:crier_request, conn, request}`,
+/// `{:crier_exit, pid, ref, reason}` and `{:crier_closed, ref, reason, nanos, subscribed}`.
+/// `left` is `:done`, `:more` (take again) or `:heavy` (the next report alone is too heavy
+/// for a normal scheduler: take it with `dirty(:relay_take, [relay])`).
 #[rustler::nif]
 fn relay_take<'a>(env: Env<'a>, relay: ResourceArc<RelayResource>) -> Term<'a> {
-    let taken = relay.relay.take(TAKE_MAX_REPORTS, TAKE_MAX_WEIGHT);
-    let (reports, more) = (taken.reports, taken.more);
-    let mut handed = Vec::with_capacity(reports.len());
-    for report in reports {
+    take(env, &relay, TAKE_MAX_REPORTS, TAKE_MAX_WEIGHT)
+}
+
+/// The dirty take: one report, whatever it weighs.
+pub fn take_heavy<'a>(env: Env<'a>, relay: &RelayResource) -> Term<'a> {
+    take(env, relay, 1, usize::MAX)
+}
+
+fn take<'a>(
+    env: Env<'a>,
+    relay: &RelayResource,
+    max_reports: usize,
+    max_weight: usize,
+) -> Term<'a> {
+    let taken = relay.relay.take(max_reports, max_weight);
+    let mut handed = Vec::with_capacity(taken.reports.len());
+    for report in taken.reports {
         match report {
             Report::Request {
                 exchange,
@@ -63,8 +80,7 @@ fn relay_take<'a>(env: Env<'a>, relay: ResourceArc<RelayResource>) -> Term<'a> {
                 let (connection, exchange) = exchange.claim();
                 let conn = ResourceArc::new(ConnResource::new(connection, exchange));
                 let request = encode_request(env, exchange, &head, addresses);
-                let tuple = (atoms::crier_request(), conn, request).encode(env);
-                handed.push(tuple);
+                handed.push((atoms::crier_request(), conn, request).encode(env));
             }
             Report::Tell {
                 pid,
@@ -82,6 +98,10 @@ fn relay_take<'a>(env: Env<'a>, relay: ResourceArc<RelayResource>) -> Term<'a> {
             Report::Closed(close) => handed.push(closed_message(env, close)),
         }
     }
-    let status = if more { atoms::more() } else { atoms::done() };
-    (status, handed).encode(env)
+    let left = match taken.left {
+        Left::Nothing => atoms::done(),
+        Left::More => atoms::more(),
+        Left::Heavy => atoms::heavy(),
+    };
+    (left, handed).encode(env)
 }
