@@ -3,12 +3,11 @@
 use std::os::fd::IntoRawFd;
 use std::sync::{Arc, Mutex};
 
+use crier_core::relay::Left;
 use rustler::{Encoder, Env, ResourceArc, Term};
 
 use crate::atoms;
 use crate::beam_reporter::{closed_message, encode_request, exit_order, owner_message};
-use crier_core::relay::Left;
-
 use crate::relay::{RelayResource, Report, Reports, TAKE_MAX_REPORTS, TAKE_MAX_WEIGHT};
 use crate::resources::ConnResource;
 use crate::terms::io_error_atom;
