@@ -38,6 +38,43 @@ defmodule Crier.ShutdownTest do
     client
   end
 
+  # The listener ends its terminate, and the dispatchers then end the request processes,
+  # once Rust says the shutdown is over: that word must come behind every owner's
+  # `:shutdown`, which reaches owners through their dispatcher's relay.
+  test "the end of the shutdown comes through the relay, behind every owner's close" do
+    options = Crier.Options.validate!(name: :shutdown_order, handler: FunHandler, port: 0).native
+
+    relay = Crier.Test.Relay.open()
+    {:ok, server} = Crier.Native.server_start(options, self(), [elem(relay, 0)])
+    client = RawClient.connect(Crier.Native.server_port(server))
+    :ok = RawClient.get(client, "/")
+    [{conn, request}] = Crier.Test.Relay.requests(relay, 1)
+    :ok = Crier.Native.conn_set_owner(conn, self(), :message)
+    :ok = Crier.Native.conn_send_chunked(conn, 200, [], true)
+    ref = elem(request, 0)
+
+    Crier.Native.server_shutdown(server, nil)
+    assert [{:crier, ^ref, {:error, :shutdown}}, :crier_stopped] = take_until_stopped(relay, [])
+  end
+
+  # Takes the relay at each bell until `:crier_stopped` comes; returns what this process
+  # was sent, in the order it came.
+  defp take_until_stopped({relay, bell} = both, seen) do
+    receive do
+      {:udp, ^bell, _, _, _} ->
+        {_left, []} = Crier.Native.relay_take(relay)
+        take_until_stopped(both, seen)
+
+      :crier_stopped ->
+        Enum.reverse([:crier_stopped | seen])
+
+      {:crier, _, _} = told ->
+        take_until_stopped(both, [told | seen])
+    after
+      5_000 -> flunk("no :crier_stopped; seen #{inspect(Enum.reverse(seen))}")
+    end
+  end
+
   test "events queued just before shutdown all reach a client that keeps reading" do
     test = self()
 

@@ -9,9 +9,9 @@ defmodule Crier.Listener do
   # previous one's socket itself before it binds, so a restart on the same port never races
   # that monitor.
   #
-  # Rust reports here `:crier_stopped` (shutdown finished); cluster broadcasts come as
-  # `{:crier_cluster, message}` (see Crier.Cluster), with the sequencer's monitor as
-  # `{{:crier_cluster, :sequencer_down}, ref, :process, pid, reason}`.
+  # Each dispatcher relays `:crier_stopped` here (shutdown finished, its owners told);
+  # cluster broadcasts come as `{:crier_cluster, message}` (see Crier.Cluster), with the
+  # sequencer's monitor as `{{:crier_cluster, :sequencer_down}, ref, :process, pid, reason}`.
 
   use GenServer
   require Logger
@@ -33,7 +33,8 @@ defmodule Crier.Listener do
       {:ok, resource} ->
         :persistent_term.put({Crier, config.name}, resource)
         cluster = Cluster.init(config.name, resource)
-        {:ok, config |> Map.put(:resource, resource) |> Map.put(:cluster, cluster)}
+        state = %{resource: resource, cluster: cluster, relays: length(relays)}
+        {:ok, Map.merge(config, state)}
 
       {:error, reason} ->
         {:stop, reason}
@@ -76,7 +77,7 @@ defmodule Crier.Listener do
     Native.server_shutdown(state.resource, state.final_event)
     # Rust drains for :shutdown_timeout, then gives closed streams one grace period.
     deadline = System.monotonic_time(:millisecond) + state.shutdown_timeout + 2 * Options.grace()
-    await_stopped(state.name, deadline)
+    await_stopped(state.name, state.relays, deadline)
     # A new incarnation may have put its own resource there already.
     if :persistent_term.get({Crier, state.name}, nil) == state.resource do
       :persistent_term.erase({Crier, state.name})
@@ -85,9 +86,13 @@ defmodule Crier.Listener do
     :ok
   end
 
-  defp await_stopped(name, deadline) do
+  # Every dispatcher sends `:crier_stopped` once it has told its owners of their closes: the
+  # shutdown is over when all have.
+  defp await_stopped(_name, 0, _deadline), do: :ok
+
+  defp await_stopped(name, left, deadline) do
     receive do
-      :crier_stopped -> :ok
+      :crier_stopped -> await_stopped(name, left - 1, deadline)
     after
       max(deadline - System.monotonic_time(:millisecond), 0) ->
         Logger.warning("Crier #{inspect(name)}: shutdown did not finish")

@@ -95,18 +95,24 @@ impl<R: Weigh> Relay<R> {
     /// never blocks but on the queue's lock. Once the relay is closed the report is dropped
     /// here (after the lock: dropping it may report again).
     pub fn push(&self, report: R) {
-        let (rejected, ring) = {
+        drop(self.try_push(report));
+    }
+
+    /// [`Relay::push`], but a closed relay hands the report back, for the caller to carry
+    /// out some other way.
+    pub fn try_push(&self, report: R) -> Result<(), R> {
+        let ring = {
             let mut inbox = self.lock();
             match inbox.doorbell {
-                Doorbell::Gone => (Some(report), false),
+                Doorbell::Gone => return Err(report),
                 Doorbell::Quiet => {
                     inbox.doorbell = Doorbell::Rung;
                     inbox.reports.push_back(report);
-                    (None, true)
+                    true
                 }
                 Doorbell::Rung => {
                     inbox.reports.push_back(report);
-                    (None, false)
+                    false
                 }
             }
         };
@@ -115,7 +121,7 @@ impl<R: Weigh> Relay<R> {
             // closed peer, that the reader is gone (its monitor closes the relay).
             let _ = self.bell.send(&[1]);
         }
-        drop(rejected);
+        Ok(())
     }
 
     /// Takes reports oldest first: at most `max_reports`, weighing at most `max_weight` in
@@ -302,6 +308,8 @@ mod tests {
         rings(&reader);
         relay.push(report(2, 1, &drops));
         assert_eq!(drops.load(Ordering::SeqCst), 3);
+        let back = relay.try_push(report(3, 1, &drops));
+        assert_eq!(back.err().map(|r| r.id), Some(3));
         assert!(relay.is_empty());
         assert_eq!(rings(&reader), 0);
     }

@@ -39,7 +39,7 @@ pub struct Owner {
 
 /// Reports of one server: those of a connection go through one of its dispatchers' relays,
 /// chosen by connection id (so no one mailbox carries them all); the end of the shutdown
-/// goes to its `Crier.Listener`.
+/// goes through all of them to its `Crier.Listener`.
 pub struct BeamReporter {
     pub listener: LocalPid,
     /// Never empty: `server_start` refuses an empty list.
@@ -98,18 +98,15 @@ impl Reporter for BeamReporter {
         });
     }
 
+    /// Through every relay, behind the closes it carries (see [`Report::Stopped`]); a relay
+    /// whose dispatcher is gone has no owner left to tell, so its share is sent from here.
     fn stopped(&self) {
-        if rustler::thread::is_scheduler_thread() {
-            // The core only reports this from tokio; a scheduler thread here is a bug, and
-            // send_and_clear would panic, so drop the message instead of the VM.
-            debug_assert!(false, "stopped reported on a scheduler thread");
-            return;
+        for relay in &self.relays {
+            let listener = self.listener;
+            if relay.try_push(Report::Stopped { listener }).is_err() {
+                send_stopped(&listener);
+            }
         }
-        MESSAGE_ENV.with(|env| {
-            let _ = env
-                .borrow_mut()
-                .send_and_clear(&self.listener, |env| atoms::crier_stopped().encode(env));
-        });
     }
 
     /// `{:crier_closed, ref, reason, duration_ns, subscribed?}` for the connection's
@@ -119,6 +116,20 @@ impl Reporter for BeamReporter {
             self.relay(close.connection_id).push(Report::Closed(close));
         }
     }
+}
+
+fn send_stopped(listener: &LocalPid) {
+    if rustler::thread::is_scheduler_thread() {
+        // The core only reports this from tokio; a scheduler thread here is a bug, and
+        // send_and_clear would panic, so drop the message instead of the VM.
+        debug_assert!(false, "stopped reported on a scheduler thread");
+        return;
+    }
+    MESSAGE_ENV.with(|env| {
+        let _ = env
+            .borrow_mut()
+            .send_and_clear(listener, |env| atoms::crier_stopped().encode(env));
+    });
 }
 
 /// `{:crier, ref, news}`, what an owner is told.

@@ -48,6 +48,10 @@ pub enum Report {
     },
     /// A counted close, for the `[:crier, :stream, :close]` telemetry event.
     Closed(ExchangeClose),
+    /// The shutdown is over: `:crier_stopped` to the listener, sent by each dispatcher
+    /// behind what it was to tell owners, so the listener (and after it the dispatchers'
+    /// own stop) waits until every owner has been told.
+    Stopped { listener: LocalPid },
 }
 
 /// What a [`Report::Tell`] says.

@@ -95,6 +95,9 @@ fn take<'a>(
                 reason,
             } => handed.push(exit_order(env, pid, exchange, reason)),
             Report::Closed(close) => handed.push(closed_message(env, close)),
+            Report::Stopped { listener } => {
+                let _ = env.send(&listener, atoms::crier_stopped());
+            }
         }
     }
     let left = match taken.left {
