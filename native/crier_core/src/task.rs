@@ -407,8 +407,10 @@ impl<N: Reporter, T: Transport> Task<N, T> {
                 match write_batch(&mut self.socket, &mut out, &stats.writes) {
                     Ok(n) => {
                         if n > 0 {
-                            self.connection.written(n);
+                            // Counted before the queue frees them: a queue seen empty has
+                            // its bytes in the count.
                             stats.bytes_written.add(n as u64);
+                            self.connection.written(n);
                             last_write = Instant::now();
                             stalled_since = None;
                         }
